@@ -1,0 +1,9 @@
+package main
+
+import "example.org/backend/core"
+
+// builtinPlugins lists the built-in plugins, explicitly (no init() magic).
+// The core orders them by their declared dependencies.
+func builtinPlugins() []core.Plugin {
+	return []core.Plugin{}
+}

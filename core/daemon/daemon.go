@@ -1,0 +1,119 @@
+// Package daemon wires the daemon together: host, storage, plugins and the
+// API server, and runs until its context ends (SIGINT/SIGTERM in `backend
+// serve`).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core"
+	"example.org/backend/core/apiserver"
+	"example.org/backend/core/config"
+	sdk "example.org/backend/plugin-sdk"
+)
+
+// Options are what the binary hands to the daemon.
+type Options struct {
+	Config   config.Config
+	Version  string
+	Log      *slog.Logger
+	Builtins []core.Plugin
+	// Ready, when set, is called once the API is served.
+	Ready func(*Daemon)
+}
+
+// Daemon is a running daemon.
+type Daemon struct {
+	Host    *core.Host
+	Plugins *core.Plugins
+	API     *apiserver.Server
+	cfg     config.Config
+}
+
+// Run starts the daemon and blocks until ctx ends, then shuts down cleanly.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg := o.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	host := core.NewHost(log, o.Version)
+	host.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &Daemon{Host: host, cfg: cfg}
+
+	d.Plugins = core.NewPlugins(host, o.Builtins...)
+	if err := d.Plugins.Start(ctx); err != nil {
+		return fmt.Errorf("start plugins: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Plugins.Close(cctx); err != nil {
+			log.Error("closing plugins", "err", err)
+		}
+	}()
+
+	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d})
+	if err := host.API.Register("core", path, h); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	for _, s := range host.API.Services() {
+		mux.Handle(s.Path, s.Handler)
+	}
+	metrics := promhttp.HandlerFor(host.Metrics, promhttp.HandlerOpts{})
+	mux.Handle("/metrics", metrics)
+
+	srv, err := apiserver.Start(apiserver.Options{
+		Socket: cfg.Socket, TCPAddress: cfg.APITCPAddress, TokenFile: cfg.APITokenFile, Log: log,
+	}, mux)
+	if err != nil {
+		return err
+	}
+	d.API = srv
+	var metricsSrv *http.Server
+	if cfg.MetricsAddress != "" {
+		m := http.NewServeMux()
+		m.Handle("/metrics", metrics)
+		metricsSrv = &http.Server{Addr: cfg.MetricsAddress, Handler: m, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener", "addr", cfg.MetricsAddress, "err", err)
+			}
+		}()
+	}
+	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", o.Version, "plugin_protocol", sdk.ProtocolVersion)
+	if o.Ready != nil {
+		o.Ready(d)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-srv.Err():
+		log.Error("api server failed", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(sctx)
+	}
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("api shutdown", "err", err)
+	}
+	return runErr
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core"
+	"example.org/backend/core/config"
+)
+
+// shortDir returns a temp dir with a path short enough for Unix sockets.
+func shortDir(t *testing.T) string {
+	d, err := os.MkdirTemp("/tmp", "bd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type plug struct{}
+
+func (plug) Info() core.PluginInfo {
+	return core.PluginInfo{Name: "P", ImportName: "p", Version: "0.1"}
+}
+
+// start runs a daemon in-process and returns it once ready.
+func start(t *testing.T, mut func(*config.Config)) (*Daemon, config.Config) {
+	t.Helper()
+	dir := shortDir(t)
+	cfg := config.Default(func(string) (string, bool) { return "", false })
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Socket = filepath.Join(dir, "api.sock")
+	cfg.APITokenFile = filepath.Join(dir, "data", "api.token")
+	if mut != nil {
+		mut(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *Daemon, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Builtins: []core.Plugin{plug{}}, Ready: func(d *Daemon) { ready <- d }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon exit: %v", err)
+		}
+		if _, err := os.Stat(cfg.Socket); !os.IsNotExist(err) {
+			t.Errorf("socket left behind after shutdown: %v", err)
+		}
+	})
+	select {
+	case d := <-ready:
+		return d, cfg
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon not ready after 30s")
+	}
+	return nil, cfg
+}
+
+func unixClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}}
+}
+
+func TestStatusAndTriggers(t *testing.T) {
+	d, cfg := start(t, nil)
+	d.Host.Counters.Get(core.CounterPubsubItemsRequests).Add(3)
+	st, err := os.Stat(cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode = %o, want 600", st.Mode().Perm())
+	}
+	c := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
+	res, err := c.Status(context.Background(), connect.NewRequest(&backendv1.StatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Msg.Version != "test" || res.Msg.Counters[core.CounterPubsubItemsRequests] != 3 {
+		t.Errorf("status = %v", res.Msg)
+	}
+	if len(res.Msg.Plugins) != 1 || res.Msg.Plugins[0].Name != "p" || res.Msg.Plugins[0].State != "running" {
+		t.Errorf("plugins = %v", res.Msg.Plugins)
+	}
+	if _, err := c.ListTriggers(context.Background(), connect.NewRequest(&backendv1.ListTriggersRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	// Prometheus metrics on the socket.
+	resp, err := unixClient(cfg.Socket).Get("http://backend/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "backend_pubsub_items_requests_total 3") {
+		t.Errorf("metrics lack the counter:\n%.500s", body)
+	}
+}
+
+func TestEventsStream(t *testing.T) {
+	d, cfg := start(t, nil)
+	c := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := c.Events(ctx, connect.NewRequest(&backendv1.EventsRequest{Profile: "alice"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() || stream.Msg().Type != "stream.started" {
+		t.Fatalf("no stream.started: %v", stream.Err())
+	}
+	d.Host.Events.Publish(core.Event{Type: "session.state", Profile: "bob", Data: map[string]any{"state": "connected"}})
+	d.Host.Events.Publish(core.Event{Type: "session.state", Profile: "alice", Data: map[string]any{"state": "connected"}})
+	if !stream.Receive() {
+		t.Fatal(stream.Err())
+	}
+	ev := stream.Msg()
+	var data map[string]any
+	json.Unmarshal(ev.DataJson, &data)
+	if ev.Profile != "alice" || ev.Type != "session.state" || data["state"] != "connected" {
+		t.Errorf("event = %v (data %v); bob's event must be filtered out", ev, data)
+	}
+}
+
+func TestTCPRequiresToken(t *testing.T) {
+	port := freePort(t)
+	_, cfg := start(t, func(c *config.Config) { c.APITCPAddress = fmt.Sprintf("127.0.0.1:%d", port) })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	c := backendv1connect.NewDaemonServiceClient(http.DefaultClient, base)
+	_, err := c.Status(context.Background(), connect.NewRequest(&backendv1.StatusRequest{}))
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("without token: err = %v, want unauthenticated", err)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("metrics over TCP without token: %d", resp.StatusCode)
+	}
+	st, err := os.Stat(cfg.APITokenFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v mode %v", err, st)
+	}
+	tok, _ := os.ReadFile(cfg.APITokenFile)
+	req := connect.NewRequest(&backendv1.StatusRequest{})
+	req.Header().Set("Authorization", "Bearer wrong"+strings.TrimSpace(string(tok)))
+	if _, err := c.Status(context.Background(), req); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("wrong token: err = %v", err)
+	}
+	req = connect.NewRequest(&backendv1.StatusRequest{})
+	req.Header().Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	if _, err := c.Status(context.Background(), req); err != nil {
+		t.Errorf("with token: %v", err)
+	}
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	_, cfg := start(t, nil)
+	err := Run(context.Background(), Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "another daemon is already running") {
+		t.Fatalf("second daemon: err = %v", err)
+	}
+	// The first one still answers.
+	c := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
+	if _, err := c.Status(context.Background(), connect.NewRequest(&backendv1.StatusRequest{})); err != nil {
+		t.Fatalf("first daemon broken by the second: %v", err)
+	}
+}

@@ -1,0 +1,3 @@
+module example.org/backend/plugin-sdk
+
+go 1.26.8
