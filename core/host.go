@@ -16,6 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"example.org/backend/core/params"
+	"example.org/backend/core/secrets"
+	"example.org/backend/core/storage"
 	"example.org/backend/triggers"
 )
 
@@ -28,8 +31,16 @@ type Host struct {
 	Counters *Counters
 	Events   *Events
 	Metrics  *prometheus.Registry
-	Version  string
-	Started  time.Time
+	// Store is the database (set by the daemon before plugins start).
+	Store *storage.Store
+	// Params is the per-profile parameter registry: plugins declare their
+	// parameters in Init (Params.Declare(name, ...)).
+	Params *params.Registry
+	// Secrets encrypts secret parameters at rest (set by the daemon before
+	// plugins start, from <data_dir>/secret.key).
+	Secrets *secrets.Box
+	Version string
+	Started time.Time
 }
 
 // NewHost builds a host with fresh registries.
@@ -42,6 +53,7 @@ func NewHost(log *slog.Logger, version string) *Host {
 		Counters: NewCounters(reg),
 		Events:   NewEvents(),
 		Metrics:  reg,
+		Params:   params.NewRegistry(),
 		Version:  version,
 		Started:  time.Now(),
 	}

@@ -65,7 +65,7 @@ func (e *env) cli(t *testing.T, args ...string) (stdout, stderr string, code int
 
 // serve starts `backend serve` as a subprocess and waits until the socket
 // answers; it returns the process and how long readiness took.
-func (e *env) serve(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, time.Duration) {
+func (e *env) serve(t *testing.T, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
 	cmd.Env = append(append([]string{}, e.vars...), "BACKEND_TEST_MAIN=1")
@@ -75,15 +75,20 @@ func (e *env) serve(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, tim
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
+		cmd.Process.Kill()
+		<-exited
 	})
 	for {
 		if _, _, code := e.cli(t, "status"); code == exitOK {
-			return cmd, &logs, time.Since(begin)
+			return cmd, exited, &logs, time.Since(begin)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("daemon exited before it was ready (%v); logs:\n%s", cmd.ProcessState, logs.String())
+		default:
 		}
 		if time.Since(begin) > 60*time.Second {
 			t.Fatalf("daemon not ready after 60s; logs:\n%s", logs.String())
@@ -94,7 +99,7 @@ func (e *env) serve(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, tim
 
 func TestServeStatusAndSignal(t *testing.T) {
 	e := newEnv(t)
-	cmd, logs, ready := e.serve(t)
+	cmd, exited, logs, ready := e.serve(t)
 	t.Logf("ready after %v (target: under 1s)", ready)
 
 	out, _, code := e.cli(t, "status", "-o", "json")
@@ -135,8 +140,9 @@ func TestServeStatusAndSignal(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGTERM: %v; logs:\n%s", err, logs)
+	<-exited
+	if !cmd.ProcessState.Success() {
+		t.Fatalf("after SIGTERM: %v; logs:\n%s", cmd.ProcessState, logs)
 	}
 	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
 		t.Errorf("socket still there after SIGTERM: %v", err)
@@ -210,5 +216,21 @@ func TestConfigReference(t *testing.T) {
 	out, _, code := e.cli(t, "config", "reference")
 	if code != exitOK || !strings.Contains(out, "`BACKEND_DATA_DIR`") || !strings.Contains(out, "`api.tcp_address`") {
 		t.Errorf("exit %d, %q", code, out)
+	}
+}
+
+// TestConfigReferenceDocIsCurrent keeps docs/configuration.md equal to what
+// the code generates.
+func TestConfigReferenceDocIsCurrent(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeConfigReference(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, b.Bytes()) {
+		t.Error("docs/configuration.md is stale: run `go run ./cmd/backend config reference > docs/configuration.md`")
 	}
 }

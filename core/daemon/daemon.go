@@ -19,6 +19,7 @@ import (
 	"example.org/backend/core"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
+	"example.org/backend/core/storage"
 	sdk "example.org/backend/plugin-sdk"
 )
 
@@ -40,6 +41,11 @@ type Daemon struct {
 	cfg     config.Config
 }
 
+// StorageConfig is the database part of the daemon configuration.
+func StorageConfig(cfg config.Config) storage.Config {
+	return storage.Config{Driver: cfg.DatabaseDriver, DSN: cfg.DatabaseDSN, DataDir: cfg.DataDir}
+}
+
 // Run starts the daemon and blocks until ctx ends, then shuts down cleanly.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
@@ -53,6 +59,13 @@ func Run(ctx context.Context, o Options) error {
 	host := core.NewHost(log, o.Version)
 	host.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d := &Daemon{Host: host, cfg: cfg}
+
+	store, err := storage.Open(ctx, StorageConfig(cfg), log)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer store.Close()
+	host.Store = store
 
 	d.Plugins = core.NewPlugins(host, o.Builtins...)
 	if err := d.Plugins.Start(ctx); err != nil {

@@ -60,15 +60,18 @@ func start(t *testing.T, mut func(*config.Config)) (*Daemon, config.Config) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *Daemon, 1)
-	done := make(chan error, 1)
+	exited := make(chan struct{})
+	var runErr error
 	go func() {
-		done <- Run(ctx, Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		defer close(exited)
+		runErr = Run(ctx, Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Builtins: []core.Plugin{plug{}}, Ready: func(d *Daemon) { ready <- d }})
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon exit: %v", err)
+		<-exited
+		if runErr != nil {
+			t.Errorf("daemon exit: %v", runErr)
 		}
 		if _, err := os.Stat(cfg.Socket); !os.IsNotExist(err) {
 			t.Errorf("socket left behind after shutdown: %v", err)
@@ -77,8 +80,8 @@ func start(t *testing.T, mut func(*config.Config)) (*Daemon, config.Config) {
 	select {
 	case d := <-ready:
 		return d, cfg
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
+	case <-exited:
+		t.Fatalf("daemon did not start: %v", runErr)
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon not ready after 30s")
 	}
@@ -190,9 +193,18 @@ func TestTCPRequiresToken(t *testing.T) {
 
 func TestSecondDaemonRefused(t *testing.T) {
 	_, cfg := start(t, nil)
-	err := Run(context.Background(), Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Same data directory: the database lock refuses it.
+	err := Run(context.Background(), Options{Config: cfg, Version: "test", Log: quiet})
+	if err == nil || !strings.Contains(err.Error(), "database is in use by another daemon") {
+		t.Fatalf("second daemon on the same database: err = %v", err)
+	}
+	// Another data directory, same socket: the socket lock refuses it.
+	other := cfg
+	other.DataDir = filepath.Join(shortDir(t), "data")
+	err = Run(context.Background(), Options{Config: other, Version: "test", Log: quiet})
 	if err == nil || !strings.Contains(err.Error(), "another daemon is already running") {
-		t.Fatalf("second daemon: err = %v", err)
+		t.Fatalf("second daemon on the same socket: err = %v", err)
 	}
 	// The first one still answers.
 	c := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")

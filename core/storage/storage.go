@@ -1,0 +1,247 @@
+// Package storage opens the daemon's database: it enforces one daemon per
+// database, backs the database up before migrating it, applies the embedded
+// versioned migrations (ent/migrate/migrations) with golang-migrate, and
+// returns an Ent client over the application pool.
+//
+// Two engines are supported: SQLite (mattn/go-sqlite3, the embedded
+// default; build with -tags sqlite_fts5) and PostgreSQL (pgx).
+//
+// Backups: before migrating a non-empty SQLite database, a consistent copy
+// is written with VACUUM INTO to <DataDir>/backups (mode 0600). PostgreSQL
+// databases are not backed up automatically: each migration file runs in
+// one transaction, and operators back up with their usual tools
+// (pg_dump) before upgrading.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "github.com/mattn/go-sqlite3"    // database/sql driver "sqlite3"
+
+	"example.org/backend/ent"
+)
+
+// Driver names accepted in Config.Driver (and reported in Store.Dialect).
+const (
+	DriverSQLite   = dialect.SQLite   // "sqlite3"
+	DriverPostgres = dialect.Postgres // "postgres"
+)
+
+// Default file names inside Config.DataDir.
+const (
+	dbFileName   = "backend.db"
+	lockFileName = "backend.lock"
+	backupDir    = "backups"
+)
+
+// Config says which database to open.
+type Config struct {
+	// Driver is "sqlite3" (default when empty) or "postgres".
+	Driver string
+	// DSN is the PostgreSQL URL or key=value DSN. For sqlite3 it is the path
+	// of the database file; empty means <DataDir>/backend.db.
+	DSN string
+	// DataDir holds the SQLite file, its backups and the lock file. With
+	// sqlite3 and an empty DataDir, the directory of DSN is used.
+	DataDir string
+}
+
+// Store is an open, migrated database.
+type Store struct {
+	// Client is the Ent client over DB.
+	Client *ent.Client
+	// DB is the application pool.
+	DB *sql.DB
+	// Dialect is "sqlite3" or "postgres".
+	Dialect string
+
+	log    *slog.Logger
+	unlock func() error
+}
+
+// ErrLocked is returned (wrapped, with who holds the lock) by Open when
+// another daemon already uses the database.
+var ErrLocked = errors.New("database is in use by another daemon")
+
+// resolved is a Config with defaults applied.
+type resolved struct {
+	driver  string
+	dsn     string // postgres DSN
+	path    string // sqlite file
+	dataDir string
+}
+
+func (c Config) resolve() (resolved, error) {
+	r := resolved{driver: c.Driver, dataDir: c.DataDir}
+	if r.driver == "" {
+		r.driver = DriverSQLite
+	}
+	switch r.driver {
+	case DriverSQLite:
+		r.path = c.DSN
+		if r.path == "" {
+			if c.DataDir == "" {
+				return r, errors.New("storage: sqlite3 needs a data directory or a database path")
+			}
+			r.path = filepath.Join(c.DataDir, dbFileName)
+		}
+		r.path = strings.TrimPrefix(r.path, "file:")
+		if strings.ContainsAny(r.path, "?#") {
+			return r, fmt.Errorf("storage: sqlite3 database path %q must be a plain file path (no URI options)", r.path)
+		}
+		if r.dataDir == "" {
+			r.dataDir = filepath.Dir(r.path)
+		}
+		abs, err := filepath.Abs(r.path)
+		if err != nil {
+			return r, fmt.Errorf("storage: database path: %w", err)
+		}
+		r.path = abs
+	case DriverPostgres:
+		if c.DSN == "" {
+			return r, errors.New("storage: postgres needs a DSN")
+		}
+		r.dsn = c.DSN
+	default:
+		return r, fmt.Errorf("storage: unknown driver %q (want %q or %q)", c.Driver, DriverSQLite, DriverPostgres)
+	}
+	return r, nil
+}
+
+// sqliteAppDSN is the DSN of the application pool: foreign keys on, WAL,
+// a busy timeout, and BEGIN IMMEDIATE for transactions so that concurrent
+// writers queue on the busy timeout instead of failing to upgrade a read
+// lock ("database is locked"). synchronous=NORMAL is safe in WAL mode (no
+// corruption; a power loss may lose the last commits).
+func sqliteAppDSN(path string) string {
+	return "file:" + path + "?_fk=1&_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_synchronous=NORMAL"
+}
+
+// Open locks the database for this daemon, backs it up and migrates it when
+// migrations are pending, and opens the application pool. Close releases
+// everything.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	var s *Store
+	switch r.driver {
+	case DriverSQLite:
+		s, err = openSQLite(ctx, r, log)
+	default:
+		s, err = openPostgres(ctx, r, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, r resolved, log *slog.Logger) (_ *Store, err error) {
+	for _, dir := range []string{r.dataDir, filepath.Dir(r.path)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	unlock, err := lockFile(filepath.Join(r.dataDir, lockFileName), r.path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	// Create the file with mode 0600 before SQLite does (SQLite gives its
+	// -wal and -shm files the mode of the database file).
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create database file: %w", err)
+	}
+	f.Close()
+	if err := os.Chmod(r.path, 0o600); err != nil {
+		return nil, fmt.Errorf("restrict database file mode: %w", err)
+	}
+	if err := migrateSQLite(ctx, r, log); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite3", sqliteAppDSN(r.path))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", r.path, err)
+	}
+	return newStore(db, DriverSQLite, log, unlock), nil
+}
+
+func openPostgres(ctx context.Context, r resolved, log *slog.Logger) (_ *Store, err error) {
+	unlock, err := lockPostgres(ctx, r.dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	if err := migratePostgres(ctx, r, log); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("pgx", r.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return newStore(db, DriverPostgres, log, unlock), nil
+}
+
+func newStore(db *sql.DB, dialectName string, log *slog.Logger, unlock func() error) *Store {
+	drv := entsql.OpenDB(dialectName, db)
+	return &Store{
+		Client:  ent.NewClient(ent.Driver(drv)),
+		DB:      db,
+		Dialect: dialectName,
+		log:     log,
+		unlock:  unlock,
+	}
+}
+
+// Close closes the application pool and releases the daemon lock.
+func (s *Store) Close() error {
+	var errs []error
+	if err := s.Client.Close(); err != nil { // closes DB
+		errs = append(errs, fmt.Errorf("close database: %w", err))
+	}
+	if s.unlock != nil {
+		if err := s.unlock(); err != nil {
+			errs = append(errs, fmt.Errorf("release database lock: %w", err))
+		}
+		s.unlock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// utcStamp formats t for file names.
+func utcStamp(t time.Time) string {
+	return t.UTC().Format("20060102T150405Z")
+}
