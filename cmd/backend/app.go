@@ -55,6 +55,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.eventsCommand(),
 		a.migrateCommand(),
 		a.configCommand(),
+		a.profileCommand(),
 	)
 	for _, c := range root.Commands() {
 		requireSubcommand(c)

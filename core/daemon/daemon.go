@@ -19,6 +19,8 @@ import (
 	"example.org/backend/core"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
+	"example.org/backend/core/profiles"
+	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
 	sdk "example.org/backend/plugin-sdk"
 )
@@ -38,7 +40,10 @@ type Daemon struct {
 	Host    *core.Host
 	Plugins *core.Plugins
 	API     *apiserver.Server
-	cfg     config.Config
+	// Profiles manages profiles and their parameters (the session layer
+	// installs its state lookup with Profiles.SetStateFunc).
+	Profiles *profiles.Service
+	cfg      config.Config
 }
 
 // StorageConfig is the database part of the daemon configuration.
@@ -67,6 +72,15 @@ func Run(ctx context.Context, o Options) error {
 	defer store.Close()
 	host.Store = store
 
+	// Profiles and parameters: the secret key, the core's connection
+	// parameters (declared before plugins declare theirs).
+	if host.Secrets, err = secrets.OpenBox(cfg.DataDir); err != nil {
+		return err
+	}
+	if err := profiles.DeclareConnection(host.Params); err != nil {
+		return err
+	}
+
 	d.Plugins = core.NewPlugins(host, o.Builtins...)
 	if err := d.Plugins.Start(ctx); err != nil {
 		return fmt.Errorf("start plugins: %w", err)
@@ -79,7 +93,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
+	// Every plugin has declared its parameters: check the config's [params].
+	if err := host.Params.CheckConfig(cfg.Params); err != nil {
+		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
+	}
+	d.Profiles = profiles.New(host, cfg.Params)
+
 	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d})
+	if err := host.API.Register("core", path, h); err != nil {
+		return err
+	}
+	path, h = profiles.NewHandler(d.Profiles)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}

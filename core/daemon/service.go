@@ -26,6 +26,15 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 		Counters: h.Counters.Snapshot(),
 		Profiles: []*backendv1.ProfileState{},
 	}
+	if s.d.Profiles != nil {
+		ps, err := s.d.Profiles.List(ctx)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("list profiles: %w", err))
+		}
+		for _, p := range ps {
+			res.Profiles = append(res.Profiles, &backendv1.ProfileState{Name: p.Name, Jid: p.JID, State: p.State})
+		}
+	}
 	for _, p := range s.d.Plugins.Started() {
 		in := p.Info()
 		res.Plugins = append(res.Plugins, &backendv1.PluginState{

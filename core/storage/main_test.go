@@ -60,7 +60,12 @@ var engines = []engine{
 func forEachEngine(t *testing.T, f func(t *testing.T, e engine)) {
 	t.Helper()
 	for _, e := range engines {
-		t.Run(e.name, func(t *testing.T) { f(t, e) })
+		t.Run(e.name, func(t *testing.T) {
+			if e.name == "postgres" {
+				testsvc.Uses(t, "postgres")
+			}
+			f(t, e)
+		})
 	}
 }
 

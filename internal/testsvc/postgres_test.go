@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 
 func TestPostgresNewDatabase(t *testing.T) {
 	RequireOrSkip(t, sharedPGErr)
+	Uses(t, "postgres")
 	ctx := context.Background()
 	if len(sharedPG.Dir) > 60 {
 		t.Errorf("socket directory %q too long for a unix socket path", sharedPG.Dir)

@@ -50,6 +50,7 @@ func devDB(t *testing.T, dialectName string) *sql.DB {
 		}
 	case "postgres":
 		testsvc.RequireOrSkip(t, sharedPGErr)
+		testsvc.Uses(t, "postgres")
 		var dsn string
 		if dsn, err = sharedPG.NewDatabase(context.Background(), t.Name()); err == nil {
 			db, err = sql.Open("pgx", dsn)
