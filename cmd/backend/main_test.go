@@ -234,3 +234,45 @@ func TestConfigReferenceDocIsCurrent(t *testing.T) {
 		t.Error("docs/configuration.md is stale: run `go run ./cmd/backend config reference > docs/configuration.md`")
 	}
 }
+
+// TestMigrateStatusWithoutDaemon reads the migration state of a database
+// that does not exist yet, then of one a daemon created, with no daemon
+// running.
+func TestMigrateStatusWithoutDaemon(t *testing.T) {
+	e := newEnv(t)
+	type status struct {
+		Driver  string   `json:"driver"`
+		Current uint     `json:"current"`
+		Head    uint     `json:"head"`
+		Dirty   bool     `json:"dirty"`
+		Applied []string `json:"applied"`
+		Pending []string `json:"pending"`
+	}
+	read := func() status {
+		t.Helper()
+		out, stderr, code := e.cli(t, "migrate", "status", "-o", "json")
+		if code != exitOK {
+			t.Fatalf("migrate status: exit %d, %s%s", code, out, stderr)
+		}
+		var s status
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		return s
+	}
+	before := read()
+	if before.Driver != "sqlite3" || before.Current != 0 || before.Head == 0 || len(before.Pending) < 2 || len(before.Applied) != 0 {
+		t.Errorf("fresh: %+v", before)
+	}
+	cmd, exited, _, _ := e.serve(t)
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	after := read()
+	if after.Current != after.Head || after.Dirty || len(after.Pending) != 0 || len(after.Applied) != len(before.Pending) {
+		t.Errorf("after serve: %+v", after)
+	}
+	st, err := os.Stat(filepath.Join(e.dir, "data", "backend", "backend.db"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("database file: %v %v", err, st)
+	}
+}
