@@ -31,6 +31,9 @@ type Host struct {
 	Counters *Counters
 	Events   *Events
 	Metrics  *prometheus.Registry
+	// Sessions gives access to the profiles' XMPP sessions (set by the
+	// daemon before plugins start).
+	Sessions Sessions
 	// Store is the database (set by the daemon before plugins start).
 	Store *storage.Store
 	// Params is the per-profile parameter registry: plugins declare their

@@ -145,7 +145,9 @@ type ProfileState struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Jid   string                 `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
 	// "disconnected", "connecting", "connected", "reconnecting" ...
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// IQs sent by this profile's sessions since the daemon started.
+	IqsSent       int64 `protobuf:"varint,4,opt,name=iqs_sent,json=iqsSent,proto3" json:"iqs_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +201,13 @@ func (x *ProfileState) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *ProfileState) GetIqsSent() int64 {
+	if x != nil {
+		return x.IqsSent
+	}
+	return 0
 }
 
 type PluginState struct {
@@ -620,11 +629,12 @@ const file_backend_v1_daemon_proto_rawDesc = "" +
 	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"e\n" +
 	"\fProfileState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"w\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x19\n" +
+	"\biqs_sent\x18\x04 \x01(\x03R\aiqsSent\"w\n" +
 	"\vPluginState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +

@@ -43,9 +43,10 @@ type statusJSON struct {
 }
 
 type profileState struct {
-	Name  string `json:"name"`
-	JID   string `json:"jid"`
-	State string `json:"state"`
+	Name    string `json:"name"`
+	JID     string `json:"jid"`
+	State   string `json:"state"`
+	IQsSent int64  `json:"iqs_sent"`
 }
 
 type pluginState struct {
@@ -61,7 +62,7 @@ func (a *app) printStatus(m *backendv1.StatusResponse) error {
 		out.Counters = map[string]int64{}
 	}
 	for _, p := range m.GetProfiles() {
-		out.Profiles = append(out.Profiles, profileState{Name: p.GetName(), JID: p.GetJid(), State: p.GetState()})
+		out.Profiles = append(out.Profiles, profileState{Name: p.GetName(), JID: p.GetJid(), State: p.GetState(), IQsSent: p.GetIqsSent()})
 	}
 	for _, p := range m.GetPlugins() {
 		ps := pluginState{Name: p.GetName(), Version: p.GetVersion(), State: p.GetState()}
@@ -76,9 +77,9 @@ func (a *app) printStatus(m *backendv1.StatusResponse) error {
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(w, "version\t%s\nuptime\t%s\n", out.Version, time.Duration(out.UptimeS)*time.Second)
-	fmt.Fprintf(w, "\nPROFILE\tJID\tSTATE\n")
+	fmt.Fprintf(w, "\nPROFILE\tJID\tSTATE\tIQS SENT\n")
 	for _, p := range out.Profiles {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", p.Name, p.JID, p.State)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", p.Name, p.JID, p.State, p.IQsSent)
 	}
 	fmt.Fprintf(w, "\nPLUGIN\tVERSION\tSTATE\tPID\n")
 	for _, p := range out.Plugins {

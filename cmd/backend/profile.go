@@ -91,7 +91,8 @@ command line: use --password-file, --password-env, or 'profile set NAME KEY -'
 with the value on stdin.`,
 	}
 	cmd.AddCommand(a.profileCreateCommand(), a.profileListCommand(), a.profileShowCommand(),
-		a.profileDeleteCommand(), a.profileParamsCommand(), a.profileGetCommand(), a.profileSetCommand())
+		a.profileDeleteCommand(), a.profileParamsCommand(), a.profileGetCommand(), a.profileSetCommand(),
+		a.profileConnectCommand(), a.profileDisconnectCommand())
 	return cmd
 }
 

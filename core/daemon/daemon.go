@@ -19,6 +19,7 @@ import (
 	"example.org/backend/core"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
+	"example.org/backend/core/connections"
 	"example.org/backend/core/profiles"
 	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
@@ -31,6 +32,8 @@ type Options struct {
 	Version  string
 	Log      *slog.Logger
 	Builtins []core.Plugin
+	// Sessions tunes the XMPP sessions (zero: production defaults).
+	Sessions connections.Options
 	// Ready, when set, is called once the API is served.
 	Ready func(*Daemon)
 }
@@ -43,6 +46,8 @@ type Daemon struct {
 	// Profiles manages profiles and their parameters (the session layer
 	// installs its state lookup with Profiles.SetStateFunc).
 	Profiles *profiles.Service
+	// Sessions keeps the profiles' XMPP sessions.
+	Sessions *connections.Manager
 	cfg      config.Config
 }
 
@@ -81,13 +86,20 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	d.Profiles = profiles.New(host, cfg.Params)
 	d.Plugins = core.NewPlugins(host, o.Builtins...)
+	d.Sessions = connections.New(host, d.Profiles, d.Plugins, o.Sessions)
+	host.Sessions = d.Sessions
+
 	if err := d.Plugins.Start(ctx); err != nil {
 		return fmt.Errorf("start plugins: %w", err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if err := d.Sessions.Close(cctx); err != nil {
+			log.Warn("closing sessions", "err", err)
+		}
 		if err := d.Plugins.Close(cctx); err != nil {
 			log.Error("closing plugins", "err", err)
 		}
@@ -97,13 +109,16 @@ func Run(ctx context.Context, o Options) error {
 	if err := host.Params.CheckConfig(cfg.Params); err != nil {
 		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
 	}
-	d.Profiles = profiles.New(host, cfg.Params)
 
 	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d})
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
 	path, h = profiles.NewHandler(d.Profiles)
+	if err := host.API.Register("core", path, h); err != nil {
+		return err
+	}
+	path, h = connections.NewHandler(d.Sessions)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
@@ -133,6 +148,7 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", o.Version, "plugin_protocol", sdk.ProtocolVersion)
+	d.Sessions.Autoconnect(ctx)
 	if o.Ready != nil {
 		o.Ready(d)
 	}

@@ -31,8 +31,14 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("list profiles: %w", err))
 		}
+		iqs := s.d.Sessions.IQsSent()
+		var total int64
+		for _, n := range iqs {
+			total += n
+		}
+		res.Counters[core.CounterIQSent] = total
 		for _, p := range ps {
-			res.Profiles = append(res.Profiles, &backendv1.ProfileState{Name: p.Name, Jid: p.JID, State: p.State})
+			res.Profiles = append(res.Profiles, &backendv1.ProfileState{Name: p.Name, Jid: p.JID, State: p.State, IqsSent: iqs[p.Name]})
 		}
 	}
 	for _, p := range s.d.Plugins.Started() {

@@ -115,6 +115,9 @@ type Service struct {
 	config map[string]string
 	log    *slog.Logger
 	state  atomic.Pointer[StateFunc]
+	// beforeDelete runs before a profile is deleted (the session layer
+	// closes the profile's session there).
+	beforeDelete atomic.Pointer[func(ctx context.Context, name string)]
 }
 
 // New returns the service over the host's store, parameter registry,
@@ -131,6 +134,11 @@ func New(h *core.Host, config map[string]string) *Service {
 	}
 	return &Service{store: h.Store, reg: h.Params, box: h.Secrets, bus: h.Bus, events: h.Events, config: cfg,
 		log: log.With("component", "profiles")}
+}
+
+// SetBeforeDelete installs f, run before a profile is deleted.
+func (s *Service) SetBeforeDelete(f func(ctx context.Context, name string)) {
+	s.beforeDelete.Store(&f)
 }
 
 // SetStateFunc installs the session layer's state lookup (nil restores
@@ -334,6 +342,12 @@ func (s *Service) find(ctx context.Context, c *ent.Client, name string) (*ent.Pr
 
 // Delete deletes a profile and, by cascade, everything it owns.
 func (s *Service) Delete(ctx context.Context, name string) error {
+	if _, err := s.Profile(ctx, name); err != nil {
+		return err
+	}
+	if f := s.beforeDelete.Load(); f != nil {
+		(*f)(ctx, name)
+	}
 	err := s.store.WithTx(ctx, func(tx *ent.Tx) error {
 		p, err := s.find(ctx, tx.Client(), name)
 		if err != nil {

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+
+	"gosrc.io/xmpp/stanza"
+)
+
+// SendIQ sends an IQ get or set and waits for its answer, until ctx ends
+// (no other timeout applies). An empty id is filled in. The answer must
+// come from the request's 'to' (or, when 'to' is empty or the own bare
+// JID, from the server on the account's behalf: no 'from', the bare JID,
+// the full JID or the domain); answers from anyone else are dropped. A
+// type="error" answer returns an *IQError; a stream that ends first
+// returns ErrDisconnected; without a stream, ErrNotConnected.
+func (s *Session) SendIQ(ctx context.Context, iq *stanza.IQ) (*stanza.IQ, error) {
+	if iq == nil {
+		return nil, errors.New("send iq: nil iq")
+	}
+	if iq.Type != stanza.IQTypeGet && iq.Type != stanza.IQTypeSet {
+		return nil, fmt.Errorf("send iq: type %q, want get or set", iq.Type)
+	}
+	c := s.current()
+	if c == nil {
+		return nil, ErrNotConnected
+	}
+	if iq.Id == "" {
+		iq.Id = s.newID()
+	}
+	iq.XMLName = xml.Name{Local: "iq"}
+	data, err := xml.Marshal(iq)
+	if err != nil {
+		return nil, fmt.Errorf("send iq: encode: %w", err)
+	}
+	return s.sendIQ(ctx, c, iq.Id, iq.To, data, true)
+}
+
+// SendIQRaw sends an IQ of type typ ("get" or "set") to 'to' ("" for the
+// own account) with payloadXML as its child, verbatim (it must be
+// well-formed XML; namespaces are the caller's), and waits like SendIQ.
+// The answer is decoded with the stanza package's type registry, so a
+// payload type registered there (e.g. a raw-capturing pubsub type) gets
+// the server's exact bytes.
+func (s *Session) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
+	if typ != string(stanza.IQTypeGet) && typ != string(stanza.IQTypeSet) {
+		return nil, fmt.Errorf("send iq: type %q, want get or set", typ)
+	}
+	if err := checkWellFormed(payloadXML); err != nil {
+		return nil, fmt.Errorf("send iq: payload: %w", err)
+	}
+	c := s.current()
+	if c == nil {
+		return nil, ErrNotConnected
+	}
+	id := s.newID()
+	return s.sendIQ(ctx, c, id, to, []byte(iqXML(typ, id, to, payloadXML)), true)
+}
+
+// sendIQ registers the request, writes it and waits for the answer.
+func (s *Session) sendIQ(ctx context.Context, c *conn, id, to string, data []byte, count bool) (*stanza.IQ, error) {
+	p, err := s.tracker.register(id, to)
+	if err != nil {
+		return nil, err
+	}
+	defer s.tracker.forget(id, p)
+	if err := c.write(ctx, data); err != nil {
+		return nil, fmt.Errorf("send iq %s: %w", id, err)
+	}
+	if count {
+		s.iqsSent.Add(1)
+	}
+	select {
+	case res := <-p.reply:
+		return iqAnswer(res)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("iq %s to %q: %w", id, to, ctx.Err())
+	case <-c.done:
+		select {
+		case res := <-p.reply: // answered just before the end
+			return iqAnswer(res)
+		default:
+			return nil, fmt.Errorf("iq %s to %q: %w", id, to, ErrDisconnected)
+		}
+	}
+}
+
+// iqAnswer turns an error answer into an *IQError.
+func iqAnswer(res *stanza.IQ) (*stanza.IQ, error) {
+	if res.Type == stanza.IQTypeError {
+		return nil, newIQError(res)
+	}
+	return res, nil
+}
+
+// Send sends a stanza (message, presence, or an IQ whose answer the caller
+// does not wait for) encoded by encoding/xml.
+func (s *Session) Send(ctx context.Context, p stanza.Packet) error {
+	data, err := xml.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("send %s: encode: %w", p.Name(), err)
+	}
+	return s.write(ctx, data)
+}
+
+// SendRaw sends serialised XML verbatim (one or more complete top-level
+// elements). It is checked for well-formedness first, since a malformed
+// element would make the server close the stream.
+func (s *Session) SendRaw(ctx context.Context, rawXML string) error {
+	if err := checkWellFormed(rawXML); err != nil {
+		return fmt.Errorf("send raw xml: %w", err)
+	}
+	return s.write(ctx, []byte(rawXML))
+}
+
+func (s *Session) write(ctx context.Context, data []byte) error {
+	c := s.current()
+	if c == nil {
+		return ErrNotConnected
+	}
+	return c.write(ctx, data)
+}
+
+// checkWellFormed reports whether s is a sequence of complete,
+// well-formed XML elements (and character data), without a declaration.
+func checkWellFormed(s string) error {
+	dec := xml.NewDecoder(bytes.NewReader([]byte(s)))
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if depth != 0 {
+				return errors.New("unclosed element")
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("malformed xml: %w", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth < 0 {
+				return errors.New("unbalanced end element")
+			}
+		case xml.ProcInst:
+			return errors.New("processing instructions are not allowed")
+		case xml.Directive:
+			return errors.New("directives are not allowed")
+		case xml.CharData:
+			_ = tok
+		}
+	}
+}
