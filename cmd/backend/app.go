@@ -56,6 +56,9 @@ func (a *app) rootCommand() *cobra.Command {
 		a.migrateCommand(),
 		a.configCommand(),
 		a.profileCommand(),
+		a.pluginsCommand(),
+		a.pluginServeCommand(),
+		a.pubsubCommand(),
 	)
 	for _, c := range root.Commands() {
 		requireSubcommand(c)

@@ -44,6 +44,8 @@ type Config struct {
 	DatabaseDSN string
 	// PluginDirs lists directories searched for third-party plugin executables (plugins.dirs).
 	PluginDirs []string
+	// PluginPins are "NAME=SHA256" pins of third-party plugin executables (plugins.pins).
+	PluginPins []string
 	// Params holds daemon-wide defaults of per-profile parameters ("category.name" → raw text).
 	Params map[string]string
 	// File is the configuration file that was read ("" when none).
@@ -146,7 +148,10 @@ var Keys = func() []Key {
 		func(c *Config) *string { return &c.DatabaseDSN })
 	g, s := list(func(c *Config) *[]string { return &c.PluginDirs })
 	ks = append(ks, mk("plugins.dirs", "list", "[\"<data_dir>/plugins\"]",
-		"Directories searched for third-party plugin executables (environment: paths separated by ':').", g, s))
+		"Directories searched for third-party plugin executables named backend-plugin-NAME (environment: paths separated by ':').", g, s))
+	g, s = list(func(c *Config) *[]string { return &c.PluginPins })
+	ks = append(ks, mk("plugins.pins", "list", "[]",
+		"Optional sha256 pins of third-party plugins, as \"NAME=HEX\": a plugin whose executable differs is refused (environment: entries separated by ':').", g, s))
 	return ks
 }()
 

@@ -32,6 +32,9 @@ type Options struct {
 	Version  string
 	Log      *slog.Logger
 	Builtins []core.Plugin
+	// FirstParty are the first-party external plugins, served out of
+	// process by re-executing this binary with PluginSubcommand.
+	FirstParty map[string]*sdk.Plugin
 	// Sessions tunes the XMPP sessions (zero: production defaults).
 	Sessions connections.Options
 	// Ready, when set, is called once the API is served.
@@ -48,6 +51,7 @@ type Daemon struct {
 	Profiles *profiles.Service
 	// Sessions keeps the profiles' XMPP sessions.
 	Sessions *connections.Manager
+	external *externalPlugins
 	cfg      config.Config
 }
 
@@ -105,8 +109,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
+	// External plugins: first-party ones re-executed from this binary,
+	// third-party ones from the plugin directories.
+	ext, err := startExternalPlugins(ctx, d, o.FirstParty)
+	if err != nil {
+		return err
+	}
+	d.external = ext
+	defer ext.close()
+
 	// Every plugin has declared its parameters: check the config's [params].
-	if err := host.Params.CheckConfig(cfg.Params); err != nil {
+	if err := host.Params.CheckConfig(ext.configToCheck(cfg.Params)); err != nil {
 		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
 	}
 
@@ -119,6 +132,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	path, h = connections.NewHandler(d.Sessions)
+	if err := host.API.Register("core", path, h); err != nil {
+		return err
+	}
+	path, h = newPluginHandler(ext)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}

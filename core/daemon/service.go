@@ -47,6 +47,13 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 			Name: in.ImportName, Version: in.Version, State: "running", Kind: "builtin",
 		})
 	}
+	if s.d.external != nil {
+		for _, p := range s.d.external.status() {
+			res.Plugins = append(res.Plugins, &backendv1.PluginState{
+				Name: p.Name, Version: p.Version, State: p.State, Pid: p.Pid, Kind: "external",
+			})
+		}
+	}
 	return connect.NewResponse(res), nil
 }
 

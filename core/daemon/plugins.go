@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/params"
+	"example.org/backend/core/pluginhost"
+	"example.org/backend/core/profiles"
+	sdk "example.org/backend/plugin-sdk"
+	"example.org/backend/plugin-sdk/host"
+	"example.org/backend/triggers"
+)
+
+// PluginSubcommand is the hidden subcommand through which the daemon
+// binary re-executes itself to serve a first-party plugin.
+const PluginSubcommand = "__plugin"
+
+// externalPlugins supervises the plugin processes and keeps each informed
+// of the profiles' parameter values.
+type externalPlugins struct {
+	d   *Daemon
+	sup *pluginhost.Supervisor
+	log *slog.Logger
+}
+
+// startExternalPlugins starts the first-party plugins (re-executing this
+// binary) and the third-party ones found in the plugin directories. Each
+// plugin's parameters are declared in the registry when it starts, and it
+// receives every profile's values then and after each change.
+func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]*sdk.Plugin) (*externalPlugins, error) {
+	log := d.Host.Log.With("component", "plugins")
+	specs := pluginhost.BuiltinSpecs(PluginSubcommand, firstParty)
+	pins, err := parsePins(d.cfg.PluginPins)
+	if err != nil {
+		return nil, err
+	}
+	third, err := pluginhost.Discover(d.cfg.PluginDirs, pins, log)
+	if err != nil {
+		return nil, fmt.Errorf("discover plugins: %w", err)
+	}
+	for _, s := range third {
+		if _, clash := firstParty[s.Name]; clash {
+			log.Warn("third-party plugin ignored: a first-party plugin has its name", "plugin", s.Name)
+			continue
+		}
+		specs = append(specs, s)
+	}
+	ep := &externalPlugins{d: d, log: log}
+	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart})
+	if err != nil {
+		return nil, err
+	}
+	if err := ep.sup.Start(ctx); err != nil {
+		ep.sup.Close()
+		return nil, err
+	}
+	if _, err := d.Host.Bus.Attach("plugins", triggers.Observe(profiles.ParamChanged, triggers.PriorityDefault, ep.paramChanged)); err != nil {
+		ep.sup.Close()
+		return nil, err
+	}
+	return ep, nil
+}
+
+// parsePins reads plugins.pins entries "NAME=SHA256".
+func parsePins(entries []string) (map[string]string, error) {
+	pins := map[string]string{}
+	for _, e := range entries {
+		name, sum, ok := strings.Cut(e, "=")
+		if !ok || name == "" || len(sum) != 64 {
+			return nil, fmt.Errorf("plugins.pins: %q is not NAME=SHA256 (64 hex digits)", e)
+		}
+		pins[name] = strings.ToLower(sum)
+	}
+	return pins, nil
+}
+
+// onStart runs after each (re)start of a plugin: it declares the plugin's
+// parameters and sends it every profile's values.
+func (ep *externalPlugins) onStart(ctx context.Context, name string, c *host.Client, desc host.Description) error {
+	decls := make([]params.Decl, 0, len(desc.Params))
+	for _, p := range desc.Params {
+		decls = append(decls, params.Decl{
+			Category: p.Category, Name: p.Name, Type: params.Type(p.Type), Default: p.Default,
+			Min: p.Min, Max: p.Max, Choices: p.Choices, Help: p.Help, NeedsReconnect: p.NeedsReconnect,
+		})
+	}
+	if err := ep.d.Host.Params.Declare(name, decls...); err != nil {
+		return fmt.Errorf("declare parameters of plugin %s: %w", name, err)
+	}
+	if len(decls) == 0 {
+		return nil
+	}
+	list, err := ep.d.Profiles.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list profiles: %w", err)
+	}
+	for _, p := range list {
+		if err := ep.configure(ctx, name, c, p.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// configure sends the values of plugin's parameters for one profile.
+func (ep *externalPlugins) configure(ctx context.Context, plugin string, c *host.Client, profile string) error {
+	resolved, err := ep.d.Profiles.Params(ctx, profile)
+	if err != nil {
+		return fmt.Errorf("parameters of profile %s: %w", profile, err)
+	}
+	values := map[string]string{}
+	for _, r := range resolved {
+		if r.Decl.Owner != plugin {
+			continue
+		}
+		v := r.Value
+		if r.Decl.Secret() {
+			if v, err = ep.d.Profiles.Secret(ctx, profile, r.Decl.Key()); err != nil {
+				ep.log.Warn("secret parameter unavailable for plugin", "plugin", plugin, "profile", profile, "key", r.Decl.Key(), "err", err)
+				continue
+			}
+		}
+		values[r.Decl.Key()] = v
+	}
+	if err := c.Configure(ctx, profile, values); err != nil {
+		return fmt.Errorf("configure plugin %s for profile %s: %w", plugin, profile, err)
+	}
+	return nil
+}
+
+// paramChanged re-sends a plugin's values for the profile whose parameter
+// of that plugin changed.
+func (ep *externalPlugins) paramChanged(ctx context.Context, ch profiles.ParamChange) error {
+	decl, ok := ep.d.Host.Params.Lookup(ch.Key)
+	if !ok {
+		return nil
+	}
+	c, err := ep.sup.Client(decl.Owner)
+	if err != nil {
+		if errors.Is(err, pluginhost.ErrUnknownPlugin) {
+			return nil // a parameter of the core or of a built-in plugin
+		}
+		return err // down: it gets every value when it starts again
+	}
+	return ep.configure(ctx, decl.Owner, c, ch.Profile)
+}
+
+func (ep *externalPlugins) close() { ep.sup.Close() }
+
+// status lists the plugins for the API.
+func (ep *externalPlugins) status() []*backendv1.ExternalPlugin {
+	var out []*backendv1.ExternalPlugin
+	for _, s := range ep.sup.Plugins() {
+		out = append(out, pluginMessage(s))
+	}
+	return out
+}
+
+func pluginMessage(s pluginhost.Status) *backendv1.ExternalPlugin {
+	return &backendv1.ExternalPlugin{
+		Name: s.Name, Version: s.Version, State: string(s.State), Pid: int64(s.PID),
+		Analysers: append([]string{}, s.Analysers...), Restarts: int64(s.Restarts),
+		FirstParty: s.FirstParty, LastError: s.LastError,
+	}
+}
+
+// pluginService implements backend.v1.PluginService.
+type pluginService struct{ ep *externalPlugins }
+
+func newPluginHandler(ep *externalPlugins) (string, http.Handler) {
+	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep})
+}
+
+func (s *pluginService) List(ctx context.Context, _ *connect.Request[backendv1.ListPluginsRequest]) (*connect.Response[backendv1.ListPluginsResponse], error) {
+	return connect.NewResponse(&backendv1.ListPluginsResponse{Plugins: s.ep.status()}), nil
+}
+
+func (s *pluginService) Restart(ctx context.Context, req *connect.Request[backendv1.RestartPluginRequest]) (*connect.Response[backendv1.RestartPluginResponse], error) {
+	name := req.Msg.GetName()
+	if err := s.ep.sup.Restart(ctx, name); err != nil {
+		if errors.Is(err, pluginhost.ErrUnknownPlugin) {
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("no plugin called %q (see `backend plugins list`)", name))
+		}
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	for _, st := range s.ep.sup.Plugins() {
+		if st.Name == name {
+			return connect.NewResponse(&backendv1.RestartPluginResponse{Plugin: pluginMessage(st)}), nil
+		}
+	}
+	return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("no plugin called %q", name))
+}
+
+// configToCheck leaves out of the [params] check the keys of plugins that
+// are not running (their declarations are unknown until they start), with a
+// warning.
+func (ep *externalPlugins) configToCheck(config map[string]string) map[string]string {
+	down := map[string]bool{}
+	for _, s := range ep.sup.Plugins() {
+		if s.State != pluginhost.StateRunning {
+			down[s.Name] = true
+		}
+	}
+	out := make(map[string]string, len(config))
+	for k, v := range config {
+		cat, _, _ := strings.Cut(k, ".")
+		if _, known := ep.d.Host.Params.Lookup(k); !known && down[cat] {
+			ep.log.Warn("config key of a plugin that is not running: not checked", "key", "params."+k, "plugin", cat)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
