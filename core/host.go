@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"example.org/backend/core/analysers"
 	"example.org/backend/core/params"
 	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
@@ -34,6 +35,9 @@ type Host struct {
 	// Sessions gives access to the profiles' XMPP sessions (set by the
 	// daemon before plugins start).
 	Sessions Sessions
+	// Analysers is the analyser/parser registry (set by the daemon before
+	// plugins start).
+	Analysers *analysers.Registry
 	// Store is the database (set by the daemon before plugins start).
 	Store *storage.Store
 	// Params is the per-profile parameter registry: plugins declare their

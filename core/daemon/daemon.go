@@ -17,6 +17,7 @@ import (
 
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
+	"example.org/backend/core/analysers"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
 	"example.org/backend/core/connections"
@@ -80,6 +81,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer store.Close()
 	host.Store = store
+	if host.Analysers, err = analysers.Open(ctx, store, log); err != nil {
+		return err
+	}
 
 	// Profiles and parameters: the secret key, the core's connection
 	// parameters (declared before plugins declare theirs).

@@ -20,6 +20,7 @@ import (
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
 	"example.org/backend/core/config"
+	sdk "example.org/backend/plugin-sdk"
 )
 
 // shortDir returns a temp dir with a path short enough for Unix sockets.
@@ -47,8 +48,14 @@ func (plug) Info() core.PluginInfo {
 	return core.PluginInfo{Name: "P", ImportName: "p", Version: "0.1"}
 }
 
+type startOption func(*Options)
+
+func withFirstParty(m map[string]*sdk.Plugin) startOption {
+	return func(o *Options) { o.FirstParty = m }
+}
+
 // start runs a daemon in-process and returns it once ready.
-func start(t *testing.T, mut func(*config.Config)) (*Daemon, config.Config) {
+func start(t *testing.T, mut func(*config.Config), opts ...startOption) (*Daemon, config.Config) {
 	t.Helper()
 	dir := shortDir(t)
 	cfg := config.Default(func(string) (string, bool) { return "", false })
@@ -64,8 +71,12 @@ func start(t *testing.T, mut func(*config.Config)) (*Daemon, config.Config) {
 	var runErr error
 	go func() {
 		defer close(exited)
-		runErr = Run(ctx, Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Builtins: []core.Plugin{plug{}}, Ready: func(d *Daemon) { ready <- d }})
+		o := Options{Config: cfg, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Builtins: []core.Plugin{plug{}}, Ready: func(d *Daemon) { ready <- d }}
+		for _, f := range opts {
+			f(&o)
+		}
+		runErr = Run(ctx, o)
 	}()
 	t.Cleanup(func() {
 		cancel()

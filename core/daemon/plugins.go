@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/analysers"
 	"example.org/backend/core/params"
 	"example.org/backend/core/pluginhost"
 	"example.org/backend/core/profiles"
@@ -63,6 +65,18 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		ep.sup.Close()
 		return nil, err
 	}
+	// Analysers of plugins that are no longer installed are forgotten;
+	// those of installed plugins that are down stay known (parse pending).
+	installed := ep.sup.Names()
+	for _, owner := range d.Host.Analysers.Owners() {
+		if !slices.Contains(installed, owner) {
+			if err := d.Host.Analysers.Remove(ctx, owner); err != nil {
+				ep.sup.Close()
+				return nil, err
+			}
+			log.Info("analysers of a removed plugin forgotten", "plugin", owner)
+		}
+	}
 	if _, err := d.Host.Bus.Attach("plugins", triggers.Observe(profiles.ParamChanged, triggers.PriorityDefault, ep.paramChanged)); err != nil {
 		ep.sup.Close()
 		return nil, err
@@ -95,6 +109,9 @@ func (ep *externalPlugins) onStart(ctx context.Context, name string, c *host.Cli
 	}
 	if err := ep.d.Host.Params.Declare(name, decls...); err != nil {
 		return fmt.Errorf("declare parameters of plugin %s: %w", name, err)
+	}
+	if err := ep.d.Host.Analysers.Declare(ctx, name, desc.Analysers, supervised{ep.sup, name}); err != nil {
+		return fmt.Errorf("declare analysers of plugin %s: %w", name, err)
 	}
 	if len(decls) == 0 {
 		return nil
@@ -155,6 +172,46 @@ func (ep *externalPlugins) paramChanged(ctx context.Context, ch profiles.ParamCh
 }
 
 func (ep *externalPlugins) close() { ep.sup.Close() }
+
+// supervised is the analysers.Provider of a supervised plugin: each call
+// goes to the plugin's current process, and fails with
+// analysers.ErrProviderDown while it is down.
+type supervised struct {
+	sup  *pluginhost.Supervisor
+	name string
+}
+
+func (s supervised) client() (*host.Client, error) {
+	c, err := s.sup.Client(s.name)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w: %w", s.name, analysers.ErrProviderDown, err)
+	}
+	return c, nil
+}
+
+func (s supervised) Parse(ctx context.Context, req sdk.ParseRequest) ([]sdk.ParseResult, error) {
+	c, err := s.client()
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Parse(ctx, req)
+	if errors.Is(err, host.ErrPluginDown) {
+		err = fmt.Errorf("%w: %w", analysers.ErrProviderDown, err)
+	}
+	return res, err
+}
+
+func (s supervised) Match(ctx context.Context, req sdk.MatchRequest) (sdk.MatchResult, error) {
+	c, err := s.client()
+	if err != nil {
+		return sdk.MatchResult{}, err
+	}
+	res, err := c.Match(ctx, req)
+	if errors.Is(err, host.ErrPluginDown) {
+		err = fmt.Errorf("%w: %w", analysers.ErrProviderDown, err)
+	}
+	return res, err
+}
 
 // status lists the plugins for the API.
 func (ep *externalPlugins) status() []*backendv1.ExternalPlugin {
