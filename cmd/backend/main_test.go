@@ -21,7 +21,9 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	servers.StopAll()
+	os.Exit(code)
 }
 
 // env is an isolated environment: HOME, XDG dirs and the socket in a short

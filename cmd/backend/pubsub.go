@@ -1,8 +1,471 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/plugins/xep0060"
+)
+
+// pubsub is the PubSubService client, with message limits raised for large
+// items answers (see xep0060.MaxMessageBytes).
+func (c *conn) pubsub() backendv1connect.PubSubServiceClient {
+	opts := append([]connect.ClientOption{
+		connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes),
+	}, c.opts...)
+	return backendv1connect.NewPubSubServiceClient(c.http, c.baseURL, opts...)
+}
 
 // pubsubCommand is the `backend pubsub …` group (DESIGN §9).
 func (a *app) pubsubCommand() *cobra.Command {
-	return &cobra.Command{Use: "pubsub", Short: "XEP-0060 publish-subscribe"}
+	cmd := &cobra.Command{
+		Use:   "pubsub",
+		Short: "XEP-0060 publish-subscribe",
+		Long: `XEP-0060 publish-subscribe through the daemon. Without -s, the profile's own
+PEP service (its bare JID) is used.`,
+	}
+	node := &cobra.Command{Use: "node", Short: "Create, delete, purge or configure nodes"}
+	node.AddCommand(
+		a.pubsubNodeCommand("create", "Create a node (with --option VAR=VALUE as its configuration)"),
+		a.pubsubNodeCommand("delete", "Delete a node"),
+		a.pubsubNodeCommand("purge", "Remove every item of a node"),
+		a.pubsubNodeCommand("config", "Show a node's configuration form, or submit --option VAR=VALUE fields"),
+	)
+	cmd.AddCommand(
+		a.pubsubItemsCommand(),
+		a.pubsubPublishCommand(),
+		a.pubsubRetractCommand(),
+		a.pubsubSubscribeCommand("subscribe", "Subscribe the profile to a node"),
+		a.pubsubSubscribeCommand("unsubscribe", "Unsubscribe the profile from a node"),
+		a.pubsubSubscriptionsCommand(),
+		node,
+	)
+	return cmd
+}
+
+// target holds -p, -s and -n.
+type target struct{ profile, service, node string }
+
+func (t *target) flags(cmd *cobra.Command, nodeRequired bool) {
+	f := cmd.Flags()
+	f.StringVarP(&t.profile, "profile", "p", "", "profile (required)")
+	f.StringVarP(&t.service, "service", "s", "", "pubsub service JID (default: the profile's own PEP service)")
+	nodeHelp := "node"
+	if nodeRequired {
+		nodeHelp += " (required)"
+	}
+	f.StringVarP(&t.node, "node", "n", "", nodeHelp)
+	cmd.MarkFlagRequired("profile")
+	if nodeRequired {
+		cmd.MarkFlagRequired("node")
+	}
+}
+
+// parseOptions turns VAR=VALUE flags into API options.
+func parseOptions(raw []string) ([]*backendv1.PubSubOption, error) {
+	out := make([]*backendv1.PubSubOption, 0, len(raw))
+	for _, o := range raw {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return nil, usagef("--option %q: want VAR=VALUE (e.g. pubsub#max_items=max)", o)
+		}
+		out = append(out, &backendv1.PubSubOption{Var: k, Value: v})
+	}
+	return out, nil
+}
+
+func (a *app) pubsubItemsCommand() *cobra.Command {
+	var t target
+	var maxItems, rsmMax, index int
+	var ids []string
+	var after, before, orderBy string
+	var noCache bool
+	cmd := &cobra.Command{
+		Use:   "items",
+		Short: "Get items of a node",
+		Long: `Get items of a node: the latest -m MAX, the items -i ID..., or a page with RSM
+(--rsm-max, --after, --before, --index; --before '' asks for the last page).
+The answer may come from the cache unless --no-cache.
+With -o json: {"items":[{"id","publisher","xml"}…],"rsm":{"count","index","first","last"}|null,
+"complete","from_cache","stale"}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := cmd.Flags()
+			if maxItems < 0 || rsmMax < 0 || index < 0 {
+				return usagef("-m, --rsm-max and --index must not be negative")
+			}
+			if orderBy != "" && orderBy != "creation" && orderBy != "modification" {
+				return usagef("--order-by %q: want creation or modification", orderBy)
+			}
+			req := &backendv1.PubSubItemsRequest{Profile: t.profile, Service: t.service, Node: t.node,
+				MaxItems: int32(maxItems), ItemIds: ids, OrderBy: orderBy, NoCache: noCache}
+			if f.Changed("rsm-max") {
+				v := int32(rsmMax)
+				req.RsmMax = &v
+			}
+			if f.Changed("index") {
+				v := int32(index)
+				req.RsmIndex = &v
+			}
+			if f.Changed("after") {
+				req.RsmAfter = &after
+			}
+			if f.Changed("before") {
+				req.RsmBefore = &before
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsub().Items(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return c.check(err)
+			}
+			return a.printItems(res.Msg)
+		},
+	}
+	t.flags(cmd, true)
+	f := cmd.Flags()
+	f.IntVarP(&maxItems, "max", "m", 0, "max_items: the latest MAX items")
+	f.StringArrayVarP(&ids, "item", "i", nil, "item id (repeatable)")
+	f.IntVar(&rsmMax, "rsm-max", 0, "RSM page size")
+	f.StringVar(&after, "after", "", "RSM: the page after CURSOR")
+	f.StringVar(&before, "before", "", "RSM: the page before CURSOR ('' for the last page)")
+	f.IntVar(&index, "index", 0, "RSM: the page starting at index N")
+	f.StringVar(&orderBy, "order-by", "", "creation or modification (XEP-0413)")
+	f.BoolVar(&noCache, "no-cache", false, "bypass the cache")
+	return cmd
+}
+
+// pageJSON converts an API page to its DESIGN §9 JSON shape.
+func pageJSON(m *backendv1.PubSubItemsPage) xep0060.PageJSON {
+	out := xep0060.PageJSON{Items: make([]xep0060.ItemJSON, 0, len(m.GetItems())), Complete: m.GetComplete(),
+		FromCache: m.GetFromCache(), Stale: m.GetStale()}
+	for _, it := range m.GetItems() {
+		out.Items = append(out.Items, xep0060.ItemJSON{ID: it.GetId(), Publisher: it.Publisher, XML: it.GetXml()})
+	}
+	if r := m.GetRsm(); r != nil {
+		j := &xep0060.RSMJSON{}
+		if r.Count != nil {
+			v := int(*r.Count)
+			j.Count = &v
+		}
+		if r.Index != nil {
+			v := int(*r.Index)
+			j.Index = &v
+		}
+		if r.GetFirst() != "" {
+			v := r.GetFirst()
+			j.First = &v
+		}
+		if r.GetLast() != "" {
+			v := r.GetLast()
+			j.Last = &v
+		}
+		out.RSM = j
+	}
+	return out
+}
+
+func (a *app) printItems(m *backendv1.PubSubItemsPage) error {
+	p := pageJSON(m)
+	if a.jsonOutput() {
+		return a.printJSON(p)
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintf(w, "ID\tPUBLISHER\tXML\n")
+	for _, it := range p.Items {
+		pub := "-"
+		if it.Publisher != nil {
+			pub = *it.Publisher
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", it.ID, pub, it.XML)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	var notes []string
+	notes = append(notes, fmt.Sprintf("%d items", len(p.Items)))
+	if p.RSM != nil {
+		notes = append(notes, "rsm count="+intOr(p.RSM.Count)+" index="+intOr(p.RSM.Index)+" first="+strOr(p.RSM.First)+" last="+strOr(p.RSM.Last))
+	}
+	notes = append(notes, fmt.Sprintf("complete=%t from_cache=%t stale=%t", p.Complete, p.FromCache, p.Stale))
+	_, err := fmt.Fprintln(a.stdout, strings.Join(notes, "; "))
+	return err
+}
+
+func intOr(v *int) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
+}
+
+func strOr(v *string) string {
+	if v == nil {
+		return "-"
+	}
+	return *v
+}
+
+func (a *app) pubsubPublishCommand() *cobra.Command {
+	var t target
+	var id string
+	var opts []string
+	cmd := &cobra.Command{
+		Use:   "publish",
+		Short: "Publish an item (its payload, one XML element, on stdin)",
+		Long: `Publish an item whose payload (exactly one XML element) is read from stdin.
+--option VAR=VALUE adds publish-options (e.g. pubsub#max_items=max); when the
+node does not meet them, it is reconfigured with them and the publish retried.
+With -o json: {"id"} (the id the service assigned).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			options, err := parseOptions(opts)
+			if err != nil {
+				return err
+			}
+			payload, err := io.ReadAll(a.stdin)
+			if err != nil {
+				return fmt.Errorf("read payload from stdin: %w", err)
+			}
+			if len(strings.TrimSpace(string(payload))) == 0 {
+				return usagef("no payload on stdin (one XML element, e.g. echo '<x xmlns=\"urn:example\"/>' | backend pubsub publish …)")
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsub().Publish(cmd.Context(), connect.NewRequest(&backendv1.PubSubPublishRequest{
+				Profile: t.profile, Service: t.service, Node: t.node, Id: id, Payload: payload, Options: options}))
+			if err != nil {
+				return c.check(err)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(map[string]any{"id": nullable(res.Msg.GetId())})
+			}
+			_, err = fmt.Fprintf(a.stdout, "published %s\n", res.Msg.GetId())
+			return err
+		},
+	}
+	t.flags(cmd, true)
+	cmd.Flags().StringVarP(&id, "item", "i", "", "item id (default: assigned by the service)")
+	cmd.Flags().StringArrayVar(&opts, "option", nil, "publish-option VAR=VALUE (repeatable)")
+	return cmd
+}
+
+// printOK prints {"ok":true} or done.
+func (a *app) printOK(what string) error {
+	if a.jsonOutput() {
+		return a.printJSON(map[string]any{"ok": true})
+	}
+	_, err := fmt.Fprintln(a.stdout, what)
+	return err
+}
+
+func (a *app) pubsubRetractCommand() *cobra.Command {
+	var t target
+	var id string
+	var notify bool
+	cmd := &cobra.Command{
+		Use:   "retract",
+		Short: "Retract an item",
+		Long:  `Retract an item (--notify asks the service to notify subscribers). With -o json: {"ok":true}.`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			_, err = c.pubsub().Retract(cmd.Context(), connect.NewRequest(&backendv1.PubSubRetractRequest{
+				Profile: t.profile, Service: t.service, Node: t.node, Id: id, Notify: notify}))
+			if err != nil {
+				return c.check(err)
+			}
+			return a.printOK("retracted " + id)
+		},
+	}
+	t.flags(cmd, true)
+	cmd.Flags().StringVarP(&id, "item", "i", "", "item id (required)")
+	cmd.Flags().BoolVar(&notify, "notify", false, "notify subscribers of the retraction")
+	cmd.MarkFlagRequired("item")
+	return cmd
+}
+
+func (a *app) pubsubSubscribeCommand(verb, short string) *cobra.Command {
+	var t target
+	cmd := &cobra.Command{
+		Use:   verb,
+		Short: short,
+		Long:  short + `. With -o json: {"ok":true}.`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			req := connect.NewRequest(&backendv1.PubSubSubscribeRequest{Profile: t.profile, Service: t.service, Node: t.node})
+			if verb == "subscribe" {
+				res, err := c.pubsub().Subscribe(cmd.Context(), req)
+				if err != nil {
+					return c.check(err)
+				}
+				return a.printOK(fmt.Sprintf("subscription to %s: %s", t.node, res.Msg.GetSubscription()))
+			}
+			if _, err := c.pubsub().Unsubscribe(cmd.Context(), req); err != nil {
+				return c.check(err)
+			}
+			return a.printOK("unsubscribed from " + t.node)
+		},
+	}
+	t.flags(cmd, true)
+	return cmd
+}
+
+// subscriptionJSON is one subscription in `pubsub subscriptions -o json`.
+type subscriptionJSON struct {
+	Node         string  `json:"node"`
+	JID          string  `json:"jid"`
+	SubID        *string `json:"sub_id"`
+	Subscription string  `json:"subscription"`
+}
+
+func (a *app) pubsubSubscriptionsCommand() *cobra.Command {
+	var t target
+	cmd := &cobra.Command{
+		Use:   "subscriptions",
+		Short: "List the profile's subscriptions on a service",
+		Long:  `List the profile's subscriptions (to -n NODE only). With -o json: {"subscriptions":[{"node","jid","sub_id","subscription"}…]}.`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsub().Subscriptions(cmd.Context(), connect.NewRequest(&backendv1.PubSubSubscriptionsRequest{
+				Profile: t.profile, Service: t.service, Node: t.node}))
+			if err != nil {
+				return c.check(err)
+			}
+			out := struct {
+				Subscriptions []subscriptionJSON `json:"subscriptions"`
+			}{Subscriptions: []subscriptionJSON{}}
+			for _, s := range res.Msg.GetSubscriptions() {
+				j := subscriptionJSON{Node: s.GetNode(), JID: s.GetJid(), Subscription: s.GetSubscription()}
+				if s.GetSubId() != "" {
+					v := s.GetSubId()
+					j.SubID = &v
+				}
+				out.Subscriptions = append(out.Subscriptions, j)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(out)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintf(w, "NODE\tJID\tSUBSCRIPTION\tSUBID\n")
+			for _, s := range out.Subscriptions {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.Node, s.JID, s.Subscription, strOr(s.SubID))
+			}
+			return w.Flush()
+		},
+	}
+	t.flags(cmd, false)
+	return cmd
+}
+
+func (a *app) pubsubNodeCommand(verb, short string) *cobra.Command {
+	var t target
+	var opts []string
+	long := short + `. With -o json: {"ok":true}.`
+	if verb == "config" {
+		long = short + `. With -o json and no --option: {"fields":[{"var","type","label","values"}…]};
+with options: {"ok":true}.`
+	}
+	cmd := &cobra.Command{
+		Use:   verb,
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			options, err := parseOptions(opts)
+			if err != nil {
+				return err
+			}
+			if len(options) > 0 && (verb == "delete" || verb == "purge") {
+				return usagef("node %s takes no --option", verb)
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			req := connect.NewRequest(&backendv1.PubSubNodeRequest{Profile: t.profile, Service: t.service, Node: t.node, Options: options})
+			ps := c.pubsub()
+			switch verb {
+			case "create":
+				_, err = ps.CreateNode(cmd.Context(), req)
+			case "delete":
+				_, err = ps.DeleteNode(cmd.Context(), req)
+			case "purge":
+				_, err = ps.PurgeNode(cmd.Context(), req)
+			case "config":
+				res, cerr := ps.ConfigureNode(cmd.Context(), req)
+				if cerr != nil {
+					return c.check(cerr)
+				}
+				if len(options) == 0 {
+					return a.printFields(res.Msg.GetFields())
+				}
+				return a.printOK("configured " + t.node)
+			}
+			if err != nil {
+				return c.check(err)
+			}
+			return a.printOK(verb + " " + t.node + ": done")
+		},
+	}
+	t.flags(cmd, true)
+	if verb == "create" || verb == "config" {
+		cmd.Flags().StringArrayVar(&opts, "option", nil, "configuration field VAR=VALUE (repeatable)")
+	}
+	return cmd
+}
+
+func (a *app) printFields(fs []*backendv1.PubSubField) error {
+	out := struct {
+		Fields []xep0060.FieldJSON `json:"fields"`
+	}{Fields: []xep0060.FieldJSON{}}
+	for _, f := range fs {
+		j := xep0060.FieldJSON{Var: f.GetVar(), Values: f.GetValues()}
+		if j.Values == nil {
+			j.Values = []string{}
+		}
+		if f.GetType() != "" {
+			v := f.GetType()
+			j.Type = &v
+		}
+		if f.GetLabel() != "" {
+			v := f.GetLabel()
+			j.Label = &v
+		}
+		out.Fields = append(out.Fields, j)
+	}
+	if a.jsonOutput() {
+		return a.printJSON(out)
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintf(w, "VAR\tTYPE\tVALUES\tLABEL\n")
+	for _, f := range out.Fields {
+		if f.Var == "" {
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Var, strOr(f.Type), strings.Join(f.Values, ","), strOr(f.Label))
+	}
+	return w.Flush()
 }

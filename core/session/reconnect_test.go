@@ -62,9 +62,12 @@ func (w *watched) lastCause() error {
 // waitReconnected waits for the n-th connection and checks it with a ping.
 func (w *watched) waitReconnected(t *testing.T, n int32) {
 	t.Helper()
+	begin := time.Now()
 	eventually(t, 60*time.Second, "reconnection", func() bool {
 		return w.connected.Load() >= n && w.State() == StateConnected
 	})
+	// A figure for the record (not asserted: machines are noisy).
+	t.Logf("reconnected (connection %d) %v after the fault", n, time.Since(begin).Round(time.Millisecond))
 	if got := w.disconnected.Load(); got != n-1 {
 		t.Errorf("Disconnected called %d times, want %d", got, n-1)
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // RSMSet is an XEP-0059 <set/> from a reply. Count and FirstIndex are nil
-// when the service did not send them.
+// when the service did not send them. FirstIndex is kept as sent, even
+// negative (ejabberd 23.01 sends count - max_items when max_items exceeds
+// the node's size): treat a negative index as 0.
 type RSMSet struct {
 	Count      *int
 	FirstIndex *int
@@ -244,8 +246,11 @@ func (s *scanner) readSet() (RSMSet, error) {
 			case "first":
 				set.First = v
 				if idx != "" {
-					n, err := strconv.Atoi(idx)
-					if err != nil || n < 0 {
+					// Kept as sent, negative values included: ejabberd 23.01
+					// answers a max_items larger than the node with
+					// index = count - max_items (e.g. -6).
+					n, err := strconv.Atoi(strings.TrimSpace(idx))
+					if err != nil {
 						return fmt.Errorf("rsm first index %q is not an index", idx)
 					}
 					set.FirstIndex = &n

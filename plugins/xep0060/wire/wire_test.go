@@ -247,3 +247,26 @@ func FuzzParseEvent(f *testing.F) {
 		CheckPayload(in)
 	})
 }
+
+// TestParseItemsEjabberdNegativeIndex keeps the index ejabberd 23.01 sends
+// for a max_items larger than the node (count - max_items).
+func TestParseItemsEjabberdNegativeIndex(t *testing.T) {
+	for _, tc := range []struct {
+		set     string
+		index   int
+		wantErr bool
+	}{
+		{`<first index='-6'>c</first><count>4</count>`, -6, false},
+		{`<first index=' 2 '>c</first>`, 2, false},
+		{`<first index='x'>c</first>`, 0, true},
+	} {
+		r, err := ParseItems([]byte(`<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'>` + tc.set + `</set>`))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s: err = %v", tc.set, err)
+			continue
+		}
+		if err == nil && (r.RSM.FirstIndex == nil || *r.RSM.FirstIndex != tc.index) {
+			t.Errorf("%s: index = %v", tc.set, r.RSM.FirstIndex)
+		}
+	}
+}

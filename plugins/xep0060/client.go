@@ -1,0 +1,683 @@
+package xep0060
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gosrc.io/xmpp/stanza"
+
+	"example.org/backend/core"
+	"example.org/backend/core/session"
+	"example.org/backend/ent/profile"
+	"example.org/backend/plugins/xep0060/wire"
+	"example.org/backend/triggers"
+)
+
+// DefaultTimeout bounds a pubsub request whose context has no deadline.
+const DefaultTimeout = 60 * time.Second
+
+// Errors of the client.
+var (
+	// ErrOrderByUnsupported means order_by was asked of a service that does
+	// not advertise XEP-0413 (urn:xmpp:order-by:1), and no cache answered.
+	ErrOrderByUnsupported = errors.New("the pubsub service does not support ordering (XEP-0413 urn:xmpp:order-by:1 not advertised)")
+	// ErrCancelled means a GetItems handler cancelled the request.
+	ErrCancelled = errors.New("items request cancelled")
+	// ErrInvalidRequest marks a request refused before anything was sent.
+	ErrInvalidRequest = errors.New("invalid pubsub request")
+	// ErrBadReply means the service answered something we cannot read.
+	ErrBadReply = errors.New("unexpected pubsub reply")
+)
+
+// Client is the pubsub client API other plugins (those declaring
+// "xep0060" as a dependency) and the API service use. All methods are safe
+// for concurrent use. An empty service means the profile's own PEP service
+// (its bare JID).
+type Client struct {
+	host     *core.Host
+	log      *slog.Logger
+	requests *atomic.Int64 // core.CounterPubsubItemsRequests
+
+	mu       sync.Mutex
+	jids     map[string]string // profile → bare JID, learned on connection
+	features map[featureKey]*Features
+	rsm      map[string]bool // service → RSM support learned from replies
+	notify   map[string]int  // node → WantNotify count
+}
+
+type featureKey struct{ profile, service string }
+
+func newClient(h *core.Host) *Client {
+	return &Client{
+		host: h, log: h.Log.With("plugin", ImportName), requests: h.Counters.Get(core.CounterPubsubItemsRequests),
+		jids: map[string]string{}, features: map[featureKey]*Features{}, rsm: map[string]bool{}, notify: map[string]int{},
+	}
+}
+
+// bare strips the resource of a JID.
+func bare(jid string) string {
+	if i := strings.IndexByte(jid, '/'); i >= 0 {
+		return jid[:i]
+	}
+	return jid
+}
+
+// session returns the connected session of profile.
+func (c *Client) session(profile string) (core.XMPP, error) {
+	if c.host.Sessions == nil {
+		return nil, fmt.Errorf("profile %s: %w", profile, core.ErrNotConnected)
+	}
+	s, err := c.host.Sessions.Session(profile)
+	if err != nil {
+		if errors.Is(err, core.ErrNotConnected) && !c.profileExists(profile) {
+			return nil, fmt.Errorf("profile %s: %w", profile, core.ErrUnknownProfile)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// profileExists reports whether profile is stored (true when there is no
+// store to ask).
+func (c *Client) profileExists(name string) bool {
+	if c.host.Store == nil {
+		return true
+	}
+	ok, err := c.host.Store.Client.Profile.Query().Where(profile.NameEQ(name)).Exist(context.Background())
+	return err != nil || ok
+}
+
+// Service resolves service for profile: as is when not empty, else the
+// profile's bare JID (from its session, what it last connected as, or the
+// stored profile, so that it works offline too).
+func (c *Client) Service(ctx context.Context, profileName, service string) (string, error) {
+	if service != "" {
+		return service, nil
+	}
+	if c.host.Sessions != nil {
+		if s, err := c.host.Sessions.Session(profileName); err == nil && s.JID() != "" {
+			return bare(s.JID()), nil
+		}
+	}
+	c.mu.Lock()
+	j := c.jids[profileName]
+	c.mu.Unlock()
+	if j != "" {
+		return j, nil
+	}
+	if c.host.Store != nil {
+		p, err := c.host.Store.Client.Profile.Query().Where(profile.NameEQ(profileName)).Only(ctx)
+		if err == nil {
+			return bare(p.Jid), nil
+		}
+		return "", fmt.Errorf("profile %s: %w", profileName, core.ErrUnknownProfile)
+	}
+	return "", fmt.Errorf("profile %s: %w", profileName, core.ErrNotConnected)
+}
+
+// withTimeout applies DefaultTimeout to a context without deadline.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// iq sends one pubsub IQ and returns the raw <pubsub/> of the answer (nil
+// when the answer has none).
+func (c *Client) iq(ctx context.Context, profileName, service, typ, payload string) (*wire.PubSub, error) {
+	s, err := c.session(profileName)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	res, err := s.SendIQRaw(ctx, service, typ, payload)
+	if err != nil {
+		return nil, err
+	}
+	return pubsubPayload(res)
+}
+
+func pubsubPayload(res *stanza.IQ) (*wire.PubSub, error) {
+	if res == nil || res.Payload == nil {
+		return nil, nil
+	}
+	ps, ok := res.Payload.(*wire.PubSub)
+	if !ok {
+		return nil, fmt.Errorf("%w: payload %T (is wire.Register called?)", ErrBadReply, res.Payload)
+	}
+	return ps, nil
+}
+
+func validOrderBy(s string) bool { return s == "" || s == "creation" || s == "modification" }
+
+// Items asks the bus first (GetItems: a cache may answer or a handler
+// cancel), then the service. The request's Service is resolved first.
+func (c *Client) Items(ctx context.Context, req *ItemsRequest) (*ItemsPage, error) {
+	if err := checkItems(req); err != nil {
+		return nil, err
+	}
+	svc, err := c.Service(ctx, req.Profile, req.Service)
+	if err != nil {
+		return nil, err
+	}
+	r := *req
+	r.Service = svc
+	out, err := triggers.Run(ctx, c.host.Bus, GetItems, &r)
+	switch {
+	case err != nil:
+		return nil, err
+	case out.Answered():
+		if out.Result == nil {
+			return nil, fmt.Errorf("%s answered %s with no page", out.By, GetItems.ID())
+		}
+		return out.Result, nil
+	case out.Cancelled():
+		return nil, fmt.Errorf("%w by %s", ErrCancelled, out.By)
+	}
+	return c.FetchItems(ctx, &r)
+}
+
+func checkItems(req *ItemsRequest) error {
+	switch {
+	case req.Profile == "":
+		return fmt.Errorf("%w: no profile", ErrInvalidRequest)
+	case req.Node == "":
+		return fmt.Errorf("%w: no node", ErrInvalidRequest)
+	case req.MaxItems < 0:
+		return fmt.Errorf("%w: max_items %d is negative", ErrInvalidRequest, req.MaxItems)
+	case !validOrderBy(req.OrderBy):
+		return fmt.Errorf("%w: order_by %q is not creation or modification", ErrInvalidRequest, req.OrderBy)
+	case req.RSM != nil && req.RSM.Max != nil && *req.RSM.Max < 0:
+		return fmt.Errorf("%w: rsm max %d is negative", ErrInvalidRequest, *req.RSM.Max)
+	case req.RSM != nil && req.RSM.Index != nil && *req.RSM.Index < 0:
+		return fmt.Errorf("%w: rsm index %d is negative", ErrInvalidRequest, *req.RSM.Index)
+	}
+	return nil
+}
+
+// FetchItems sends an items request to the service without asking the bus
+// (caches use it to sync). It counts in core.CounterPubsubItemsRequests and
+// fires ItemsReceived with the answer.
+func (c *Client) FetchItems(ctx context.Context, req *ItemsRequest) (*ItemsPage, error) {
+	if err := checkItems(req); err != nil {
+		return nil, err
+	}
+	svc, err := c.Service(ctx, req.Profile, req.Service)
+	if err != nil {
+		return nil, err
+	}
+	r := *req
+	r.Service = svc
+	if r.OrderBy != "" {
+		f, err := c.Features(ctx, r.Profile, svc)
+		if err != nil {
+			return nil, err
+		}
+		if !f.Has(wire.NSOrderBy) {
+			return nil, fmt.Errorf("order by %s on %s: %w", r.OrderBy, svc, ErrOrderByUnsupported)
+		}
+	}
+	q := wire.ItemsQuery{Node: r.Node, MaxItems: r.MaxItems, IDs: r.ItemIDs, SubID: r.SubID, RSM: r.RSM, OrderBy: r.OrderBy}
+	s, err := c.session(r.Profile)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := withTimeout(ctx)
+	defer cancel()
+	c.requests.Add(1)
+	res, err := s.SendIQRaw(tctx, svc, "get", q.XML())
+	if err != nil {
+		return nil, fmt.Errorf("items of %s on %s: %w", r.Node, svc, err)
+	}
+	ps, err := pubsubPayload(res)
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil {
+		return nil, fmt.Errorf("items of %s on %s: %w: no <pubsub/> in the answer", r.Node, svc, ErrBadReply)
+	}
+	reply, err := wire.ParseItems(ps.Inner)
+	if err != nil {
+		return nil, fmt.Errorf("items of %s on %s: %w: %v", r.Node, svc, ErrBadReply, err)
+	}
+	c.learnRSM(svc, r.RSM != nil, reply.RSM != nil)
+	page := &ItemsPage{Items: reply.Items, RSM: reply.RSM, Complete: complete(&r, reply)}
+	if err := triggers.Notify(ctx, c.host.Bus, ItemsReceived, &ItemsResult{Request: &r, Page: page}); err != nil {
+		c.log.Warn("pubsub.items.received observers", "err", err)
+	}
+	return page, nil
+}
+
+// complete tells whether an answer is known to hold every item the request
+// matches.
+func complete(req *ItemsRequest, reply wire.ItemsReply) bool {
+	n := len(reply.Items)
+	if set := reply.RSM; set != nil {
+		// A page is the whole result when the count says so and it starts
+		// at the beginning.
+		return set.Count != nil && *set.Count == n && (set.FirstIndex == nil || *set.FirstIndex <= 0 || n == 0)
+	}
+	switch {
+	case len(req.ItemIDs) > 0:
+		return true
+	case req.MaxItems > 0:
+		// Fewer than asked: the node holds no more.
+		return n < req.MaxItems
+	default:
+		// No <set/>: the service returned everything (an RSM request it
+		// ignored included).
+		return true
+	}
+}
+
+// learnRSM records RSM support of a service from a reply: a <set/> proves
+// support; an RSM request answered without one proves the opposite.
+func (c *Client) learnRSM(service string, asked, got bool) {
+	if !asked && !got {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rsm[service] = got
+}
+
+// RSMSupport reports what replies showed about RSM on service: known is
+// false until an RSM request was answered or a reply carried a <set/>.
+func (c *Client) RSMSupport(service string) (supported, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	supported, known = c.rsm[service]
+	return supported, known
+}
+
+// SetRSMSupport records RSM support of service learned elsewhere (e.g.
+// persisted by the cache).
+func (c *Client) SetRSMSupport(service string, supported bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rsm[service] = supported
+}
+
+// PublishRequest is a publish.
+type PublishRequest struct {
+	Profile string
+	Service string
+	Node    string
+	// ID is the item id; empty lets the service assign one.
+	ID string
+	// Payload is exactly one XML element.
+	Payload []byte
+	// Options are publish-options (field var → values).
+	Options map[string][]string
+}
+
+// Publish publishes an item and returns the id the service assigned (or
+// the requested one). With options, a precondition-not-met answer makes the
+// client configure the node with those options and publish once more. The
+// error is <conflict/> plus pubsub#errors <precondition-not-met/>, and the
+// stanza decoder keeps only the last condition element it reads (ejabberd
+// writes precondition-not-met first), so conflict counts as well: a publish
+// has no other reason to conflict.
+func (c *Client) Publish(ctx context.Context, req PublishRequest) (string, error) {
+	if req.Node == "" {
+		return "", fmt.Errorf("%w: no node", ErrInvalidRequest)
+	}
+	if err := wire.CheckPayload(req.Payload); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	svc, err := c.Service(ctx, req.Profile, req.Service)
+	if err != nil {
+		return "", err
+	}
+	payload := wire.Publish(req.Node, req.ID, req.Payload, req.Options)
+	ps, err := c.iq(ctx, req.Profile, svc, "set", payload)
+	if err != nil && len(req.Options) > 0 && (isCondition(err, "precondition-not-met") || isCondition(err, "conflict")) {
+		c.log.Info("publish-options not met: reconfiguring the node", "profile", req.Profile, "service", svc, "node", req.Node)
+		if cerr := c.ConfigureNode(ctx, NodeRequest{Profile: req.Profile, Service: svc, Node: req.Node, Options: req.Options}); cerr != nil {
+			return "", fmt.Errorf("publish to %s on %s: %w; reconfiguring the node for its publish-options failed: %v", req.Node, svc, err, cerr)
+		}
+		ps, err = c.iq(ctx, req.Profile, svc, "set", payload)
+	}
+	if err != nil {
+		return "", fmt.Errorf("publish to %s on %s: %w", req.Node, svc, err)
+	}
+	id := req.ID
+	if ps != nil {
+		_, got, perr := wire.ParsePublish(ps.Inner)
+		if perr != nil {
+			return "", fmt.Errorf("publish to %s on %s: %w: %v", req.Node, svc, ErrBadReply, perr)
+		}
+		if got != "" {
+			id = got
+		}
+	}
+	notifyBus(ctx, c, Published, &PublishedEvent{Profile: req.Profile, Service: svc, Node: req.Node, ID: id})
+	return id, nil
+}
+
+// isCondition reports whether err is an IQ error with that condition.
+func isCondition(err error, cond string) bool {
+	var ie *session.IQError
+	return errors.As(err, &ie) && ie.Condition == cond
+}
+
+// RetractRequest is a retract.
+type RetractRequest struct {
+	Profile string
+	Service string
+	Node    string
+	ID      string
+	// Notify asks the service to notify subscribers.
+	Notify bool
+}
+
+// Retract retracts one item.
+func (c *Client) Retract(ctx context.Context, req RetractRequest) error {
+	if req.Node == "" || req.ID == "" {
+		return fmt.Errorf("%w: retract needs a node and an item id", ErrInvalidRequest)
+	}
+	svc, err := c.Service(ctx, req.Profile, req.Service)
+	if err != nil {
+		return err
+	}
+	if _, err := c.iq(ctx, req.Profile, svc, "set", wire.Retract(req.Node, req.ID, req.Notify)); err != nil {
+		return fmt.Errorf("retract %s from %s on %s: %w", req.ID, req.Node, svc, err)
+	}
+	notifyBus(ctx, c, Retracted, &RetractedEvent{Profile: req.Profile, Service: svc, Node: req.Node, ID: req.ID})
+	return nil
+}
+
+// ownJID is the bare JID of a connected profile.
+func (c *Client) ownJID(profileName string) (string, error) {
+	s, err := c.session(profileName)
+	if err != nil {
+		return "", err
+	}
+	return bare(s.JID()), nil
+}
+
+// Subscribe subscribes the profile's bare JID to node.
+func (c *Client) Subscribe(ctx context.Context, profileName, service, node string) (wire.Subscription, error) {
+	if node == "" {
+		return wire.Subscription{}, fmt.Errorf("%w: no node", ErrInvalidRequest)
+	}
+	svc, err := c.Service(ctx, profileName, service)
+	if err != nil {
+		return wire.Subscription{}, err
+	}
+	jid, err := c.ownJID(profileName)
+	if err != nil {
+		return wire.Subscription{}, err
+	}
+	ps, err := c.iq(ctx, profileName, svc, "set", wire.Subscribe(node, jid))
+	if err != nil {
+		return wire.Subscription{}, fmt.Errorf("subscribe to %s on %s: %w", node, svc, err)
+	}
+	sub := wire.Subscription{Node: node, JID: jid, Subscription: "subscribed"}
+	if ps != nil {
+		subs, err := wire.ParseSubscriptions(ps.Inner)
+		if err != nil {
+			return wire.Subscription{}, fmt.Errorf("subscribe to %s on %s: %w: %v", node, svc, ErrBadReply, err)
+		}
+		if len(subs) > 0 {
+			sub = subs[0]
+			if sub.Node == "" {
+				sub.Node = node
+			}
+		}
+	}
+	return sub, nil
+}
+
+// Unsubscribe removes the profile's subscription to node (subID may be
+// empty).
+func (c *Client) Unsubscribe(ctx context.Context, profileName, service, node, subID string) error {
+	if node == "" {
+		return fmt.Errorf("%w: no node", ErrInvalidRequest)
+	}
+	svc, err := c.Service(ctx, profileName, service)
+	if err != nil {
+		return err
+	}
+	jid, err := c.ownJID(profileName)
+	if err != nil {
+		return err
+	}
+	if _, err := c.iq(ctx, profileName, svc, "set", wire.Unsubscribe(node, jid, subID)); err != nil {
+		return fmt.Errorf("unsubscribe from %s on %s: %w", node, svc, err)
+	}
+	return nil
+}
+
+// Subscriptions lists the profile's subscriptions on service (to node only
+// when node is not empty).
+func (c *Client) Subscriptions(ctx context.Context, profileName, service, node string) ([]wire.Subscription, error) {
+	svc, err := c.Service(ctx, profileName, service)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := c.iq(ctx, profileName, svc, "get", wire.Subscriptions(node))
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions on %s: %w", svc, err)
+	}
+	if ps == nil {
+		return []wire.Subscription{}, nil
+	}
+	subs, err := wire.ParseSubscriptions(ps.Inner)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions on %s: %w: %v", svc, ErrBadReply, err)
+	}
+	return subs, nil
+}
+
+// NodeRequest names a node, with configuration options for create and
+// configure (field var → values).
+type NodeRequest struct {
+	Profile string
+	Service string
+	Node    string
+	Options map[string][]string
+}
+
+func (c *Client) nodeOp(ctx context.Context, req NodeRequest, op, payload string) error {
+	if req.Node == "" {
+		return fmt.Errorf("%w: no node", ErrInvalidRequest)
+	}
+	if _, err := c.iq(ctx, req.Profile, req.Service, "set", payload); err != nil {
+		return fmt.Errorf("%s node %s on %s: %w", op, req.Node, req.Service, err)
+	}
+	notifyBus(ctx, c, NodeChanged, &NodeChangedEvent{Profile: req.Profile, Service: req.Service, Node: req.Node, Op: op, Options: req.Options})
+	return nil
+}
+
+func (c *Client) resolve(ctx context.Context, req *NodeRequest) error {
+	svc, err := c.Service(ctx, req.Profile, req.Service)
+	if err != nil {
+		return err
+	}
+	req.Service = svc
+	return nil
+}
+
+// CreateNode creates a node with an optional configuration.
+func (c *Client) CreateNode(ctx context.Context, req NodeRequest) error {
+	if err := c.resolve(ctx, &req); err != nil {
+		return err
+	}
+	return c.nodeOp(ctx, req, "create", wire.Create(req.Node, req.Options))
+}
+
+// DeleteNode deletes a node.
+func (c *Client) DeleteNode(ctx context.Context, req NodeRequest) error {
+	if err := c.resolve(ctx, &req); err != nil {
+		return err
+	}
+	return c.nodeOp(ctx, req, "delete", wire.Delete(req.Node))
+}
+
+// PurgeNode removes every item of a node.
+func (c *Client) PurgeNode(ctx context.Context, req NodeRequest) error {
+	if err := c.resolve(ctx, &req); err != nil {
+		return err
+	}
+	return c.nodeOp(ctx, req, "purge", wire.Purge(req.Node))
+}
+
+// ConfigureNode submits configuration options.
+func (c *Client) ConfigureNode(ctx context.Context, req NodeRequest) error {
+	if len(req.Options) == 0 {
+		return fmt.Errorf("%w: configure without options", ErrInvalidRequest)
+	}
+	if err := c.resolve(ctx, &req); err != nil {
+		return err
+	}
+	return c.nodeOp(ctx, req, "configure", wire.ConfigureSet(req.Node, req.Options))
+}
+
+// NodeConfig returns the fields of a node's configuration form.
+func (c *Client) NodeConfig(ctx context.Context, req NodeRequest) ([]wire.Field, error) {
+	if req.Node == "" {
+		return nil, fmt.Errorf("%w: no node", ErrInvalidRequest)
+	}
+	if err := c.resolve(ctx, &req); err != nil {
+		return nil, err
+	}
+	ps, err := c.iq(ctx, req.Profile, req.Service, "get", wire.ConfigureGet(req.Node))
+	if err != nil {
+		return nil, fmt.Errorf("configuration of node %s on %s: %w", req.Node, req.Service, err)
+	}
+	if ps == nil {
+		return nil, fmt.Errorf("configuration of node %s on %s: %w: no <pubsub/>", req.Node, req.Service, ErrBadReply)
+	}
+	_, fields, err := wire.ParseConfigure(ps.Inner)
+	if err != nil {
+		return nil, fmt.Errorf("configuration of node %s on %s: %w: %v", req.Node, req.Service, ErrBadReply, err)
+	}
+	if fields == nil {
+		fields = []wire.Field{}
+	}
+	return fields, nil
+}
+
+// Features are what a service advertises in disco#info.
+type Features struct {
+	Vars map[string]bool
+}
+
+// Has reports whether the service advertises feature.
+func (f *Features) Has(feature string) bool { return f != nil && f.Vars[feature] }
+
+// RSMHint reports whether the service advertises RSM (a hint only: see
+// RSMSupport for what replies showed).
+func (f *Features) RSMHint() bool { return f.Has(wire.FeatureRSM) || f.Has(wire.FeaturePubSubRSM) }
+
+// Features returns the disco#info features of service as seen by profile,
+// cached until the profile reconnects.
+func (c *Client) Features(ctx context.Context, profileName, service string) (*Features, error) {
+	svc, err := c.Service(ctx, profileName, service)
+	if err != nil {
+		return nil, err
+	}
+	key := featureKey{profileName, svc}
+	c.mu.Lock()
+	f := c.features[key]
+	c.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	s, err := c.session(profileName)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := withTimeout(ctx)
+	defer cancel()
+	res, err := s.SendIQRaw(tctx, svc, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+	if err != nil {
+		return nil, fmt.Errorf("disco#info of %s: %w", svc, err)
+	}
+	f = &Features{Vars: map[string]bool{}}
+	if di, ok := res.Payload.(*stanza.DiscoInfo); ok {
+		for _, v := range di.Features {
+			f.Vars[v.Var] = true
+		}
+	}
+	c.mu.Lock()
+	c.features[key] = f
+	c.mu.Unlock()
+	return f, nil
+}
+
+// forgetProfile drops what was cached for profile (on reconnection).
+func (c *Client) forgetProfile(profileName string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.features {
+		if k.profile == profileName {
+			delete(c.features, k)
+		}
+	}
+}
+
+// WantNotify adds NODE+notify to the disco features of every session, so
+// that PEP services send notifications of node (XEP-0163). Calls are
+// counted: StopNotify removes the feature after as many calls.
+func (c *Client) WantNotify(nodes ...string) {
+	for _, n := range nodes {
+		c.mu.Lock()
+		c.notify[n]++
+		first := c.notify[n] == 1
+		c.mu.Unlock()
+		if first && c.host.Sessions != nil {
+			c.host.Sessions.AddFeatures(notifyOwner(n), n+"+notify")
+		}
+	}
+}
+
+// StopNotify undoes one WantNotify of each node.
+func (c *Client) StopNotify(nodes ...string) {
+	for _, n := range nodes {
+		c.mu.Lock()
+		last := false
+		if c.notify[n] > 0 {
+			c.notify[n]--
+			last = c.notify[n] == 0
+			if last {
+				delete(c.notify, n)
+			}
+		}
+		c.mu.Unlock()
+		if last && c.host.Sessions != nil {
+			c.host.Sessions.RemoveFeatures(notifyOwner(n))
+		}
+	}
+}
+
+// NotifyNodes lists the nodes with +notify, sorted.
+func (c *Client) NotifyNodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.notify))
+	for n := range c.notify {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func notifyOwner(node string) string { return ImportName + "/notify/" + node }
+
+// notifyBus fires an observer event, logging observer errors.
+func notifyBus[T any](ctx context.Context, c *Client, e *triggers.Event[T], v T) {
+	if err := triggers.Notify(ctx, c.host.Bus, e, v); err != nil {
+		c.log.Warn("observers failed", "event", e.ID(), "err", err)
+	}
+}

@@ -1,0 +1,239 @@
+package xep0060
+
+import (
+	"context"
+	"sync"
+
+	"gosrc.io/xmpp/stanza"
+
+	"example.org/backend/core"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// notification is one parsed pubsub <event/> waiting for its profile's
+// worker.
+type notification struct {
+	profile string
+	service string
+	items   []wire.Notification
+}
+
+// router hands notifications from the receive goroutines (which must not
+// block) to one worker per profile, which keeps their arrival order, fetches
+// header-only items and fires the bus events and API events.
+type router struct {
+	c      *Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	queues  map[string]*queue
+	stopped bool
+}
+
+type queue struct {
+	pending []notification
+	wake    chan struct{}
+}
+
+func newRouter(c *Client) *router {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &router{c: c, ctx: ctx, cancel: cancel, queues: map[string]*queue{}}
+}
+
+// message is the session.message observer: it parses pubsub events and
+// queues them, never blocking.
+func (r *router) message(profile string, msg *stanza.Message) {
+	if msg == nil || msg.Type == stanza.MessageTypeError {
+		return
+	}
+	for _, ext := range msg.Extensions {
+		ev, ok := ext.(*wire.Event)
+		if !ok {
+			continue
+		}
+		ns, err := wire.ParseEvent(ev.Inner)
+		if err != nil {
+			r.c.log.Warn("unreadable pubsub event", "profile", profile, "from", msg.From, "err", err)
+			continue
+		}
+		if len(ns) > 0 {
+			r.enqueue(notification{profile: profile, service: msg.From, items: ns})
+		}
+	}
+}
+
+func (r *router) enqueue(n notification) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	q := r.queues[n.profile]
+	if q == nil {
+		q = &queue{wake: make(chan struct{}, 1)}
+		r.queues[n.profile] = q
+		r.wg.Add(1)
+		go r.work(n.profile, q)
+	}
+	q.pending = append(q.pending, n)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *router) work(profile string, q *queue) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-q.wake:
+		}
+		for {
+			r.mu.Lock()
+			if len(q.pending) == 0 {
+				r.mu.Unlock()
+				break
+			}
+			n := q.pending[0]
+			q.pending[0] = notification{}
+			q.pending = q.pending[1:]
+			r.mu.Unlock()
+			r.handle(n)
+			if r.ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// stop ends the workers; queued notifications are dropped.
+func (r *router) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+}
+
+// handle routes one <event/>.
+func (r *router) handle(n notification) {
+	ctx := r.ctx
+	c := r.c
+	for _, e := range n.items {
+		switch e.Kind {
+		case wire.EventItems:
+			ev := r.items(ctx, n, e)
+			notifyBus(ctx, c, EventItems, ev)
+			if len(ev.Items) > 0 {
+				c.host.Events.Publish(core.Event{Type: "pubsub.items", Profile: n.profile, Data: map[string]any{
+					"service": n.service, "node": e.Node, "items": ItemsJSON(ev.Items), "missing": nonNil(ev.Missing),
+				}})
+			}
+			if len(ev.Retracted) > 0 {
+				c.host.Events.Publish(core.Event{Type: "pubsub.retract", Profile: n.profile, Data: map[string]any{
+					"service": n.service, "node": e.Node, "ids": ev.Retracted,
+				}})
+			}
+		case wire.EventPurge:
+			notifyBus(ctx, c, EventPurge, &NodeEvent{Profile: n.profile, Service: n.service, Node: e.Node})
+			c.host.Events.Publish(core.Event{Type: "pubsub.purge", Profile: n.profile, Data: map[string]any{
+				"service": n.service, "node": e.Node,
+			}})
+		case wire.EventDelete:
+			notifyBus(ctx, c, EventDelete, &NodeEvent{Profile: n.profile, Service: n.service, Node: e.Node, Redirect: e.Redirect})
+			c.host.Events.Publish(core.Event{Type: "pubsub.delete", Profile: n.profile, Data: map[string]any{
+				"service": n.service, "node": e.Node, "redirect": nullable(e.Redirect),
+			}})
+		case wire.EventConfiguration:
+			notifyBus(ctx, c, EventConfiguration, &ConfigurationEvent{Profile: n.profile, Service: n.service, Node: e.Node, Fields: e.Config})
+			c.host.Events.Publish(core.Event{Type: "pubsub.configuration", Profile: n.profile, Data: map[string]any{
+				"service": n.service, "node": e.Node, "fields": FieldsJSON(e.Config),
+			}})
+		case wire.EventSubscription:
+			sub := *e.Subscription
+			notifyBus(ctx, c, EventSubscription, &SubscriptionEvent{Profile: n.profile, Service: n.service, Subscription: sub})
+			c.host.Events.Publish(core.Event{Type: "pubsub.subscription", Profile: n.profile, Data: map[string]any{
+				"service": n.service, "node": sub.Node, "jid": sub.JID, "sub_id": nullable(sub.SubID), "subscription": sub.Subscription,
+			}})
+		}
+	}
+}
+
+// items builds the items event of one <items/>, fetching header-only items
+// by id (one request for all of them).
+func (r *router) items(ctx context.Context, n notification, e wire.Notification) *ItemsEvent {
+	ev := &ItemsEvent{Profile: n.profile, Service: n.service, Node: e.Node, Retracted: e.Retracted, Items: make([]wire.Item, 0, len(e.Items))}
+	var missing []string
+	for _, it := range e.Items {
+		if it.HeaderOnly && it.ID != "" {
+			missing = append(missing, it.ID)
+		}
+	}
+	fetched := map[string]wire.Item{}
+	if len(missing) > 0 {
+		page, err := r.c.FetchItems(ctx, &ItemsRequest{Profile: n.profile, Service: n.service, Node: e.Node, ItemIDs: missing})
+		if err != nil {
+			r.c.log.Warn("fetch of notified items failed", "profile", n.profile, "service", n.service, "node", e.Node, "ids", missing, "err", err)
+		} else {
+			for _, it := range page.Items {
+				fetched[it.ID] = it
+			}
+		}
+	}
+	for _, it := range e.Items {
+		if !it.HeaderOnly {
+			ev.Items = append(ev.Items, it.Item)
+			continue
+		}
+		if full, ok := fetched[it.ID]; ok {
+			ev.Items = append(ev.Items, full)
+		} else {
+			ev.Missing = append(ev.Missing, it.ID)
+		}
+	}
+	return ev
+}
+
+// FieldJSON is the JSON shape of a data-form field.
+type FieldJSON struct {
+	Var    string   `json:"var"`
+	Type   *string  `json:"type"`
+	Label  *string  `json:"label"`
+	Values []string `json:"values"`
+}
+
+// FieldsJSON converts form fields to their JSON shape.
+func FieldsJSON(fs []wire.Field) []FieldJSON {
+	out := make([]FieldJSON, 0, len(fs))
+	for _, f := range fs {
+		j := FieldJSON{Var: f.Var, Values: nonNil(f.Values)}
+		if f.Type != "" {
+			t := f.Type
+			j.Type = &t
+		}
+		if f.Label != "" {
+			l := f.Label
+			j.Label = &l
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
