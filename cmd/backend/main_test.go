@@ -34,7 +34,7 @@ type env struct {
 	vars   []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	d, err := os.MkdirTemp("/tmp", "bc")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func (e *env) lookup(k string) (string, bool) {
 }
 
 // cli runs one client command in-process.
-func (e *env) cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
+func (e *env) cli(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &errb)
@@ -67,7 +67,7 @@ func (e *env) cli(t *testing.T, args ...string) (stdout, stderr string, code int
 
 // serve starts `backend serve` as a subprocess and waits until the socket
 // answers; it returns the process and how long readiness took.
-func (e *env) serve(t *testing.T, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer, time.Duration) {
+func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
 	cmd.Env = append(append([]string{}, e.vars...), "BACKEND_TEST_MAIN=1")

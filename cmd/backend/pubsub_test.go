@@ -22,13 +22,13 @@ var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw"
 
 // startXMPP returns the shared server of kind and records its use; the
 // tests use distinct node names.
-func startXMPP(t *testing.T, kind string, _ map[string]string) *testsvc.XMPPServer {
+func startXMPP(t testing.TB, kind string, _ map[string]string) *testsvc.XMPPServer {
 	t.Helper()
 	return servers.Use(t, kind)
 }
 
 // pubsubEnv is a daemon with profile alice connected to srv.
-func pubsubEnv(t *testing.T, srv *testsvc.XMPPServer) *env {
+func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer) *env {
 	t.Helper()
 	e := newEnv(t)
 	e.vars = append(e.vars, "ALICE_PW=alice-pw")
