@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	sdk "example.org/backend/plugin-sdk"
+	"example.org/backend/plugin-sdk/plugins/microblog"
 )
 
 const benchEntry = `<entry xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title>A post number %d</title>` +
@@ -29,6 +30,23 @@ func BenchmarkParse(b *testing.B) {
 	for _, plugin := range []string{"microblog", "echo"} {
 		b.Run(plugin, func(b *testing.B) { benchParse(b, plugin) })
 	}
+	// The same microblog parser called in process, for the per-item ratio
+	// (issue target: the subprocess at most 1.5× the in-process cost).
+	b.Run("microblog-inprocess", func(b *testing.B) {
+		p := microblog.New()
+		for _, n := range []int{1, 100} {
+			req := sdk.ParseRequest{Profile: "p", Node: "urn:xmpp:microblog:0", Analyser: "xep-0277", Parser: "microblog", Items: benchItems(n)}
+			b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+				b.SetBytes(int64(n * len(req.Items[0].Payload)))
+				for b.Loop() {
+					res, err := p.Parse(context.Background(), req)
+					if err != nil || res[0].Err != nil {
+						b.Fatal(err, res[0].Err)
+					}
+				}
+			})
+		}
+	})
 }
 
 func benchParse(b *testing.B, plugin string) {
