@@ -149,16 +149,67 @@ func CheckSDK(root string, pkgs []Package) []Violation {
 	return vs
 }
 
-// declaredDeps reads `ImportName: "…"` and `Dependencies: []string{…}` from
-// the PluginInfo literal in the package's non-test files.
+// declaredDeps reads `ImportName: …` and `Dependencies: []string{…}` from
+// the PluginInfo literal in the package's non-test files. Values may be
+// string literals, constants of the package, or `otherplugin.ImportName`
+// (resolved to that plugin's directory, which must equal its import name).
 func declaredDeps(p Package) (string, []string, error) {
 	fset := token.NewFileSet()
-	var name string
-	var deps []string
+	var files []*ast.File
+	consts := map[string]string{}
 	for _, f := range p.GoFiles {
 		file, err := parser.ParseFile(fset, filepath.Join(p.Dir, f), nil, 0)
 		if err != nil {
 			return "", nil, fmt.Errorf("parse %s: %w", f, err)
+		}
+		files = append(files, file)
+		for _, d := range file.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i < len(vs.Values) {
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							consts[n.Name], _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			}
+		}
+	}
+	var name string
+	var deps []string
+	for _, file := range files {
+		imports := map[string]string{} // local name → import path
+		for _, im := range file.Imports {
+			path, _ := strconv.Unquote(im.Path.Value)
+			local := path[strings.LastIndex(path, "/")+1:]
+			if im.Name != nil {
+				local = im.Name.Name
+			}
+			imports[local] = path
+		}
+		value := func(e ast.Expr) (string, bool) {
+			switch v := e.(type) {
+			case *ast.BasicLit:
+				if v.Kind == token.STRING {
+					s, err := strconv.Unquote(v.Value)
+					return s, err == nil
+				}
+			case *ast.Ident:
+				s, ok := consts[v.Name]
+				return s, ok
+			case *ast.SelectorExpr:
+				if x, ok := v.X.(*ast.Ident); ok && v.Sel.Name == "ImportName" {
+					if path, ok := imports[x.Name]; ok {
+						return path[strings.LastIndex(path, "/")+1:], true
+					}
+				}
+			}
+			return "", false
 		}
 		ast.Inspect(file, func(n ast.Node) bool {
 			kv, ok := n.(*ast.KeyValueExpr)
@@ -171,14 +222,13 @@ func declaredDeps(p Package) (string, []string, error) {
 			}
 			switch key.Name {
 			case "ImportName":
-				if lit, ok := kv.Value.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					name, _ = strconv.Unquote(lit.Value)
+				if s, ok := value(kv.Value); ok {
+					name = s
 				}
 			case "Dependencies":
 				if cl, ok := kv.Value.(*ast.CompositeLit); ok {
 					for _, e := range cl.Elts {
-						if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-							s, _ := strconv.Unquote(lit.Value)
+						if s, ok := value(e); ok {
 							deps = append(deps, s)
 						}
 					}
