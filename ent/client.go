@@ -20,6 +20,7 @@ import (
 	"example.org/backend/ent/param"
 	"example.org/backend/ent/profile"
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/pubsubitemvalue"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/ent/serviceprofile"
 
@@ -41,6 +42,8 @@ type Client struct {
 	Profile *ProfileClient
 	// PubsubItem is the client for interacting with the PubsubItem builders.
 	PubsubItem *PubsubItemClient
+	// PubsubItemValue is the client for interacting with the PubsubItemValue builders.
+	PubsubItemValue *PubsubItemValueClient
 	// PubsubNode is the client for interacting with the PubsubNode builders.
 	PubsubNode *PubsubNodeClient
 	// ServiceProfile is the client for interacting with the ServiceProfile builders.
@@ -61,6 +64,7 @@ func (c *Client) init() {
 	c.Param = NewParamClient(c.config)
 	c.Profile = NewProfileClient(c.config)
 	c.PubsubItem = NewPubsubItemClient(c.config)
+	c.PubsubItemValue = NewPubsubItemValueClient(c.config)
 	c.PubsubNode = NewPubsubNodeClient(c.config)
 	c.ServiceProfile = NewServiceProfileClient(c.config)
 }
@@ -153,15 +157,16 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	cfg := c.config
 	cfg.driver = tx
 	return &Tx{
-		ctx:            ctx,
-		config:         cfg,
-		Analyser:       NewAnalyserClient(cfg),
-		AnalyserSet:    NewAnalyserSetClient(cfg),
-		Param:          NewParamClient(cfg),
-		Profile:        NewProfileClient(cfg),
-		PubsubItem:     NewPubsubItemClient(cfg),
-		PubsubNode:     NewPubsubNodeClient(cfg),
-		ServiceProfile: NewServiceProfileClient(cfg),
+		ctx:             ctx,
+		config:          cfg,
+		Analyser:        NewAnalyserClient(cfg),
+		AnalyserSet:     NewAnalyserSetClient(cfg),
+		Param:           NewParamClient(cfg),
+		Profile:         NewProfileClient(cfg),
+		PubsubItem:      NewPubsubItemClient(cfg),
+		PubsubItemValue: NewPubsubItemValueClient(cfg),
+		PubsubNode:      NewPubsubNodeClient(cfg),
+		ServiceProfile:  NewServiceProfileClient(cfg),
 	}, nil
 }
 
@@ -179,15 +184,16 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	cfg := c.config
 	cfg.driver = &txDriver{tx: tx, drv: c.driver}
 	return &Tx{
-		ctx:            ctx,
-		config:         cfg,
-		Analyser:       NewAnalyserClient(cfg),
-		AnalyserSet:    NewAnalyserSetClient(cfg),
-		Param:          NewParamClient(cfg),
-		Profile:        NewProfileClient(cfg),
-		PubsubItem:     NewPubsubItemClient(cfg),
-		PubsubNode:     NewPubsubNodeClient(cfg),
-		ServiceProfile: NewServiceProfileClient(cfg),
+		ctx:             ctx,
+		config:          cfg,
+		Analyser:        NewAnalyserClient(cfg),
+		AnalyserSet:     NewAnalyserSetClient(cfg),
+		Param:           NewParamClient(cfg),
+		Profile:         NewProfileClient(cfg),
+		PubsubItem:      NewPubsubItemClient(cfg),
+		PubsubItemValue: NewPubsubItemValueClient(cfg),
+		PubsubNode:      NewPubsubNodeClient(cfg),
+		ServiceProfile:  NewServiceProfileClient(cfg),
 	}, nil
 }
 
@@ -217,8 +223,8 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Analyser, c.AnalyserSet, c.Param, c.Profile, c.PubsubItem, c.PubsubNode,
-		c.ServiceProfile,
+		c.Analyser, c.AnalyserSet, c.Param, c.Profile, c.PubsubItem, c.PubsubItemValue,
+		c.PubsubNode, c.ServiceProfile,
 	} {
 		n.Use(hooks...)
 	}
@@ -228,8 +234,8 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Analyser, c.AnalyserSet, c.Param, c.Profile, c.PubsubItem, c.PubsubNode,
-		c.ServiceProfile,
+		c.Analyser, c.AnalyserSet, c.Param, c.Profile, c.PubsubItem, c.PubsubItemValue,
+		c.PubsubNode, c.ServiceProfile,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -248,6 +254,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Profile.mutate(ctx, m)
 	case *PubsubItemMutation:
 		return c.PubsubItem.mutate(ctx, m)
+	case *PubsubItemValueMutation:
+		return c.PubsubItemValue.mutate(ctx, m)
 	case *PubsubNodeMutation:
 		return c.PubsubNode.mutate(ctx, m)
 	case *ServiceProfileMutation:
@@ -1002,6 +1010,155 @@ func (c *PubsubItemClient) mutate(ctx context.Context, m *PubsubItemMutation) (V
 	}
 }
 
+// PubsubItemValueClient is a client for the PubsubItemValue schema.
+type PubsubItemValueClient struct {
+	config
+}
+
+// NewPubsubItemValueClient returns a client for the PubsubItemValue from the given config.
+func NewPubsubItemValueClient(c config) *PubsubItemValueClient {
+	return &PubsubItemValueClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pubsubitemvalue.Hooks(f(g(h())))`.
+func (c *PubsubItemValueClient) Use(hooks ...Hook) {
+	c.hooks.PubsubItemValue = append(c.hooks.PubsubItemValue, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pubsubitemvalue.Intercept(f(g(h())))`.
+func (c *PubsubItemValueClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PubsubItemValue = append(c.inters.PubsubItemValue, interceptors...)
+}
+
+// Create returns a builder for creating a PubsubItemValue entity.
+func (c *PubsubItemValueClient) Create() *PubsubItemValueCreate {
+	mutation := newPubsubItemValueMutation(c.config, OpCreate)
+	return &PubsubItemValueCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PubsubItemValue entities.
+func (c *PubsubItemValueClient) CreateBulk(builders ...*PubsubItemValueCreate) *PubsubItemValueCreateBulk {
+	return &PubsubItemValueCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PubsubItemValueClient) MapCreateBulk(slice any, setFunc func(*PubsubItemValueCreate, int)) *PubsubItemValueCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PubsubItemValueCreateBulk{err: fmt.Errorf("calling to PubsubItemValueClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PubsubItemValueCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PubsubItemValueCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PubsubItemValue.
+func (c *PubsubItemValueClient) Update() *PubsubItemValueUpdate {
+	mutation := newPubsubItemValueMutation(c.config, OpUpdate)
+	return &PubsubItemValueUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PubsubItemValueClient) UpdateOne(_m *PubsubItemValue) *PubsubItemValueUpdateOne {
+	mutation := newPubsubItemValueMutation(c.config, OpUpdateOne, withPubsubItemValue(_m))
+	return &PubsubItemValueUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PubsubItemValueClient) UpdateOneID(id int) *PubsubItemValueUpdateOne {
+	mutation := newPubsubItemValueMutation(c.config, OpUpdateOne, withPubsubItemValueID(id))
+	return &PubsubItemValueUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PubsubItemValue.
+func (c *PubsubItemValueClient) Delete() *PubsubItemValueDelete {
+	mutation := newPubsubItemValueMutation(c.config, OpDelete)
+	return &PubsubItemValueDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PubsubItemValueClient) DeleteOne(_m *PubsubItemValue) *PubsubItemValueDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PubsubItemValueClient) DeleteOneID(id int) *PubsubItemValueDeleteOne {
+	builder := c.Delete().Where(pubsubitemvalue.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PubsubItemValueDeleteOne{builder}
+}
+
+// Query returns a query builder for PubsubItemValue.
+func (c *PubsubItemValueClient) Query() *PubsubItemValueQuery {
+	return &PubsubItemValueQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePubsubItemValue},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PubsubItemValue entity by its id.
+func (c *PubsubItemValueClient) Get(ctx context.Context, id int) (*PubsubItemValue, error) {
+	return c.Query().Where(pubsubitemvalue.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PubsubItemValueClient) GetX(ctx context.Context, id int) *PubsubItemValue {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryItem queries the item edge of a PubsubItemValue.
+func (c *PubsubItemValueClient) QueryItem(_m *PubsubItemValue) *PubsubItemQuery {
+	query := (&PubsubItemClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(pubsubitemvalue.Table, pubsubitemvalue.FieldID, id),
+			sqlgraph.To(pubsubitem.Table, pubsubitem.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, pubsubitemvalue.ItemTable, pubsubitemvalue.ItemColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *PubsubItemValueClient) Hooks() []Hook {
+	return c.hooks.PubsubItemValue
+}
+
+// Interceptors returns the client interceptors.
+func (c *PubsubItemValueClient) Interceptors() []Interceptor {
+	return c.inters.PubsubItemValue
+}
+
+func (c *PubsubItemValueClient) mutate(ctx context.Context, m *PubsubItemValueMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PubsubItemValueCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PubsubItemValueUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PubsubItemValueUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PubsubItemValueDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PubsubItemValue mutation op: %q", m.Op())
+	}
+}
+
 // PubsubNodeClient is a client for the PubsubNode schema.
 type PubsubNodeClient struct {
 	config
@@ -1319,11 +1476,11 @@ func (c *ServiceProfileClient) mutate(ctx context.Context, m *ServiceProfileMuta
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Analyser, AnalyserSet, Param, Profile, PubsubItem, PubsubNode,
+		Analyser, AnalyserSet, Param, Profile, PubsubItem, PubsubItemValue, PubsubNode,
 		ServiceProfile []ent.Hook
 	}
 	inters struct {
-		Analyser, AnalyserSet, Param, Profile, PubsubItem, PubsubNode,
+		Analyser, AnalyserSet, Param, Profile, PubsubItem, PubsubItemValue, PubsubNode,
 		ServiceProfile []ent.Interceptor
 	}
 )

@@ -17,6 +17,7 @@ import (
 	"example.org/backend/ent/param"
 	"example.org/backend/ent/profile"
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/pubsubitemvalue"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/ent/serviceprofile"
 )
@@ -79,13 +80,14 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			analyser.Table:       analyser.ValidColumn,
-			analyserset.Table:    analyserset.ValidColumn,
-			param.Table:          param.ValidColumn,
-			profile.Table:        profile.ValidColumn,
-			pubsubitem.Table:     pubsubitem.ValidColumn,
-			pubsubnode.Table:     pubsubnode.ValidColumn,
-			serviceprofile.Table: serviceprofile.ValidColumn,
+			analyser.Table:        analyser.ValidColumn,
+			analyserset.Table:     analyserset.ValidColumn,
+			param.Table:           param.ValidColumn,
+			profile.Table:         profile.ValidColumn,
+			pubsubitem.Table:      pubsubitem.ValidColumn,
+			pubsubitemvalue.Table: pubsubitemvalue.ValidColumn,
+			pubsubnode.Table:      pubsubnode.ValidColumn,
+			serviceprofile.Table:  serviceprofile.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -17,6 +17,7 @@ import (
 	"example.org/backend/ent/predicate"
 	"example.org/backend/ent/profile"
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/pubsubitemvalue"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/ent/serviceprofile"
 )
@@ -30,13 +31,14 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
-	TypeAnalyser       = "Analyser"
-	TypeAnalyserSet    = "AnalyserSet"
-	TypeParam          = "Param"
-	TypeProfile        = "Profile"
-	TypePubsubItem     = "PubsubItem"
-	TypePubsubNode     = "PubsubNode"
-	TypeServiceProfile = "ServiceProfile"
+	TypeAnalyser        = "Analyser"
+	TypeAnalyserSet     = "AnalyserSet"
+	TypeParam           = "Param"
+	TypeProfile         = "Profile"
+	TypePubsubItem      = "PubsubItem"
+	TypePubsubItemValue = "PubsubItemValue"
+	TypePubsubNode      = "PubsubNode"
+	TypeServiceProfile  = "ServiceProfile"
 )
 
 // AnalyserMutation represents an operation that mutates the Analyser nodes in the graph.
@@ -4143,6 +4145,840 @@ func (m *PubsubItemMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown PubsubItem edge %s", name)
+}
+
+// PubsubItemValueMutation represents an operation that mutates the PubsubItemValue nodes in the graph.
+type PubsubItemValueMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	_path         *string
+	role          *int
+	addrole       *int
+	kind          *string
+	value_text    *[]byte
+	value_fold    *[]byte
+	value_num     *float64
+	addvalue_num  *float64
+	clearedFields map[string]struct{}
+	item          *int
+	cleareditem   bool
+	done          bool
+	oldValue      func(context.Context) (*PubsubItemValue, error)
+	predicates    []predicate.PubsubItemValue
+}
+
+var _ ent.Mutation = (*PubsubItemValueMutation)(nil)
+
+// pubsubitemvalueOption allows management of the mutation configuration using functional options.
+type pubsubitemvalueOption func(*PubsubItemValueMutation)
+
+// newPubsubItemValueMutation creates new mutation for the PubsubItemValue entity.
+func newPubsubItemValueMutation(c config, op Op, opts ...pubsubitemvalueOption) *PubsubItemValueMutation {
+	m := &PubsubItemValueMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePubsubItemValue,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPubsubItemValueID sets the ID field of the mutation.
+func withPubsubItemValueID(id int) pubsubitemvalueOption {
+	return func(m *PubsubItemValueMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PubsubItemValue
+		)
+		m.oldValue = func(ctx context.Context) (*PubsubItemValue, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PubsubItemValue.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPubsubItemValue sets the old PubsubItemValue of the mutation.
+func withPubsubItemValue(node *PubsubItemValue) pubsubitemvalueOption {
+	return func(m *PubsubItemValueMutation) {
+		m.oldValue = func(context.Context) (*PubsubItemValue, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PubsubItemValueMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PubsubItemValueMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PubsubItemValueMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PubsubItemValueMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PubsubItemValue.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetItemID sets the "item_id" field.
+func (m *PubsubItemValueMutation) SetItemID(i int) {
+	m.item = &i
+}
+
+// ItemID returns the value of the "item_id" field in the mutation.
+func (m *PubsubItemValueMutation) ItemID() (r int, exists bool) {
+	v := m.item
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldItemID returns the old "item_id" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldItemID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldItemID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldItemID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldItemID: %w", err)
+	}
+	return oldValue.ItemID, nil
+}
+
+// ResetItemID resets all changes to the "item_id" field.
+func (m *PubsubItemValueMutation) ResetItemID() {
+	m.item = nil
+}
+
+// SetPath sets the "path" field.
+func (m *PubsubItemValueMutation) SetPath(s string) {
+	m._path = &s
+}
+
+// Path returns the value of the "path" field in the mutation.
+func (m *PubsubItemValueMutation) Path() (r string, exists bool) {
+	v := m._path
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPath returns the old "path" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldPath(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPath is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPath requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPath: %w", err)
+	}
+	return oldValue.Path, nil
+}
+
+// ResetPath resets all changes to the "path" field.
+func (m *PubsubItemValueMutation) ResetPath() {
+	m._path = nil
+}
+
+// SetRole sets the "role" field.
+func (m *PubsubItemValueMutation) SetRole(i int) {
+	m.role = &i
+	m.addrole = nil
+}
+
+// Role returns the value of the "role" field in the mutation.
+func (m *PubsubItemValueMutation) Role() (r int, exists bool) {
+	v := m.role
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRole returns the old "role" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldRole(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRole is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRole requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRole: %w", err)
+	}
+	return oldValue.Role, nil
+}
+
+// AddRole adds i to the "role" field.
+func (m *PubsubItemValueMutation) AddRole(i int) {
+	if m.addrole != nil {
+		*m.addrole += i
+	} else {
+		m.addrole = &i
+	}
+}
+
+// AddedRole returns the value that was added to the "role" field in this mutation.
+func (m *PubsubItemValueMutation) AddedRole() (r int, exists bool) {
+	v := m.addrole
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRole resets all changes to the "role" field.
+func (m *PubsubItemValueMutation) ResetRole() {
+	m.role = nil
+	m.addrole = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *PubsubItemValueMutation) SetKind(s string) {
+	m.kind = &s
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *PubsubItemValueMutation) Kind() (r string, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldKind(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *PubsubItemValueMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetValueText sets the "value_text" field.
+func (m *PubsubItemValueMutation) SetValueText(b []byte) {
+	m.value_text = &b
+}
+
+// ValueText returns the value of the "value_text" field in the mutation.
+func (m *PubsubItemValueMutation) ValueText() (r []byte, exists bool) {
+	v := m.value_text
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValueText returns the old "value_text" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldValueText(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValueText is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValueText requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValueText: %w", err)
+	}
+	return oldValue.ValueText, nil
+}
+
+// ClearValueText clears the value of the "value_text" field.
+func (m *PubsubItemValueMutation) ClearValueText() {
+	m.value_text = nil
+	m.clearedFields[pubsubitemvalue.FieldValueText] = struct{}{}
+}
+
+// ValueTextCleared returns if the "value_text" field was cleared in this mutation.
+func (m *PubsubItemValueMutation) ValueTextCleared() bool {
+	_, ok := m.clearedFields[pubsubitemvalue.FieldValueText]
+	return ok
+}
+
+// ResetValueText resets all changes to the "value_text" field.
+func (m *PubsubItemValueMutation) ResetValueText() {
+	m.value_text = nil
+	delete(m.clearedFields, pubsubitemvalue.FieldValueText)
+}
+
+// SetValueFold sets the "value_fold" field.
+func (m *PubsubItemValueMutation) SetValueFold(b []byte) {
+	m.value_fold = &b
+}
+
+// ValueFold returns the value of the "value_fold" field in the mutation.
+func (m *PubsubItemValueMutation) ValueFold() (r []byte, exists bool) {
+	v := m.value_fold
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValueFold returns the old "value_fold" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldValueFold(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValueFold is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValueFold requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValueFold: %w", err)
+	}
+	return oldValue.ValueFold, nil
+}
+
+// ClearValueFold clears the value of the "value_fold" field.
+func (m *PubsubItemValueMutation) ClearValueFold() {
+	m.value_fold = nil
+	m.clearedFields[pubsubitemvalue.FieldValueFold] = struct{}{}
+}
+
+// ValueFoldCleared returns if the "value_fold" field was cleared in this mutation.
+func (m *PubsubItemValueMutation) ValueFoldCleared() bool {
+	_, ok := m.clearedFields[pubsubitemvalue.FieldValueFold]
+	return ok
+}
+
+// ResetValueFold resets all changes to the "value_fold" field.
+func (m *PubsubItemValueMutation) ResetValueFold() {
+	m.value_fold = nil
+	delete(m.clearedFields, pubsubitemvalue.FieldValueFold)
+}
+
+// SetValueNum sets the "value_num" field.
+func (m *PubsubItemValueMutation) SetValueNum(f float64) {
+	m.value_num = &f
+	m.addvalue_num = nil
+}
+
+// ValueNum returns the value of the "value_num" field in the mutation.
+func (m *PubsubItemValueMutation) ValueNum() (r float64, exists bool) {
+	v := m.value_num
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValueNum returns the old "value_num" field's value of the PubsubItemValue entity.
+// If the PubsubItemValue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemValueMutation) OldValueNum(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValueNum is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValueNum requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValueNum: %w", err)
+	}
+	return oldValue.ValueNum, nil
+}
+
+// AddValueNum adds f to the "value_num" field.
+func (m *PubsubItemValueMutation) AddValueNum(f float64) {
+	if m.addvalue_num != nil {
+		*m.addvalue_num += f
+	} else {
+		m.addvalue_num = &f
+	}
+}
+
+// AddedValueNum returns the value that was added to the "value_num" field in this mutation.
+func (m *PubsubItemValueMutation) AddedValueNum() (r float64, exists bool) {
+	v := m.addvalue_num
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearValueNum clears the value of the "value_num" field.
+func (m *PubsubItemValueMutation) ClearValueNum() {
+	m.value_num = nil
+	m.addvalue_num = nil
+	m.clearedFields[pubsubitemvalue.FieldValueNum] = struct{}{}
+}
+
+// ValueNumCleared returns if the "value_num" field was cleared in this mutation.
+func (m *PubsubItemValueMutation) ValueNumCleared() bool {
+	_, ok := m.clearedFields[pubsubitemvalue.FieldValueNum]
+	return ok
+}
+
+// ResetValueNum resets all changes to the "value_num" field.
+func (m *PubsubItemValueMutation) ResetValueNum() {
+	m.value_num = nil
+	m.addvalue_num = nil
+	delete(m.clearedFields, pubsubitemvalue.FieldValueNum)
+}
+
+// ClearItem clears the "item" edge to the PubsubItem entity.
+func (m *PubsubItemValueMutation) ClearItem() {
+	m.cleareditem = true
+	m.clearedFields[pubsubitemvalue.FieldItemID] = struct{}{}
+}
+
+// ItemCleared reports if the "item" edge to the PubsubItem entity was cleared.
+func (m *PubsubItemValueMutation) ItemCleared() bool {
+	return m.cleareditem
+}
+
+// ItemIDs returns the "item" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ItemID instead. It exists only for internal usage by the builders.
+func (m *PubsubItemValueMutation) ItemIDs() (ids []int) {
+	if id := m.item; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetItem resets all changes to the "item" edge.
+func (m *PubsubItemValueMutation) ResetItem() {
+	m.item = nil
+	m.cleareditem = false
+}
+
+// Where appends a list predicates to the PubsubItemValueMutation builder.
+func (m *PubsubItemValueMutation) Where(ps ...predicate.PubsubItemValue) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PubsubItemValueMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PubsubItemValueMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PubsubItemValue, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PubsubItemValueMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PubsubItemValueMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PubsubItemValue).
+func (m *PubsubItemValueMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PubsubItemValueMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.item != nil {
+		fields = append(fields, pubsubitemvalue.FieldItemID)
+	}
+	if m._path != nil {
+		fields = append(fields, pubsubitemvalue.FieldPath)
+	}
+	if m.role != nil {
+		fields = append(fields, pubsubitemvalue.FieldRole)
+	}
+	if m.kind != nil {
+		fields = append(fields, pubsubitemvalue.FieldKind)
+	}
+	if m.value_text != nil {
+		fields = append(fields, pubsubitemvalue.FieldValueText)
+	}
+	if m.value_fold != nil {
+		fields = append(fields, pubsubitemvalue.FieldValueFold)
+	}
+	if m.value_num != nil {
+		fields = append(fields, pubsubitemvalue.FieldValueNum)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PubsubItemValueMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pubsubitemvalue.FieldItemID:
+		return m.ItemID()
+	case pubsubitemvalue.FieldPath:
+		return m.Path()
+	case pubsubitemvalue.FieldRole:
+		return m.Role()
+	case pubsubitemvalue.FieldKind:
+		return m.Kind()
+	case pubsubitemvalue.FieldValueText:
+		return m.ValueText()
+	case pubsubitemvalue.FieldValueFold:
+		return m.ValueFold()
+	case pubsubitemvalue.FieldValueNum:
+		return m.ValueNum()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PubsubItemValueMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pubsubitemvalue.FieldItemID:
+		return m.OldItemID(ctx)
+	case pubsubitemvalue.FieldPath:
+		return m.OldPath(ctx)
+	case pubsubitemvalue.FieldRole:
+		return m.OldRole(ctx)
+	case pubsubitemvalue.FieldKind:
+		return m.OldKind(ctx)
+	case pubsubitemvalue.FieldValueText:
+		return m.OldValueText(ctx)
+	case pubsubitemvalue.FieldValueFold:
+		return m.OldValueFold(ctx)
+	case pubsubitemvalue.FieldValueNum:
+		return m.OldValueNum(ctx)
+	}
+	return nil, fmt.Errorf("unknown PubsubItemValue field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PubsubItemValueMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pubsubitemvalue.FieldItemID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetItemID(v)
+		return nil
+	case pubsubitemvalue.FieldPath:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPath(v)
+		return nil
+	case pubsubitemvalue.FieldRole:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRole(v)
+		return nil
+	case pubsubitemvalue.FieldKind:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case pubsubitemvalue.FieldValueText:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValueText(v)
+		return nil
+	case pubsubitemvalue.FieldValueFold:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValueFold(v)
+		return nil
+	case pubsubitemvalue.FieldValueNum:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValueNum(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PubsubItemValueMutation) AddedFields() []string {
+	var fields []string
+	if m.addrole != nil {
+		fields = append(fields, pubsubitemvalue.FieldRole)
+	}
+	if m.addvalue_num != nil {
+		fields = append(fields, pubsubitemvalue.FieldValueNum)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PubsubItemValueMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pubsubitemvalue.FieldRole:
+		return m.AddedRole()
+	case pubsubitemvalue.FieldValueNum:
+		return m.AddedValueNum()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PubsubItemValueMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pubsubitemvalue.FieldRole:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRole(v)
+		return nil
+	case pubsubitemvalue.FieldValueNum:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddValueNum(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PubsubItemValueMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(pubsubitemvalue.FieldValueText) {
+		fields = append(fields, pubsubitemvalue.FieldValueText)
+	}
+	if m.FieldCleared(pubsubitemvalue.FieldValueFold) {
+		fields = append(fields, pubsubitemvalue.FieldValueFold)
+	}
+	if m.FieldCleared(pubsubitemvalue.FieldValueNum) {
+		fields = append(fields, pubsubitemvalue.FieldValueNum)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PubsubItemValueMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PubsubItemValueMutation) ClearField(name string) error {
+	switch name {
+	case pubsubitemvalue.FieldValueText:
+		m.ClearValueText()
+		return nil
+	case pubsubitemvalue.FieldValueFold:
+		m.ClearValueFold()
+		return nil
+	case pubsubitemvalue.FieldValueNum:
+		m.ClearValueNum()
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PubsubItemValueMutation) ResetField(name string) error {
+	switch name {
+	case pubsubitemvalue.FieldItemID:
+		m.ResetItemID()
+		return nil
+	case pubsubitemvalue.FieldPath:
+		m.ResetPath()
+		return nil
+	case pubsubitemvalue.FieldRole:
+		m.ResetRole()
+		return nil
+	case pubsubitemvalue.FieldKind:
+		m.ResetKind()
+		return nil
+	case pubsubitemvalue.FieldValueText:
+		m.ResetValueText()
+		return nil
+	case pubsubitemvalue.FieldValueFold:
+		m.ResetValueFold()
+		return nil
+	case pubsubitemvalue.FieldValueNum:
+		m.ResetValueNum()
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PubsubItemValueMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.item != nil {
+		edges = append(edges, pubsubitemvalue.EdgeItem)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PubsubItemValueMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case pubsubitemvalue.EdgeItem:
+		if id := m.item; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PubsubItemValueMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PubsubItemValueMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PubsubItemValueMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.cleareditem {
+		edges = append(edges, pubsubitemvalue.EdgeItem)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PubsubItemValueMutation) EdgeCleared(name string) bool {
+	switch name {
+	case pubsubitemvalue.EdgeItem:
+		return m.cleareditem
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PubsubItemValueMutation) ClearEdge(name string) error {
+	switch name {
+	case pubsubitemvalue.EdgeItem:
+		m.ClearItem()
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PubsubItemValueMutation) ResetEdge(name string) error {
+	switch name {
+	case pubsubitemvalue.EdgeItem:
+		m.ResetItem()
+		return nil
+	}
+	return fmt.Errorf("unknown PubsubItemValue edge %s", name)
 }
 
 // PubsubNodeMutation represents an operation that mutates the PubsubNode nodes in the graph.

@@ -10,6 +10,7 @@ import (
 	"example.org/backend/ent/param"
 	"example.org/backend/ent/profile"
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/pubsubitemvalue"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/ent/schema"
 	"example.org/backend/ent/serviceprofile"
@@ -135,6 +136,12 @@ func init() {
 	pubsubitemDescPosition := pubsubitemFields[9].Descriptor()
 	// pubsubitem.DefaultPosition holds the default value on creation for the position field.
 	pubsubitem.DefaultPosition = pubsubitemDescPosition.Default.(int64)
+	pubsubitemvalueFields := schema.PubsubItemValue{}.Fields()
+	_ = pubsubitemvalueFields
+	// pubsubitemvalueDescKind is the schema descriptor for kind field.
+	pubsubitemvalueDescKind := pubsubitemvalueFields[3].Descriptor()
+	// pubsubitemvalue.KindValidator is a validator for the "kind" field. It is called by the builders before save.
+	pubsubitemvalue.KindValidator = pubsubitemvalueDescKind.Validators[0].(func(string) error)
 	pubsubnodeMixin := schema.PubsubNode{}.Mixin()
 	pubsubnodeMixinFields0 := pubsubnodeMixin[0].Fields()
 	_ = pubsubnodeMixinFields0

@@ -24,6 +24,8 @@ type Tx struct {
 	Profile *ProfileClient
 	// PubsubItem is the client for interacting with the PubsubItem builders.
 	PubsubItem *PubsubItemClient
+	// PubsubItemValue is the client for interacting with the PubsubItemValue builders.
+	PubsubItemValue *PubsubItemValueClient
 	// PubsubNode is the client for interacting with the PubsubNode builders.
 	PubsubNode *PubsubNodeClient
 	// ServiceProfile is the client for interacting with the ServiceProfile builders.
@@ -164,6 +166,7 @@ func (tx *Tx) init() {
 	tx.Param = NewParamClient(tx.config)
 	tx.Profile = NewProfileClient(tx.config)
 	tx.PubsubItem = NewPubsubItemClient(tx.config)
+	tx.PubsubItemValue = NewPubsubItemValueClient(tx.config)
 	tx.PubsubNode = NewPubsubNodeClient(tx.config)
 	tx.ServiceProfile = NewServiceProfileClient(tx.config)
 }

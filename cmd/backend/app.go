@@ -59,6 +59,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.pluginsCommand(),
 		a.pluginServeCommand(),
 		a.pubsubCommand(),
+		a.cacheCommand(),
 	)
 	for _, c := range root.Commands() {
 		requireSubcommand(c)

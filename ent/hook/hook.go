@@ -69,6 +69,18 @@ func (f PubsubItemFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PubsubItemMutation", m)
 }
 
+// The PubsubItemValueFunc type is an adapter to allow the use of ordinary
+// function as PubsubItemValue mutator.
+type PubsubItemValueFunc func(context.Context, *ent.PubsubItemValueMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PubsubItemValueFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PubsubItemValueMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PubsubItemValueMutation", m)
+}
+
 // The PubsubNodeFunc type is an adapter to allow the use of ordinary
 // function as PubsubNode mutator.
 type PubsubNodeFunc func(context.Context, *ent.PubsubNodeMutation) (ent.Value, error)

@@ -141,6 +141,53 @@ var (
 			},
 		},
 	}
+	// PubsubItemValuesColumns holds the columns for the "pubsub_item_values" table.
+	PubsubItemValuesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "path", Type: field.TypeString},
+		{Name: "role", Type: field.TypeInt},
+		{Name: "kind", Type: field.TypeString, Size: 1},
+		{Name: "value_text", Type: field.TypeBytes, Nullable: true},
+		{Name: "value_fold", Type: field.TypeBytes, Nullable: true},
+		{Name: "value_num", Type: field.TypeFloat64, Nullable: true},
+		{Name: "item_id", Type: field.TypeInt},
+	}
+	// PubsubItemValuesTable holds the schema information for the "pubsub_item_values" table.
+	PubsubItemValuesTable = &schema.Table{
+		Name:       "pubsub_item_values",
+		Columns:    PubsubItemValuesColumns,
+		PrimaryKey: []*schema.Column{PubsubItemValuesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "pubsub_item_values_pubsub_items_item",
+				Columns:    []*schema.Column{PubsubItemValuesColumns[7]},
+				RefColumns: []*schema.Column{PubsubItemsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pubsubitemvalue_path_value_text",
+				Unique:  false,
+				Columns: []*schema.Column{PubsubItemValuesColumns[1], PubsubItemValuesColumns[4], PubsubItemValuesColumns[3], PubsubItemValuesColumns[2], PubsubItemValuesColumns[7]},
+			},
+			{
+				Name:    "pubsubitemvalue_path_value_num",
+				Unique:  false,
+				Columns: []*schema.Column{PubsubItemValuesColumns[1], PubsubItemValuesColumns[6], PubsubItemValuesColumns[3], PubsubItemValuesColumns[2], PubsubItemValuesColumns[7]},
+			},
+			{
+				Name:    "pubsubitemvalue_path_value_fold",
+				Unique:  false,
+				Columns: []*schema.Column{PubsubItemValuesColumns[1], PubsubItemValuesColumns[5], PubsubItemValuesColumns[3], PubsubItemValuesColumns[2], PubsubItemValuesColumns[7]},
+			},
+			{
+				Name:    "pubsubitemvalue_item_id_path",
+				Unique:  false,
+				Columns: []*schema.Column{PubsubItemValuesColumns[7], PubsubItemValuesColumns[1], PubsubItemValuesColumns[2], PubsubItemValuesColumns[3], PubsubItemValuesColumns[6], PubsubItemValuesColumns[4]},
+			},
+		},
+	}
 	// PubsubNodesColumns holds the columns for the "pubsub_nodes" table.
 	PubsubNodesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -237,6 +284,7 @@ var (
 		ParamsTable,
 		ProfilesTable,
 		PubsubItemsTable,
+		PubsubItemValuesTable,
 		PubsubNodesTable,
 		ServiceProfilesTable,
 	}
@@ -245,6 +293,7 @@ var (
 func init() {
 	ParamsTable.ForeignKeys[0].RefTable = ProfilesTable
 	PubsubItemsTable.ForeignKeys[0].RefTable = PubsubNodesTable
+	PubsubItemValuesTable.ForeignKeys[0].RefTable = PubsubItemsTable
 	PubsubNodesTable.ForeignKeys[0].RefTable = ProfilesTable
 	ServiceProfilesTable.ForeignKeys[0].RefTable = ProfilesTable
 }

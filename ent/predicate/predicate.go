@@ -21,6 +21,9 @@ type Profile func(*sql.Selector)
 // PubsubItem is the predicate function for pubsubitem builders.
 type PubsubItem func(*sql.Selector)
 
+// PubsubItemValue is the predicate function for pubsubitemvalue builders.
+type PubsubItemValue func(*sql.Selector)
+
 // PubsubNode is the predicate function for pubsubnode builders.
 type PubsubNode func(*sql.Selector)
 

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"text/tabwriter"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core"
+	"example.org/backend/core/daemon"
+	"example.org/backend/plugins/pubsubcache/search"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// apiServices are the API services the daemon mounts beside the core's
+// (the core cannot import plugins/).
+func apiServices() []daemon.APIServiceFunc {
+	return []daemon.APIServiceFunc{
+		func(h *core.Host) (string, string, http.Handler, error) {
+			// No path is indexed until the cache maintains the side table
+			// (search.IndexItem) for every item: searches use the JSON
+			// functions of the engine meanwhile (same results, slower).
+			s := search.New(h.Store, nil)
+			path, handler := search.NewHandler(s, func(id, publisher string, payload []byte) string {
+				return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
+			})
+			return "pubsubcache", path, handler, nil
+		},
+	}
+}
+
+func (c *conn) cache() backendv1connect.CacheServiceClient {
+	return backendv1connect.NewCacheServiceClient(c.http, c.baseURL, c.opts...)
+}
+
+func (a *app) cacheCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "Query the pubsub cache",
+	}
+	cmd.AddCommand(a.cacheSearchCommand())
+	return cmd
+}
+
+// cacheItemJSON is one item of `cache search` (DESIGN §9).
+type cacheItemJSON struct {
+	Profile string          `json:"profile"`
+	Service string          `json:"service"`
+	Node    string          `json:"node"`
+	ID      string          `json:"id"`
+	Parsed  json.RawMessage `json:"parsed"`
+	XML     *string         `json:"xml"`
+}
+
+func (a *app) cacheSearchCommand() *cobra.Command {
+	var profiles, services, nodes, types, subtypes, items, filters, orders []string
+	var fts string
+	var index, limit int64
+	var withPayload bool
+	cmd := &cobra.Command{
+		Use:   "search [-p PROFILE]... [-s SERVICE]... [-n NODE]... [-t TYPE]... [--subtype S]... [-i ITEM]... [-F 'PATH OP VALUE']... [-f FTS_QUERY] [--order-by KEY[:asc|:desc]]... [--index N] [--limit N] [--with-payload]",
+		Short: "Search cached items",
+		Long: `Search cached items by node, item id, parsed JSON fields and full text.
+
+-F takes one argument: PATH, OP and VALUE split on the first two runs of
+spaces (VALUE may hold spaces). PATH is dotted keys with [n] indexes
+(author.name, tags, links[0].href); a key holding '.', '[' or '"' is written
+["key"]. OP is one of == != < <= > >= between in not_in like ilike not_like
+not_ilike overlap ioverlap disjoint idisjoint. VALUE is JSON when it parses as
+JSON, else a string: -F 'tags overlap ["one tag"]', -F 'published between
+["2026-01-01T00:00:00Z","2026-01-02T00:00:00Z"]', -F 'author.name ilike élo%'.
+A missing path or JSON null matches only the negated operators.
+
+-f is a full-text query: words (all must match), "phrases", -excluded, OR.
+--order-by KEY is creation, modification, item_id, rank (with -f) or a PATH
+(a path equal to a keyword is written ["rank"]); repeat it for several keys.
+Default: creation ascending. --index skips N items; --limit 0 means no limit.
+An empty --type or --subtype matches nodes without one.
+
+With -o json: {"items":[{"profile","service","node","id","parsed","xml"}…]};
+xml is null unless --with-payload.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &backendv1.CacheSearchRequest{
+				Profiles: profiles, Services: services, Nodes: nodes, Types: types, Subtypes: subtypes,
+				ItemIds: items, Fts: fts, Index: index, Limit: limit, WithPayload: withPayload,
+			}
+			if index < 0 || limit < 0 {
+				return usagef("--index and --limit must not be negative")
+			}
+			for _, s := range filters {
+				f, err := search.ParseFilter(s)
+				if err != nil {
+					return usagef("-F: %v", err)
+				}
+				v, err := json.Marshal(f.Value)
+				if err != nil {
+					return usagef("-F %q: %v", s, err)
+				}
+				req.Filters = append(req.Filters, &backendv1.CacheFilter{Path: f.Path.String(), Op: string(f.Op), ValueJson: string(v)})
+			}
+			for _, s := range orders {
+				o, err := search.ParseOrder(s)
+				if err != nil {
+					return usagef("--order-by: %v", err)
+				}
+				key := o.Keyword
+				if key == "" {
+					key = o.Path.String()
+					if search.IsKeyword(key) {
+						key = `["` + key + `"]`
+					}
+				}
+				req.OrderBy = append(req.OrderBy, &backendv1.CacheOrder{Key: key, Desc: o.Desc})
+			}
+			if fts != "" {
+				if _, err := search.ParseFTS(fts); err != nil {
+					return usagef("-f: %v", err)
+				}
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.cache().Search(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return c.check(err)
+			}
+			out := struct {
+				Items []cacheItemJSON `json:"items"`
+			}{Items: []cacheItemJSON{}}
+			for _, it := range res.Msg.GetItems() {
+				j := cacheItemJSON{Profile: it.GetProfile(), Service: it.GetService(), Node: it.GetNode(), ID: it.GetId(), XML: it.Xml}
+				if it.ParsedJson != nil {
+					j.Parsed = json.RawMessage(it.GetParsedJson())
+				} else {
+					j.Parsed = json.RawMessage("null")
+				}
+				out.Items = append(out.Items, j)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(out)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintf(w, "PROFILE\tSERVICE\tNODE\tID\tPARSED\n")
+			for _, it := range out.Items {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", it.Profile, it.Service, it.Node, it.ID, ellipsis(string(it.Parsed), 60))
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if withPayload {
+				for _, it := range out.Items {
+					if it.XML != nil {
+						fmt.Fprintln(a.stdout, *it.XML)
+					}
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&profiles, "profile", "p", nil, "profile name (repeatable)")
+	f.StringArrayVarP(&services, "service", "s", nil, "pubsub service JID (repeatable)")
+	f.StringArrayVarP(&nodes, "node", "n", nil, "node name (repeatable)")
+	f.StringArrayVarP(&types, "type", "t", nil, "node type given by the analyser, e.g. blog (repeatable)")
+	f.StringArrayVar(&subtypes, "subtype", nil, "node subtype, e.g. comment (repeatable)")
+	f.StringArrayVarP(&items, "item", "i", nil, "item id (repeatable)")
+	f.StringArrayVarP(&filters, "filter", "F", nil, "'PATH OP VALUE' filter on parsed data (repeatable)")
+	f.StringVarP(&fts, "fts", "f", "", "full-text query")
+	f.StringArrayVar(&orders, "order-by", nil, "KEY[:asc|:desc] (repeatable)")
+	f.Int64Var(&index, "index", 0, "number of items to skip")
+	f.Int64Var(&limit, "limit", 0, "maximum number of items (0: no limit)")
+	f.BoolVar(&withPayload, "with-payload", false, "include each item's XML")
+	return cmd
+}
+
+// ellipsis shortens s to n runes.
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,90 @@
+// Package search answers searches over the pubsub cache (DESIGN §6, §9):
+// node filters, item ids, filters on parsed JSON paths, full-text search,
+// ordering and paging, with the same result sets on SQLite and PostgreSQL.
+//
+// # Paths
+//
+// A path is dotted keys with [n] array indexes (author.name, tags,
+// links[0].href); a key holding '.', '[', ']', '"' or white space is
+// written ["key"] in JSON string syntax (["odd.key"]). A path that does
+// not exist in an item, or leads to JSON null, is "missing".
+//
+// # Operators
+//
+// Every operator is evaluated on the value at the path; a missing value
+// makes every positive operator false. The negated operators (!=, not_in,
+// not_like, not_ilike, disjoint, idisjoint) are the exact complements of
+// ==, in, like, ilike, overlap and ioverlap: they are true on a missing
+// value and on a value of another type.
+//
+//   - == VALUE: same JSON type and equal value. Numbers compare
+//     numerically (5 == 5.0), strings byte for byte (case-sensitive),
+//     booleans by value; an array or object compares as a whole (element
+//     order matters, key order does not). A string never equals a number
+//     ("5" is not 5). null is refused as a VALUE.
+//   - < <= > >= VALUE (a number or a string): true only on a value of the
+//     same type; < and > are strict. Strings compare by bytes (UTF-8, that
+//     is code point order; no locale), so RFC 3339 UTC times compare
+//     chronologically as strings. between [LOW, HIGH] is LOW <= v <= HIGH
+//     (inclusive; empty when LOW > HIGH).
+//   - in LIST: the (scalar) value equals one of LIST (strings, numbers,
+//     booleans; a single VALUE is a one-element list). An array value is
+//     never "in" a list: use overlap.
+//   - like PATTERN: the value is a string matching PATTERN, where %
+//     matches any sequence, _ one character and \ escapes the next
+//     character; case-sensitive. ilike compares both sides case-folded.
+//   - overlap LIST: one of the value's members equals one of LIST, the
+//     members of an array being its scalar elements and a scalar being its
+//     own only member (an object has none). ioverlap folds strings.
+//
+// Case folding (ilike, ioverlap) is Fold: Unicode simple case folding per
+// code point, applied in Go to the indexed values and to the patterns, so
+// both engines fold alike. For paths that are not indexed SQLite calls the
+// same Go function (registered on the connection) and PostgreSQL
+// lower(upper(x)) under the ICU root collation, which agrees with Fold
+// except for the few characters whose upper case is several characters
+// (ß folds to "ss" there): declare such paths as indexed for an exact match.
+//
+// # Full-text search
+//
+// The query syntax is the same on both engines: words (all must match),
+// "phrases" (terms next to each other), -excluded words or phrases, and OR
+// between two words or phrases (a OR b c means (a or b) and c). Terms are
+// runs of letters, digits and marks; a word with punctuation (xyz-1) is the
+// phrase of its parts. Matching is case- and diacritic-insensitive
+// (FTS5 unicode61 remove_diacritics 2; PostgreSQL 'simple' over unaccent).
+// The query is rebuilt from its terms: FTS5 strings on SQLite, bound
+// phraseto_tsquery() calls on PostgreSQL; no user text reaches either
+// engine's query syntax.
+//
+// # Order
+//
+// Keys: creation, modification, item_id (by bytes), rank (best first when
+// ascending: FTS5 bm25 on SQLite, ts_rank on PostgreSQL; the order of
+// equally relevant items may differ between engines), or a path. Ordering
+// by a path puts missing values last in both directions, then orders
+// numbers (numerically), strings (by bytes), booleans (false first),
+// arrays and objects (in an order that may differ between engines). The
+// default is creation ascending; ties are broken by insertion order.
+//
+// # Indexes
+//
+// Analysers declare the paths worth indexing; the cache calls IndexItem
+// for every item it stores with the union of those paths (the set it gives
+// New), which fills the side table pubsub_item_values (one row per scalar
+// value, per array element, and per whole array or object), indexed by
+// (path, value_text), (path, value_num), (path, value_fold) and (item_id,
+// path) on both engines. Filters and orders on an indexed path read the
+// side table; others use the engine's JSON functions (json_extract /
+// json_each on SQLite, strict jsonpath on PostgreSQL): the results are the
+// same, only the speed differs. When the set of indexed paths changes,
+// Reindex rebuilds the table. Strings longer than MaxIndexedText are left
+// out of the side table.
+//
+// # Safety
+//
+// Paths, operators and values are validated (a malformed query is an
+// error wrapping ErrInvalidQuery that names the bad part) and every value
+// and path is bound as a parameter: the SQL text only holds fixed
+// fragments.
+package search
