@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"text/tabwriter"
 
 	"connectrpc.com/connect"
@@ -11,28 +10,8 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
-	"example.org/backend/core"
-	"example.org/backend/core/daemon"
 	"example.org/backend/plugins/pubsubcache/search"
-	"example.org/backend/plugins/xep0060/wire"
 )
-
-// apiServices are the API services the daemon mounts beside the core's
-// (the core cannot import plugins/).
-func apiServices() []daemon.APIServiceFunc {
-	return []daemon.APIServiceFunc{
-		func(h *core.Host) (string, string, http.Handler, error) {
-			// No path is indexed until the cache maintains the side table
-			// (search.IndexItem) for every item: searches use the JSON
-			// functions of the engine meanwhile (same results, slower).
-			s := search.New(h.Store, nil)
-			path, handler := search.NewHandler(s, func(id, publisher string, payload []byte) string {
-				return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
-			})
-			return "pubsubcache", path, handler, nil
-		},
-	}
-}
 
 func (c *conn) cache() backendv1connect.CacheServiceClient {
 	return backendv1connect.NewCacheServiceClient(c.http, c.baseURL, c.opts...)
@@ -43,6 +22,7 @@ func (a *app) cacheCommand() *cobra.Command {
 		Use:   "cache",
 		Short: "Query the pubsub cache",
 	}
+	cmd.AddCommand(a.cacheVerbs()...)
 	cmd.AddCommand(a.cacheSearchCommand())
 	return cmd
 }

@@ -32,6 +32,8 @@ type env struct {
 	dir    string
 	socket string
 	vars   []string
+	// logs is the stderr of the last daemon started by serve.
+	logs *bytes.Buffer
 }
 
 func newEnv(t testing.TB) *env {
@@ -73,6 +75,7 @@ func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *
 	cmd.Env = append(append([]string{}, e.vars...), "BACKEND_TEST_MAIN=1")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
+	e.logs = &logs
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

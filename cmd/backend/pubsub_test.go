@@ -28,10 +28,10 @@ func startXMPP(t testing.TB, kind string, _ map[string]string) *testsvc.XMPPServ
 }
 
 // pubsubEnv is a daemon with profile alice connected to srv.
-func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer) *env {
+func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer, vars ...string) *env {
 	t.Helper()
 	e := newEnv(t)
-	e.vars = append(e.vars, "ALICE_PW=alice-pw")
+	e.vars = append(append(e.vars, "ALICE_PW=alice-pw"), vars...)
 	e.serve(t)
 	if out, errs, code := e.cli(t, "profile", "create", "alice", "--jid", "alice@"+srv.Domain, "--password-env", "ALICE_PW",
 		"--host", srv.Host, "--port", strconv.Itoa(srv.Port), "--ca-file", srv.CAFile); code != exitOK {

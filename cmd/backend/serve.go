@@ -27,12 +27,11 @@ func (a *app) serveCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, daemon.Options{
-				Config:      cfg,
-				Version:     version,
-				Log:         log,
-				Builtins:    builtinPlugins(),
-				FirstParty:  firstPartyPlugins(),
-				APIServices: apiServices(),
+				Config:     cfg,
+				Version:    version,
+				Log:        log,
+				Builtins:   builtinPlugins(),
+				FirstParty: firstPartyPlugins(),
 			})
 		},
 	}

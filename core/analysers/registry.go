@@ -75,6 +75,8 @@ type Registry struct {
 	ordered   []Analyser // by priority desc, then name
 	providers map[string]Provider
 	version   int64
+	// changed is closed (and replaced) when a provider comes up.
+	changed chan struct{}
 }
 
 // Normalize returns the canonical form of an analyser name (trimmed, lower
@@ -180,6 +182,7 @@ func (r *Registry) Declare(ctx context.Context, owner string, as []sdk.Analyser,
 	r.byName = next
 	if p != nil {
 		r.providers[owner] = p
+		r.signal()
 	}
 	r.reorder()
 	return nil
@@ -230,6 +233,27 @@ func (r *Registry) Up(owner string, p Provider) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.providers[owner] = p
+	r.signal()
+}
+
+// ProviderUp returns a channel closed the next time a provider comes up
+// (declared or restarted): the cache then parses the items whose parse
+// was pending.
+func (r *Registry) ProviderUp() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
+}
+
+// signal wakes the waiters of ProviderUp; r.mu is held.
+func (r *Registry) signal() {
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
 }
 
 // persist writes owner's declarations and, when the whole set's digest

@@ -175,3 +175,41 @@ func TestRefine(t *testing.T) {
 		t.Errorf("refine without one: %+v %v", res, err)
 	}
 }
+
+// TestProviderUp: waiters are woken when a provider is declared or comes
+// back, not when one goes down.
+func TestProviderUp(t *testing.T) {
+	ctx := context.Background()
+	r, err := Open(ctx, openStore(t, t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	ch := r.ProviderUp()
+	p := &fakeProvider{}
+	if err := r.Declare(ctx, "microblog", []sdk.Analyser{microblog}, p); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(ch) {
+		t.Error("declaring a provider woke nobody")
+	}
+	ch = r.ProviderUp()
+	r.Down("microblog")
+	if closed(ch) {
+		t.Error("a provider going down woke the waiters")
+	}
+	r.Up("microblog", p)
+	if !closed(ch) {
+		t.Error("a provider coming back woke nobody")
+	}
+	if closed(r.ProviderUp()) {
+		t.Error("a new waiter is woken by a past event")
+	}
+}

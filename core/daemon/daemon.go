@@ -40,14 +40,7 @@ type Options struct {
 	Sessions connections.Options
 	// Ready, when set, is called once the API is served.
 	Ready func(*Daemon)
-	// APIServices add Connect services implemented outside core (the core
-	// never imports plugins/), e.g. the cache's search; each is called once
-	// the host's storage and registries are ready.
-	APIServices []APIServiceFunc
 }
-
-// APIServiceFunc returns the owner, path and handler of an API service.
-type APIServiceFunc func(h *core.Host) (owner, path string, handler http.Handler, err error)
 
 // Daemon is a running daemon.
 type Daemon struct {
@@ -102,6 +95,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	d.Profiles = profiles.New(host, cfg.Params)
+	host.SetParamSource(d.Profiles)
 	d.Plugins = core.NewPlugins(host, o.Builtins...)
 	d.Sessions = connections.New(host, d.Profiles, d.Plugins, o.Sessions)
 	host.Sessions = d.Sessions
@@ -149,15 +143,6 @@ func Run(ctx context.Context, o Options) error {
 	path, h = newPluginHandler(ext)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
-	}
-	for _, svc := range o.APIServices {
-		owner, path, h, err := svc(host)
-		if err != nil {
-			return fmt.Errorf("api service: %w", err)
-		}
-		if err := host.API.Register(owner, path, h); err != nil {
-			return err
-		}
 	}
 	mux := http.NewServeMux()
 	for _, s := range host.API.Services() {

@@ -57,7 +57,8 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		specs = append(specs, s)
 	}
 	ep := &externalPlugins{d: d, log: log}
-	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart})
+	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart,
+		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) }})
 	if err != nil {
 		return nil, err
 	}

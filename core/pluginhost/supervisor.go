@@ -101,6 +101,9 @@ type Options struct {
 	// sends Configure for every profile there. An error counts as a failed
 	// start.
 	OnStart func(ctx context.Context, name string, c *host.Client, d host.Description) error
+	// OnRunning runs each time the plugin is marked running (calls go
+	// through from then on): the daemon wakes what waited for it.
+	OnRunning func(name string)
 }
 
 func (o *Options) defaults() {
@@ -362,6 +365,9 @@ func (s *Supervisor) run(p *supervised) {
 		reply()
 		markReady()
 		log.Info("plugin running", "version", d.Version, "pid", c.Pid(), "analysers", len(d.Analysers))
+		if s.opts.OnRunning != nil {
+			s.opts.OnRunning(p.spec.Name)
+		}
 		startedAt := time.Now()
 		why, requested := s.watch(p, c, log, &ack)
 		c.Kill()

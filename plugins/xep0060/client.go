@@ -339,6 +339,7 @@ func (c *Client) Publish(ctx context.Context, req PublishRequest) (string, error
 		return "", err
 	}
 	payload := wire.Publish(req.Node, req.ID, req.Payload, req.Options)
+	sent := time.Now()
 	ps, err := c.iq(ctx, req.Profile, svc, "set", payload)
 	if err != nil && len(req.Options) > 0 && (isCondition(err, "precondition-not-met") || isCondition(err, "conflict")) {
 		c.log.Info("publish-options not met: reconfiguring the node", "profile", req.Profile, "service", svc, "node", req.Node)
@@ -360,7 +361,7 @@ func (c *Client) Publish(ctx context.Context, req PublishRequest) (string, error
 			id = got
 		}
 	}
-	notifyBus(ctx, c, Published, &PublishedEvent{Profile: req.Profile, Service: svc, Node: req.Node, ID: id})
+	notifyBus(ctx, c, Published, &PublishedEvent{Profile: req.Profile, Service: svc, Node: req.Node, ID: id, Sent: sent})
 	return id, nil
 }
 

@@ -2,6 +2,7 @@ package xep0060
 
 import (
 	"encoding/json"
+	"time"
 
 	"example.org/backend/plugins/xep0060/wire"
 	"example.org/backend/triggers"
@@ -157,6 +158,9 @@ type PublishedEvent struct {
 	Node    string
 	// ID is the id the service assigned (or the requested one).
 	ID string
+	// Sent is when the publish request was sent: a notification of the
+	// item received since then carries the server's copy of this publish.
+	Sent time.Time
 }
 
 // RetractedEvent follows a successful retract.

@@ -44,6 +44,7 @@ func summarise(in io.Reader, out io.Writer, strict bool, require []string) int {
 	pkgs := map[string]*counts{}
 	servers := map[string]map[string]bool{} // server → set of tests
 	var skipped, failed []string
+	logs := map[string]*strings.Builder{} // package \x00 test → output so far
 	buildFailed := false
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
@@ -57,10 +58,17 @@ func summarise(in io.Reader, out io.Writer, strict bool, require []string) int {
 			}
 			continue
 		}
-		if e.Action == "output" && (e.Test == "" || strings.Contains(e.Output, "--- FAIL") || strings.Contains(e.Output, "panic:")) {
+		if e.Action == "output" && (e.Test == "" || strings.Contains(e.Output, "panic:")) {
 			fmt.Fprint(out, e.Output)
 		}
 		if e.Action == "output" && e.Test != "" {
+			// Kept until the test ends: a failed test's output is printed
+			// whole (what it logged and why it failed).
+			key := e.Package + "\x00" + e.Test
+			if logs[key] == nil {
+				logs[key] = &strings.Builder{}
+			}
+			logs[key].WriteString(e.Output)
 			if i := strings.Index(e.Output, "uses-server: "); i >= 0 {
 				name := strings.Fields(e.Output[i+len("uses-server: "):])
 				if len(name) > 0 {
@@ -85,15 +93,22 @@ func summarise(in io.Reader, out io.Writer, strict bool, require []string) int {
 			c = &counts{}
 			pkgs[e.Package] = c
 		}
+		key := e.Package + "\x00" + e.Test
 		switch e.Action {
 		case "pass":
 			c.pass++
 		case "fail":
 			c.fail++
 			failed = append(failed, e.Package+"."+e.Test)
+			if b := logs[key]; b != nil {
+				fmt.Fprintf(out, "== output of failed %s.%s\n%s", e.Package, e.Test, b.String())
+			}
 		case "skip":
 			c.skip++
 			skipped = append(skipped, e.Package+"."+e.Test)
+		}
+		if e.Action == "pass" || e.Action == "fail" || e.Action == "skip" {
+			delete(logs, key)
 		}
 	}
 	names := make([]string, 0, len(pkgs))

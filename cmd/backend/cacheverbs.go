@@ -1,0 +1,368 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/plugins/xep0060"
+)
+
+// pubsubCache is the PubSubCacheService client (large answers allowed).
+func (c *conn) pubsubCache() backendv1connect.PubSubCacheServiceClient {
+	opts := append([]connect.ClientOption{
+		connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes),
+	}, c.opts...)
+	return backendv1connect.NewPubSubCacheServiceClient(c.http, c.baseURL, opts...)
+}
+
+// cacheVerbs are the verbs of `backend cache` that the cache itself serves
+// (DESIGN §9): get, sync, status, purge, reset.
+func (a *app) cacheVerbs() []*cobra.Command {
+	return []*cobra.Command{a.cacheGetCommand(), a.cacheSyncCommand(), a.cacheStatusCommand(), a.cachePurgeCommand(), a.cacheResetCommand()}
+}
+
+// itemsFlags are the flags of `pubsub items`, shared by `cache get`.
+type itemsFlags struct {
+	t             target
+	maxItems      int
+	rsmMax, index int
+	ids           []string
+	after, before string
+	orderBy       string
+	noCache       bool
+	withNoCache   bool
+	cmd           *cobra.Command
+}
+
+func (fl *itemsFlags) register(cmd *cobra.Command) {
+	fl.cmd = cmd
+	fl.t.flags(cmd, true)
+	f := cmd.Flags()
+	f.IntVarP(&fl.maxItems, "max", "m", 0, "max_items: the latest MAX items")
+	f.StringArrayVarP(&fl.ids, "item", "i", nil, "item id (repeatable)")
+	f.IntVar(&fl.rsmMax, "rsm-max", 0, "RSM page size")
+	f.StringVar(&fl.after, "after", "", "RSM: the page after CURSOR")
+	f.StringVar(&fl.before, "before", "", "RSM: the page before CURSOR ('' for the last page)")
+	f.IntVar(&fl.index, "index", 0, "RSM: the page starting at index N")
+	f.StringVar(&fl.orderBy, "order-by", "", "creation or modification")
+	f.BoolVar(&fl.noCache, "no-cache", false, "accepted for symmetry with `pubsub items` (cache get never asks the service)")
+}
+
+func (fl *itemsFlags) request() (*backendv1.PubSubItemsRequest, error) {
+	f := fl.cmd.Flags()
+	if fl.maxItems < 0 || fl.rsmMax < 0 || fl.index < 0 {
+		return nil, usagef("-m, --rsm-max and --index must not be negative")
+	}
+	if fl.orderBy != "" && fl.orderBy != "creation" && fl.orderBy != "modification" {
+		return nil, usagef("--order-by %q: want creation or modification", fl.orderBy)
+	}
+	req := &backendv1.PubSubItemsRequest{Profile: fl.t.profile, Service: fl.t.service, Node: fl.t.node,
+		MaxItems: int32(fl.maxItems), ItemIds: fl.ids, OrderBy: fl.orderBy}
+	if f.Changed("rsm-max") {
+		v := int32(fl.rsmMax)
+		req.RsmMax = &v
+	}
+	if f.Changed("index") {
+		v := int32(fl.index)
+		req.RsmIndex = &v
+	}
+	if f.Changed("after") {
+		req.RsmAfter = &fl.after
+	}
+	if f.Changed("before") {
+		req.RsmBefore = &fl.before
+	}
+	return req, nil
+}
+
+func (a *app) cacheGetCommand() *cobra.Command {
+	var fl itemsFlags
+	cmd := &cobra.Command{
+		Use:   "get -p PROFILE [-s SERVICE] -n NODE [-m MAX] [-i ID]... [--order-by creation|modification]",
+		Short: "Get items of a node from the cache only",
+		Long: `Get items of a cached node from the cache only (never from the service), with
+the flags of ` + "`pubsub items`" + `. complete is false when the node is not completely
+cached; stale is true when it is not fresh. A node that is not cached is an
+error: sync it with ` + "`backend cache sync`" + `.
+With -o json: {"items":[{"id","publisher","xml"}…],"rsm":…|null,"complete","from_cache","stale"}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := fl.request()
+			if err != nil {
+				return err
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsubCache().Get(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return c.check(err)
+			}
+			return a.printItems(res.Msg)
+		},
+	}
+	fl.register(cmd)
+	return cmd
+}
+
+// syncJSON is the JSON shape of `cache sync`.
+type syncJSON struct {
+	Profile string  `json:"profile"`
+	Service string  `json:"service"`
+	Node    string  `json:"node"`
+	State   string  `json:"state"`
+	Items   int64   `json:"items"`
+	Total   *int64  `json:"total"`
+	Error   *string `json:"error"`
+	Done    bool    `json:"done"`
+}
+
+func syncOut(m *backendv1.PubSubCacheSyncProgress) syncJSON {
+	out := syncJSON{Profile: m.GetProfile(), Service: m.GetService(), Node: m.GetNode(), State: m.GetState(), Items: m.GetItems(),
+		Total: m.Total, Done: m.GetDone()}
+	if e := m.GetError(); e != "" {
+		out.Error = &e
+	}
+	return out
+}
+
+func (a *app) cacheSyncCommand() *cobra.Command {
+	var t target
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "sync -p PROFILE [-s SERVICE] -n NODE [--wait]",
+		Short: "Sync a node into the cache (whatever the analysers say)",
+		Long: `Sync a node into the cache: every item is fetched and stored, and the node is
+kept fresh by notifications from then on. Without --wait the sync goes on in
+the background (see ` + "`backend cache status`" + ` and ` + "`backend events`" + `); with --wait the
+command waits, showing a progress bar on stderr.
+With -o json: {"profile","service","node","state","items","total","error","done"}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			stream, err := c.pubsubCache().Sync(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheSyncRequest{
+				Profile: t.profile, Service: t.service, Node: t.node, Wait: wait}))
+			if err != nil {
+				return c.check(err)
+			}
+			defer stream.Close()
+			var bar *progressbar.ProgressBar
+			if wait && !a.jsonOutput() {
+				bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("syncing "+t.node),
+					progressbar.OptionShowCount(), progressbar.OptionSetItsString("items"), progressbar.OptionShowIts(),
+					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+			}
+			var last *backendv1.PubSubCacheSyncProgress
+			for stream.Receive() {
+				last = stream.Msg()
+				if bar != nil {
+					if last.Total != nil && bar.GetMax64() != *last.Total {
+						bar.ChangeMax64(*last.Total)
+					}
+					_ = bar.Set64(last.GetItems())
+				}
+			}
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if err := stream.Err(); err != nil {
+				return c.check(err)
+			}
+			if last == nil {
+				return errors.New("the daemon sent no progress")
+			}
+			out := syncOut(last)
+			if a.jsonOutput() {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else if !wait {
+				fmt.Fprintf(a.stdout, "sync of %s on %s started (profile %s): see `backend cache status`\n", out.Node, out.Service, out.Profile)
+			} else {
+				fmt.Fprintf(a.stdout, "%s on %s (profile %s): %s, %d items\n", out.Node, out.Service, out.Profile, out.State, out.Items)
+			}
+			if out.Error != nil && out.Done {
+				return fmt.Errorf("sync of %s failed: %s", out.Node, *out.Error)
+			}
+			return nil
+		},
+	}
+	t.flags(cmd, true)
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the sync ends (progress bar on stderr)")
+	return cmd
+}
+
+// cacheNodeJSON is one node of `cache status` (DESIGN §9).
+type cacheNodeJSON struct {
+	Profile   string  `json:"profile"`
+	Service   string  `json:"service"`
+	Node      string  `json:"node"`
+	Analyser  *string `json:"analyser"`
+	Type      *string `json:"type"`
+	Subtype   *string `json:"subtype"`
+	State     string  `json:"state"`
+	Fresh     bool    `json:"fresh"`
+	Items     int64   `json:"items"`
+	LastSync  *string `json:"last_sync"`
+	Attempts  int64   `json:"attempts"`
+	LastError *string `json:"last_error"`
+}
+
+func (a *app) cacheStatusCommand() *cobra.Command {
+	var profile, service, node string
+	cmd := &cobra.Command{
+		Use:   "status [-p PROFILE] [-s SERVICE] [-n NODE]",
+		Short: "Show cached nodes and their sync state",
+		Long: `Show cached nodes: analyser, type, state (never, no_sync, in_progress,
+complete, partial, error), freshness, item count, last sync, failed attempts.
+With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
+"state","fresh","items","last_sync","attempts","last_error"}…]}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsubCache().Status(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheStatusRequest{
+				Profile: profile, Service: service, Node: node}))
+			if err != nil {
+				return c.check(err)
+			}
+			nodes := make([]cacheNodeJSON, 0, len(res.Msg.GetNodes()))
+			for _, n := range res.Msg.GetNodes() {
+				j := cacheNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), Analyser: n.Analyser, Type: n.Type,
+					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError}
+				if n.LastSync != nil {
+					s := time.Unix(*n.LastSync, 0).UTC().Format(time.RFC3339)
+					j.LastSync = &s
+				}
+				nodes = append(nodes, j)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(map[string]any{"nodes": nodes})
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(w, "PROFILE\tSERVICE\tNODE\tANALYSER\tSTATE\tFRESH\tITEMS\tLAST SYNC\tERROR")
+			for _, n := range nodes {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%s\t%s\n", n.Profile, n.Service, n.Node, strOr(n.Analyser), n.State, n.Fresh,
+					n.Items, strOr(n.LastSync), strOr(n.LastError))
+			}
+			return w.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&profile, "profile", "p", "", "only this profile")
+	f.StringVarP(&service, "service", "s", "", "only this service")
+	f.StringVarP(&node, "node", "n", "", "only this node")
+	return cmd
+}
+
+// parseTime reads TIME: RFC 3339 or a Unix timestamp.
+func parseTime(flag, s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return 0, usagef("--%s %q: want RFC 3339 (2026-01-02T15:04:05Z) or a Unix timestamp", flag, s)
+	}
+	return t.Unix(), nil
+}
+
+func (a *app) cachePurgeCommand() *cobra.Command {
+	var profiles, services, nodes, types, subtypes []string
+	var createdBefore, updatedBefore string
+	cmd := &cobra.Command{
+		Use:   "purge [-p PROFILE]... [-s SERVICE]... [-n NODE]... [-t TYPE]... [--subtype S]... [--created-before TIME] [--updated-before TIME]",
+		Short: "Remove cached items",
+		Long: `Remove cached items matching every given filter (repeat a flag for several
+values; no filter removes everything). The nodes concerned are no longer
+complete: they are answered by the service until synced again. TIME is RFC
+3339 or a Unix timestamp; --subtype '' matches nodes without subtype.
+With -o json: {"ok":true,"nodes":N,"items":N}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &backendv1.PubSubCachePurgeRequest{Profiles: profiles, Services: services, Nodes: nodes, Types: types, Subtypes: subtypes}
+			if createdBefore != "" {
+				v, err := parseTime("created-before", createdBefore)
+				if err != nil {
+					return err
+				}
+				req.CreatedBefore = &v
+			}
+			if updatedBefore != "" {
+				v, err := parseTime("updated-before", updatedBefore)
+				if err != nil {
+					return err
+				}
+				req.UpdatedBefore = &v
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsubCache().Purge(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return c.check(err)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(map[string]any{"ok": true, "nodes": res.Msg.GetNodes(), "items": res.Msg.GetItems()})
+			}
+			_, err = fmt.Fprintf(a.stdout, "%d items removed from %d nodes\n", res.Msg.GetItems(), res.Msg.GetNodes())
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&profiles, "profile", "p", nil, "profile (repeatable)")
+	f.StringArrayVarP(&services, "service", "s", nil, "service JID (repeatable)")
+	f.StringArrayVarP(&nodes, "node", "n", nil, "node (repeatable)")
+	f.StringArrayVarP(&types, "type", "t", nil, "node type given by the analyser (repeatable)")
+	f.StringArrayVar(&subtypes, "subtype", nil, "node subtype (repeatable; '' for none)")
+	f.StringVar(&createdBefore, "created-before", "", "only items the cache stored before TIME")
+	f.StringVar(&updatedBefore, "updated-before", "", "only items last updated before TIME")
+	return cmd
+}
+
+func (a *app) cacheResetCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "reset [--yes]",
+		Short: "Remove every cached node and item of every profile",
+		Long: `Remove every cached node and item of every profile. Asks for --yes.
+With -o json: {"ok":true,"nodes":N}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return usagef("cache reset removes every cached node of every profile: add --yes to confirm")
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			res, err := c.pubsubCache().Reset(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheResetRequest{Confirm: true}))
+			if err != nil {
+				return c.check(err)
+			}
+			if a.jsonOutput() {
+				return a.printJSON(map[string]any{"ok": true, "nodes": res.Msg.GetNodes()})
+			}
+			_, err = fmt.Fprintf(a.stdout, "%d cached nodes removed\n", res.Msg.GetNodes())
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm")
+	return cmd
+}

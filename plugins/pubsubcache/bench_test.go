@@ -1,0 +1,159 @@
+package pubsubcache
+
+import (
+	"context"
+	"database/sql"
+	"net/http/httptest"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/storage"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// cachedNode returns a fixture with a synced, fresh node of size items.
+func cachedNode(b *testing.B, kind string, size int) (*fixture, string, string) {
+	f := newFixture(b, servers.Use(b, kind), fixtureOpts{}, "alice")
+	svc, node := f.nodeOn(b, "alice", syncPrefix)
+	f.publishParallel(b, "alice", svc, node, 0, size, 8)
+	mustGet(b, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	f.waitState(b, "alice", svc, node, true, StateComplete)
+	f.waitServed(b, "alice", svc, node)
+	return f, svc, node
+}
+
+// BenchmarkCacheHit20: a 20-item cache hit through the in-process items
+// path (bus, cache handler, one SQL query) against the bare SQL read of the
+// same rows (target: ≤ 2×).
+func BenchmarkCacheHit20(b *testing.B) {
+	f, svc, node := cachedNode(b, "prosody", 200)
+	ctx := context.Background()
+	req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, MaxItems: 20}
+	n, _, err := f.cache.node(ctx, nodeKey{"alice", svc, node})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("items-path", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := req
+			page, err := f.c.Items(ctx, &r)
+			if err != nil || !page.FromCache || len(page.Items) != 20 {
+				b.Fatalf("%v %v", page, err)
+			}
+		}
+	})
+	b.Run("bare-sql", func(b *testing.B) {
+		b.ReportAllocs()
+		q := "SELECT item_id, publisher, payload FROM pubsub_items WHERE node_id = ? ORDER BY position DESC, id DESC LIMIT 20"
+		if f.host.Store.Dialect == storage.DriverPostgres {
+			q = "SELECT item_id, publisher, payload FROM pubsub_items WHERE node_id = $1 ORDER BY position DESC, id DESC LIMIT 20"
+		}
+		for b.Loop() {
+			rows, err := f.host.Store.DB.QueryContext(ctx, q, n.id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var items []wire.Item
+			for rows.Next() {
+				var it wire.Item
+				var pub sql.NullString
+				if err := rows.Scan(&it.ID, &pub, &it.Payload); err != nil {
+					b.Fatal(err)
+				}
+				it.Publisher = pub.String
+				items = append(items, it)
+			}
+			rows.Close()
+			if len(items) != 20 {
+				b.Fatal(len(items))
+			}
+		}
+	})
+}
+
+// BenchmarkAPIItems20: 20 items through the API (Connect over HTTP), from
+// the cache and live from Prosody with its SQL store (target: cache ≥ 10×
+// faster).
+func BenchmarkAPIItems20(b *testing.B) {
+	f, svc, node := cachedNode(b, "prosody", 200)
+	var client backendv1connect.PubSubServiceClient
+	for _, s := range f.host.API.Services() {
+		if s.Owner == xep0060.ImportName {
+			srv := httptest.NewServer(s.Handler)
+			b.Cleanup(srv.Close)
+			client = backendv1connect.NewPubSubServiceClient(srv.Client(), srv.URL)
+		}
+	}
+	if client == nil {
+		b.Fatal("no pubsub API service")
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		noCache bool
+	}{{"cache", false}, {"live", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := client.Items(ctx, connect.NewRequest(&backendv1.PubSubItemsRequest{Profile: "alice", Service: svc, Node: node, MaxItems: 20, NoCache: tc.noCache}))
+				if err != nil || len(res.Msg.Items) != 20 || res.Msg.FromCache == tc.noCache {
+					b.Fatalf("%v %v", res, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSync5000: full sync of a 5 000-item node on ejabberd against
+// only paging through it with the same page size (target: ≤ 1.1×).
+func BenchmarkSync5000(b *testing.B) {
+	const size = 5000
+	f, svc, node := cachedNode(b, "ejabberd", size)
+	ctx := context.Background()
+	b.Run("paging-only", func(b *testing.B) {
+		for b.Loop() {
+			got, after := 0, ""
+			for {
+				max := f.cache.pageSize
+				req := &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &wire.RSMQuery{Max: &max}}
+				if after != "" {
+					req.RSM.After = &after
+				}
+				page, err := f.c.FetchItems(ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += len(page.Items)
+				if len(page.Items) == 0 || page.RSM == nil || page.RSM.Last == "" || got >= size {
+					break
+				}
+				after = page.RSM.Last
+			}
+			if got != size {
+				b.Fatalf("paged %d items", got)
+			}
+		}
+	})
+	b.Run("full-sync", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			if _, err := f.cache.Reset(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			j, err := f.cache.Sync(ctx, "alice", svc, node)
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-j.Done()
+			if j.Err() != nil || j.Progress().Items != size {
+				b.Fatalf("sync: %v %+v", j.Err(), j.Progress())
+			}
+		}
+	})
+}

@@ -1,0 +1,320 @@
+package pubsubcache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.org/backend/core"
+	"example.org/backend/core/analysers"
+	"example.org/backend/core/connections"
+	"example.org/backend/core/profiles"
+	"example.org/backend/core/secrets"
+	"example.org/backend/core/storage"
+	"example.org/backend/internal/testsvc"
+	sdk "example.org/backend/plugin-sdk"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+var servers = testsvc.SharedXMPP{Accounts: map[string]string{
+	"alice": "alice-pw", "bob": "bob-pw",
+}}
+
+var (
+	sharedPG    *testsvc.Postgres
+	sharedPGErr error
+	pgOnce      sync.Once
+)
+
+// postgres starts the package's PostgreSQL cluster on first use.
+func postgres(t testing.TB) *testsvc.Postgres {
+	pgOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		sharedPG, sharedPGErr = testsvc.StartPostgres(ctx)
+	})
+	testsvc.RequireOrSkip(t, sharedPGErr)
+	return sharedPG
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	servers.StopAll()
+	if sharedPG != nil {
+		if err := sharedPG.Stop(); err != nil && code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+var kinds = []string{testsvc.KindProsody, testsvc.KindEjabberd}
+
+// The test analysers: nodes "urn:test:sync…" are synced and parsed by
+// testParser; "urn:test:plain…" are analysed but not synced.
+const (
+	syncPrefix  = "urn:test:sync"
+	plainPrefix = "urn:test:plain"
+)
+
+// testProvider parses items (counting calls) unless down.
+type testProvider struct {
+	calls atomic.Int64
+	// failing makes every batch fail (a plugin that crashed mid-batch).
+	failing atomic.Bool
+}
+
+func (tp *testProvider) Parse(ctx context.Context, req sdk.ParseRequest) ([]sdk.ParseResult, error) {
+	tp.calls.Add(1)
+	if tp.failing.Load() {
+		return nil, errors.New("plugin exited during the call")
+	}
+	out := make([]sdk.ParseResult, len(req.Items))
+	for i, it := range req.Items {
+		data, _ := json.Marshal(map[string]any{"id": it.ID, "size": len(it.Payload)})
+		out[i] = sdk.ParseResult{ID: it.ID, JSON: data, SearchText: "parsed " + it.ID}
+	}
+	return out, nil
+}
+
+func (tp *testProvider) Match(ctx context.Context, req sdk.MatchRequest) (sdk.MatchResult, error) {
+	return sdk.MatchResult{}, nil
+}
+
+// fixture is a host with the connection manager, the pubsub plugin, the
+// cache, and connected profiles named after their accounts.
+type fixture struct {
+	srv      *testsvc.XMPPServer
+	host     *core.Host
+	m        *connections.Manager
+	ps       *profiles.Service
+	cache    *Plugin
+	c        *xep0060.Client
+	provider *testProvider
+	requests *atomic.Int64
+}
+
+type fixtureOpts struct {
+	params   map[string]string
+	pageSize int
+	store    storage.Config
+}
+
+func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("CACHE_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx := context.Background()
+	cfg := o.store
+	if cfg.Driver == "" {
+		cfg = storage.Config{DataDir: dir}
+	}
+	store, err := storage.Open(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := core.NewHost(log, "test")
+	h.Store = store
+	if h.Analysers, err = analysers.Open(ctx, store, log); err != nil {
+		t.Fatal(err)
+	}
+	tp := &testProvider{}
+	err = h.Analysers.Declare(ctx, "testplugin", []sdk.Analyser{
+		{Name: "test-sync", Type: "test", NodePrefix: syncPrefix, ToSync: true, Parser: "p"},
+		{Name: "test-plain", Type: "plain", NodePrefix: plainPrefix},
+	}, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Secrets, err = secrets.OpenBox(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := profiles.DeclareConnection(h.Params); err != nil {
+		t.Fatal(err)
+	}
+	ps := profiles.New(h, nil)
+	h.SetParamSource(ps)
+	xp := xep0060.New()
+	cache := New(xp)
+	if o.pageSize > 0 {
+		cache.pageSize = o.pageSize
+	}
+	plugins := core.NewPlugins(h, xp, cache)
+	m := connections.New(h, ps, plugins, connections.Options{PingInterval: -1, Timeout: 20 * time.Second,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	h.Sessions = m
+	if err := plugins.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{srv: srv, host: h, m: m, ps: ps, cache: cache, c: xp.Client(), provider: tp,
+		requests: h.Counters.Get(core.CounterPubsubItemsRequests)}
+	t.Cleanup(func() {
+		m.Close(context.Background())
+		plugins.Close(context.Background())
+	})
+	for _, u := range users {
+		params := map[string]string{profiles.KeyHost: srv.Host, profiles.KeyPort: strconv.Itoa(srv.Port), profiles.KeyCAFile: srv.CAFile}
+		for k, v := range o.params {
+			params[k] = v
+		}
+		_, err := ps.Create(ctx, profiles.CreateRequest{Name: u, JID: u + "@" + srv.Domain, Password: u + "-pw", Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Connect(ctx, u); err != nil {
+			t.Fatalf("connect %s: %v", u, err)
+		}
+	}
+	return f
+}
+
+func (f *fixture) jid(user string) string { return user + "@" + f.srv.Domain }
+
+// uniq returns a fresh node name.
+func uniq(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// nodeOn creates a node: the profile's PEP service on Prosody, the pubsub
+// component on ejabberd.
+func (f *fixture) nodeOn(t testing.TB, owner, prefix string) (service, node string) {
+	t.Helper()
+	node = uniq(prefix)
+	config := map[string][]string{"pubsub#max_items": {"max"}}
+	service = f.srv.PubSub
+	if f.srv.Kind == testsvc.KindProsody {
+		service = f.jid(owner)
+	} else {
+		config["pubsub#publish_model"] = []string{"open"}
+	}
+	if err := f.c.CreateNode(ctxT(t), xep0060.NodeRequest{Profile: owner, Service: service, Node: node, Options: config}); err != nil {
+		t.Fatalf("create node: %v", err)
+	}
+	return service, node
+}
+
+// payload returns the i-th test payload: prefixes, CDATA, entities, mixed
+// content, non-ASCII text.
+func payload(i int) []byte {
+	switch i % 4 {
+	case 0:
+		return fmt.Appendf(nil, "<entry xmlns='http://www.w3.org/2005/Atom'><title>post %d</title><content type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'>a <b>bold</b> &amp; <i>é%d</i> tail</div></content></entry>", i, i)
+	case 1:
+		return fmt.Appendf(nil, "<x:data xmlns:x='urn:test:prefixed' x:attr='v&apos;%d'><x:v>%d &lt; %d</x:v><![CDATA[raw <cdata> & %d]]></x:data>", i, i, i+1, i)
+	case 2:
+		return fmt.Appendf(nil, "<note xmlns='urn:test:note'>mixed <em>%d</em> text &#x263A; and &quot;quotes&quot;</note>", i)
+	default:
+		return fmt.Appendf(nil, "<n xmlns='urn:test:n' a=\"%d\"/>", i)
+	}
+}
+
+// publish publishes items id → payload(i).
+func (f *fixture) publish(t testing.TB, profile, service, node string, from, to int) {
+	t.Helper()
+	ctx := ctxT(t)
+	for i := from; i < to; i++ {
+		if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: profile, Service: service, Node: node, ID: itemID(i), Payload: payload(i)}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}
+
+func itemID(i int) string { return fmt.Sprintf("it-%04d", i) }
+
+// waitState waits until the node reaches one of the states (and, when
+// fresh, is fresh).
+func (f *fixture) waitState(t testing.TB, profile, service, node string, fresh bool, states ...State) NodeStatus {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last []NodeStatus
+	for time.Now().Before(deadline) {
+		st, err := f.cache.Status(context.Background(), profile, service, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = st
+		if len(st) == 1 {
+			for _, s := range states {
+				if st[0].State == string(s) && (!fresh || st[0].Fresh) {
+					return st[0]
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("node %s never reached %v (fresh=%v): %+v", node, states, fresh, last)
+	return NodeStatus{}
+}
+
+// idsOf joins item ids.
+func idsOf(items []wire.Item) string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.ID
+	}
+	return strings.Join(out, ",")
+}
+
+// sameItems compares ids, order, publishers and payload bytes.
+func sameItems(a, b []wire.Item) string {
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d items vs %d: %s vs %s", len(a), len(b), idsOf(a), idsOf(b))
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Publisher != b[i].Publisher || string(a[i].Payload) != string(b[i].Payload) {
+			return fmt.Sprintf("item %d: %s/%s %q vs %s/%s %q", i, a[i].ID, a[i].Publisher, a[i].Payload, b[i].ID, b[i].Publisher, b[i].Payload)
+		}
+	}
+	return ""
+}
+
+// counted runs an items request and returns the page and how many items
+// requests went to the service.
+func (f *fixture) counted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.ItemsPage, int64) {
+	t.Helper()
+	before := f.requests.Load()
+	page, err := f.c.Items(ctxT(t), &req)
+	if err != nil {
+		t.Fatalf("items %+v: %v", req, err)
+	}
+	return page, f.requests.Load() - before
+}
+
+// waitServed waits until a request on the node is answered from the cache.
+func (f *fixture) waitServed(t testing.TB, profile, service, node string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		page, _ := f.c.Items(ctxT(t), &xep0060.ItemsRequest{Profile: profile, Service: service, Node: node, MaxItems: 1})
+		if page != nil && page.FromCache {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("node %s is never answered from the cache", node)
+}

@@ -1,0 +1,257 @@
+package pubsubcache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.org/backend/core"
+	"example.org/backend/core/storage"
+	"example.org/backend/ent"
+	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/internal/testsvc"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// engines are the storage engines the cache's storage tests run on.
+var engines = []struct {
+	name   string
+	config func(t *testing.T) storage.Config
+}{
+	{storage.DriverSQLite, func(t *testing.T) storage.Config {
+		return storage.Config{Driver: storage.DriverSQLite, DataDir: t.TempDir()}
+	}},
+	{storage.DriverPostgres, func(t *testing.T) storage.Config {
+		pg := postgres(t)
+		dsn, err := pg.NewDatabase(context.Background(), t.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storage.Config{Driver: storage.DriverPostgres, DSN: dsn}
+	}},
+}
+
+func openDB(t *testing.T, cfg storage.Config) (*db, int) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := storage.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	pr, err := store.Client.Profile.Create().SetName("alice").SetJid("alice@example.org").Save(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &db{store: store}, pr.ID
+}
+
+func TestStorage(t *testing.T) {
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) {
+			if eng.name == storage.DriverPostgres {
+				testsvc.Uses(t, "postgres")
+			}
+			d, pid := openDB(t, eng.config(t))
+			ctx := context.Background()
+
+			// Concurrent creations end with one row.
+			var wg sync.WaitGroup
+			ids := make([]int, 8)
+			for i := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := d.ensureNode(ctx, pid, "svc", "node")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					ids[i] = n.id
+				}()
+			}
+			wg.Wait()
+			for _, id := range ids {
+				if id != ids[0] {
+					t.Fatalf("ensureNode created several rows: %v", ids)
+				}
+			}
+			n, _, err := d.loadNode(ctx, pid, "svc", "node")
+			if err != nil || n.state != StateNever || n.analysed {
+				t.Fatalf("new node: %+v %v", n, err)
+			}
+			// State round trip.
+			max := 50
+			n.analysed, n.version, n.analyser, n.typ, n.subtype = true, 7, "a", "blog", "comment"
+			n.state, n.fresh, n.subscribed, n.attempts, n.lastError = StateError, false, true, 2, "boom"
+			n.nextAttempt, n.maxItems = time.Now().Add(time.Minute).Truncate(time.Second), &max
+			if err := saveNode(ctx, d.store.Client, n, true); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := d.loadNode(ctx, pid, "svc", "node")
+			if err != nil || got.version != 7 || got.analyser != "a" || got.subtype != "comment" || got.state != StateError ||
+				got.attempts != 2 || got.lastError != "boom" || !got.subscribed || *got.maxItems != 50 || !got.nextAttempt.Equal(n.nextAttempt) {
+				t.Fatalf("round trip: %+v %v", got, err)
+			}
+			got.analysed, got.analyser, got.maxItems, got.lastError, got.nextAttempt = false, "", nil, "", time.Time{}
+			if err := saveNode(ctx, d.store.Client, got, false); err != nil {
+				t.Fatal(err)
+			}
+			if again, _, _ := d.loadNode(ctx, pid, "svc", "node"); again.analysed || again.analyser != "" || again.typ != "" || again.maxItems != nil || again.lastError != "" {
+				t.Fatalf("cleared fields: %+v", again)
+			}
+
+			// Items: exact bytes, upsert, orders.
+			var items []storedItem
+			for i := 0; i < 10; i++ {
+				it := storedItem{Item: wire.Item{ID: fmt.Sprintf("i%d", i), Payload: payload(i)}, position: int64(i),
+					parseState: pubsubitem.ParseStateNone, searchText: textOf(payload(i))}
+				if i%2 == 0 {
+					it.Publisher = "bob@example.org"
+					it.parsed, it.parseState = json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), pubsubitem.ParseStateOk
+				}
+				items = append(items, it)
+			}
+			items[3].cursor = "cur-3"
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, items, false) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := d.readItems(ctx, readQuery{nodeID: n.id})
+			if err != nil || len(all) != 10 {
+				t.Fatalf("read all: %d %v", len(all), err)
+			}
+			for i, it := range all {
+				if it.ID != items[i].ID || string(it.Payload) != string(items[i].Payload) || it.Publisher != items[i].Publisher {
+					t.Errorf("item %d: %+v", i, it)
+				}
+			}
+			last3, _ := d.readItems(ctx, readQuery{nodeID: n.id, maxItems: 3})
+			if idsOf(last3) != "i7,i8,i9" {
+				t.Errorf("max 3 = %s", idsOf(last3))
+			}
+			byReq, _ := d.readItems(ctx, readQuery{nodeID: n.id, ids: []string{"i5", "x", "i1", "i5"}, idsInRequestOrder: true})
+			if idsOf(byReq) != "i5,i1,i5" {
+				t.Errorf("ids in request order = %s", idsOf(byReq))
+			}
+			byPos, _ := d.readItems(ctx, readQuery{nodeID: n.id, ids: []string{"i5", "x", "i1", "i5"}})
+			if idsOf(byPos) != "i1,i5" {
+				t.Errorf("ids in node order = %s", idsOf(byPos))
+			}
+			// Update: new payload, position kept, cursor kept when asked.
+			up := items[3]
+			up.Payload, up.cursor, up.position = []byte("<new xmlns='urn:x'>é &amp;</new>"), "", 3
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}, true) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID("i3")).Only(ctx)
+			if err != nil || string(row.Payload) != string(up.Payload) || row.Cursor == nil || *row.Cursor != "cur-3" || row.Position != 3 {
+				t.Errorf("updated row: %+v %v", row, err)
+			}
+			if p, _ := d.itemPositions(ctx, d.store.Client, n.id, []string{"i3", "i9"}); p["i3"] != 3 || p["i9"] != 9 {
+				t.Errorf("positions = %v", p)
+			}
+			if m, _ := maxPosition(ctx, d.store.Client, n.id); m != 9 {
+				t.Errorf("max position = %d", m)
+			}
+			counts, _ := d.countItems(ctx, []int{n.id})
+			if counts[n.id] != 10 {
+				t.Errorf("count = %v", counts)
+			}
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return trim(ctx, tx, n.id, 4) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rest, _ := d.readItems(ctx, readQuery{nodeID: n.id}); idsOf(rest) != "i6,i7,i8,i9" {
+				t.Errorf("after trim = %s", idsOf(rest))
+			}
+			// Order by modification as the cache saw it.
+			time.Sleep(10 * time.Millisecond)
+			up = items[6]
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}, true) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mod, _ := d.readItems(ctx, readQuery{nodeID: n.id, orderBy: "modification"}); !strings.HasSuffix(idsOf(mod), ",i6") {
+				t.Errorf("by modification = %s", idsOf(mod))
+			}
+		})
+	}
+}
+
+// TestSyncOnPostgres runs a sync, cache answers and a burst of
+// notifications with the cache on PostgreSQL.
+func TestSyncOnPostgres(t *testing.T) {
+	testsvc.Uses(t, "postgres")
+	pg := postgres(t)
+	dsn, err := pg.NewDatabase(context.Background(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, servers.Use(t, "ejabberd"), fixtureOpts{pageSize: 20, store: storage.Config{Driver: storage.DriverPostgres, DSN: dsn}}, "alice")
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 50)
+	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	f.waitState(t, "alice", svc, node, true, StateComplete)
+	f.parity(t, "postgres", svc, node, []xep0060.ItemsRequest{{}, {MaxItems: 5}, {ItemIDs: []string{itemID(40), itemID(3)}}})
+	f.publishParallel(t, "alice", svc, node, 50, 550, 8)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if st, _ := f.cache.Status(context.Background(), "alice", svc, node); len(st) == 1 && st[0].Items == 550 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.waitServed(t, "alice", svc, node)
+	f.parity(t, "postgres after burst", svc, node, []xep0060.ItemsRequest{{}, {MaxItems: 100}})
+}
+
+// TestRestart: a daemon restart makes every node not fresh and resets a
+// sync that was running (it starts again on next use); cached nodes are
+// answered stale while the profile is offline.
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := storage.Open(ctx, storage.Config{DataDir: dir}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	pr := store.Client.Profile.Create().SetName("alice").SetJid("alice@example.org").SaveX(ctx)
+	done := store.Client.PubsubNode.Create().SetProfileID(pr.ID).SetService("alice@example.org").SetName("done").
+		SetSyncState(StateComplete).SetFresh(true).SetSubscribed(true).SetAnalyserVersion(0).SaveX(ctx)
+	store.Client.PubsubNode.Create().SetProfileID(pr.ID).SetService("alice@example.org").SetName("running").
+		SetSyncState(StateInProgress).SetAnalyserVersion(0).SaveX(ctx)
+	store.Client.PubsubItem.Create().SetNodeID(done.ID).SetItemID("a").SetPayload([]byte("<a xmlns='urn:a'/>")).SaveX(ctx)
+
+	h := core.NewHost(log, "test")
+	h.Store = store
+	xp := xep0060.New()
+	cache := New(xp)
+	plugins := core.NewPlugins(h, xp, cache)
+	if err := plugins.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer plugins.Close(ctx)
+	st, err := cache.Status(ctx, "alice", "", "")
+	if err != nil || len(st) != 2 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if st[0].Node != "done" || st[0].State != "complete" || st[0].Fresh || st[1].Node != "running" || st[1].State != "never" {
+		t.Errorf("after restart: %+v", st)
+	}
+	// Offline: answered from the cache, stale.
+	page, err := xp.Client().Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Node: "done"})
+	if err != nil || !page.FromCache || !page.Stale || idsOf(page.Items) != "a" {
+		t.Errorf("offline get: %+v %v", page, err)
+	}
+}
