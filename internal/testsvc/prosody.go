@@ -41,6 +41,9 @@ type XMPPOptions struct {
 	// Dir, so servers can share it) and outlives Stop, e.g. for CI
 	// artifacts. Empty: the logs are kept in Dir and removed by Stop.
 	LogDir string
+	// Port is the c2s port; 0 picks a free one (ejabberd's API port is
+	// always picked).
+	Port int
 }
 
 // XMPPServer is a private XMPP server (Prosody or ejabberd) listening on
@@ -209,8 +212,10 @@ func (s *XMPPServer) removeDir() {
 func (s *XMPPServer) startFresh(ctx context.Context) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.Port, err = freePort(); err != nil {
-			return err
+		if s.Port = s.opts.Port; s.Port == 0 {
+			if s.Port, err = freePort(); err != nil {
+				return err
+			}
 		}
 		if s.Kind == KindEjabberd {
 			if s.APIPort, err = freePort(); err != nil {
@@ -222,6 +227,9 @@ func (s *XMPPServer) startFresh(ctx context.Context) error {
 		s.mu.Unlock()
 		if err == nil || !errors.Is(err, errPortInUse) || ctx.Err() != nil {
 			return err
+		}
+		if s.opts.Port != 0 {
+			return fmt.Errorf("%s: port %d is in use: %w", s.Kind, s.opts.Port, err)
 		}
 	}
 	return err

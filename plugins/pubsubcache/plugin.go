@@ -134,8 +134,8 @@ func (p *Plugin) Info() core.PluginInfo {
 
 func i64(v int64) *int64 { return &v }
 
-// declarations are the cache's parameters.
-func declarations() []params.Decl {
+// Declarations are the cache's per-profile parameters.
+func Declarations() []params.Decl {
 	return []params.Decl{
 		{Category: "cache", Name: "enabled", Type: params.TypeBool, Default: "true",
 			Help: "Answer items requests from the pubsub cache and keep synced nodes fresh."},
@@ -166,7 +166,7 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	p.nodes, p.pids, p.params = map[nodeKey]*nodeInfo{}, map[string]int{}, map[string]profileParams{}
 	p.pending, p.jobs, p.sems, p.notified = map[nodeKey]map[string]bool{}, map[nodeKey]*SyncJob{}, map[string]chan struct{}{}, map[string]bool{}
 	p.probing, p.queued, p.notifiedAt = map[nodeKey]map[string]bool{}, map[nodeKey]int{}, map[nodeKey]map[string]time.Time{}
-	if err := h.Params.Declare(ImportName, declarations()...); err != nil {
+	if err := h.Params.Declare(ImportName, Declarations()...); err != nil {
 		return fmt.Errorf("declare cache parameters: %w", err)
 	}
 	// Restart: nothing is fresh, and a sync that was running is gone.
@@ -288,7 +288,7 @@ func (p *Plugin) paramsOf(ctx context.Context, profileName string) profileParams
 			for _, r := range rows {
 				stored[r.Category+"."+r.Name] = r.Value
 			}
-			for _, d := range declarations() {
+			for _, d := range Declarations() {
 				if r, err := p.h.Params.Resolve(d.Key(), stored, nil); err == nil {
 					res = append(res, r)
 				}
