@@ -18,7 +18,7 @@ import (
 )
 
 // servers are shared by the tests of this package (stopped by TestMain).
-var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw"}}
+var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw", "bob": "bob-pw"}}
 
 // startXMPP returns the shared server of kind and records its use; the
 // tests use distinct node names.

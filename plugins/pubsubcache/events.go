@@ -705,24 +705,31 @@ func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent
 
 // onDisconnected: nothing of the profile is fresh any more.
 func (p *Plugin) onDisconnected(ctx context.Context, ev connections.ProfileEvent) error {
-	pid, err := p.profileID(ctx, ev.Profile)
+	return p.markProfileNotFresh(ctx, ev.Profile)
+}
+
+// markProfileNotFresh makes every node of the profile not fresh (and
+// forgets its pending publishes): they go to the network while online
+// until reconciled.
+func (p *Plugin) markProfileNotFresh(ctx context.Context, profileName string) error {
+	pid, err := p.profileID(ctx, profileName)
 	if err != nil {
 		return nil
 	}
 	p.mu.Lock()
 	for k, n := range p.nodes {
-		if n != nil && k.profile == ev.Profile {
+		if n != nil && k.profile == profileName {
 			n.fresh = false
 		}
 	}
 	for k := range p.pending {
-		if k.profile == ev.Profile {
+		if k.profile == profileName {
 			delete(p.pending, k)
 		}
 	}
 	p.mu.Unlock()
 	if _, err := p.h.Store.Client.PubsubNode.Update().Where(pubsubnode.ProfileID(pid), pubsubnode.Fresh(true)).SetFresh(false).Save(ctx); err != nil {
-		return fmt.Errorf("mark nodes of %s not fresh: %w", ev.Profile, err)
+		return fmt.Errorf("mark nodes of %s not fresh: %w", profileName, err)
 	}
 	return nil
 }
@@ -732,10 +739,16 @@ func (p *Plugin) onDisconnected(ctx context.Context, ev connections.ProfileEvent
 // background, cache.sync_concurrency at a time.
 func (p *Plugin) onConnected(ctx context.Context, ev connections.ProfileEvent) error {
 	p.searchablePaths() // plugins have declared their analysers: index what they ask
-	if !p.paramsOf(ctx, ev.Profile).enabled {
+	return p.reconcileProfile(ctx, ev.Profile)
+}
+
+// reconcileProfile syncs again, in the background, the profile's complete
+// nodes that are not fresh (when its cache is enabled).
+func (p *Plugin) reconcileProfile(ctx context.Context, profileName string) error {
+	if !p.paramsOf(ctx, profileName).enabled {
 		return nil
 	}
-	pid, err := p.profileID(ctx, ev.Profile)
+	pid, err := p.profileID(ctx, profileName)
 	if err != nil {
 		return nil
 	}
@@ -745,7 +758,7 @@ func (p *Plugin) onConnected(ctx context.Context, ev connections.ProfileEvent) e
 	}
 	for _, r := range rows {
 		if r.Subscribed || isPEP(r.Service) {
-			p.launch(nodeKey{ev.Profile, r.Service, r.Name}, false)
+			p.launch(nodeKey{profileName, r.Service, r.Name}, false)
 		}
 	}
 	return nil
@@ -767,6 +780,20 @@ func (p *Plugin) onParamChanged(ctx context.Context, ch profiles.ParamChange) er
 		}
 	}
 	p.mu.Unlock()
+	if ch.Key == KeyEnabled {
+		// Off: gets go to the network at once, and what is cached stops
+		// being fresh (notifications are not trusted while off). On again:
+		// the complete nodes are reconciled, resuming from what is stored.
+		if !p.paramsOf(ctx, ch.Profile).enabled {
+			p.log.Info("cache disabled for a profile: its gets go to the network", "profile", ch.Profile)
+			return p.markProfileNotFresh(ctx, ch.Profile)
+		}
+		p.log.Info("cache enabled for a profile: reconciling its nodes", "profile", ch.Profile)
+		if p.online(ch.Profile) {
+			return p.reconcileProfile(ctx, ch.Profile)
+		}
+		return nil
+	}
 	if ch.Key == KeyAnalysers {
 		if pid, err := p.profileID(ctx, ch.Profile); err == nil {
 			if _, err := p.h.Store.Client.PubsubNode.Update().Where(pubsubnode.ProfileID(pid)).ClearAnalyserVersion().Save(ctx); err != nil {
