@@ -88,7 +88,9 @@ func (c *conn) check(err error) error {
 		return &unreachableError{target: c.target, err: errors.Unwrap(errors.Unwrap(err))}
 	}
 	var ce *connect.Error
-	if errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "dial") {
+	// Only a failure of the client's own connection: an error the daemon
+	// sent (say, an XMPP server it cannot dial) is not "daemon unreachable".
+	if errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable && !connect.IsWireError(ce) && strings.Contains(ce.Message(), "dial") {
 		return &unreachableError{target: c.target, err: err}
 	}
 	return err

@@ -54,14 +54,15 @@ func cachedGet(t *testing.T, e *env, profile, node string, items int) {
 }
 
 // liveGet checks that a get of the profile's node goes to the network.
-func liveGet(t *testing.T, e *env, profile, node string, items int) {
+// When it starts a sync, the sync's own requests may follow at once.
+func liveGet(t *testing.T, e *env, profile, node string, items int, startsSync bool) {
 	t.Helper()
 	before := counter(t, e)
 	if p := itemsJSON(t, e, "-p", profile, "-n", node); p.FromCache || len(p.Items) != items {
 		t.Errorf("%s: from_cache=%v items=%d, want the network, %d items", profile, p.FromCache, len(p.Items), items)
 	}
-	if counter(t, e) != before+1 {
-		t.Errorf("%s: the get sent %v items requests, want 1", profile, counter(t, e)-before)
+	if sent := counter(t, e) - before; sent != 1 && !(startsSync && sent >= 1) {
+		t.Errorf("%s: the get sent %v items requests, want 1", profile, sent)
 	}
 }
 
@@ -99,11 +100,11 @@ func TestPerProfileCache(t *testing.T) {
 	}
 
 	// alice caches: the first get starts the sync, then the cache answers.
-	liveGet(t, e, "alice", node, 3)
+	liveGet(t, e, "alice", node, 3, true)
 	cachedGet(t, e, "alice", node, 3)
 	// bob does not: every get goes to the network, nothing is synced.
-	liveGet(t, e, "bob", node, 3)
-	liveGet(t, e, "bob", node, 3)
+	liveGet(t, e, "bob", node, 3, false)
+	liveGet(t, e, "bob", node, 3, false)
 	if st, _ := nodeState(t, e, "bob", node); st == "complete" || st == "in_progress" {
 		t.Errorf("bob's node was synced with cache.enabled false: %s", st)
 	}
@@ -112,12 +113,12 @@ func TestPerProfileCache(t *testing.T) {
 	if _, errs, code := e.cli(t, "profile", "set", "bob", "cache.enabled", "true"); code != exitOK {
 		t.Fatalf("profile set: %s", errs)
 	}
-	liveGet(t, e, "bob", node, 3) // the first get starts the sync
+	liveGet(t, e, "bob", node, 3, true) // the first get starts the sync
 	cachedGet(t, e, "bob", node, 3)
 	if _, errs, code := e.cli(t, "profile", "set", "alice", "cache.enabled", "false"); code != exitOK {
 		t.Fatalf("profile set: %s", errs)
 	}
-	liveGet(t, e, "alice", node, 3) // at once
+	liveGet(t, e, "alice", node, 3, false) // at once
 	if _, errs, code := e.cli(t, "profile", "set", "alice", "cache.enabled", "true"); code != exitOK {
 		t.Fatalf("profile set: %s", errs)
 	}

@@ -99,15 +99,30 @@ func Start(opts Options, h http.Handler) (*Server, error) {
 			s.Shutdown(context.Background())
 			return nil, err
 		}
-		tln, err := net.Listen("tcp", opts.TCPAddress)
+		tln, err := ListenTCP("api.tcp_address", opts.TCPAddress)
 		if err != nil {
 			s.Shutdown(context.Background())
-			return nil, fmt.Errorf("listen on tcp %s: %w", opts.TCPAddress, err)
+			return nil, err
 		}
 		s.tcpLn = tln
 		s.serve(tln, RequireToken(token, h))
 	}
 	return s, nil
+}
+
+// ListenTCP listens on addr, the value of the configuration key key (e.g.
+// "api.tcp_address"). Its error is one line naming the address and how to
+// change it: the key in the config file or its BACKEND_* variable.
+func ListenTCP(key, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	env := "BACKEND_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s %s is already in use by another process: stop that process, or set %s (config file or %s) to a free host:port", key, addr, key, env)
+	}
+	return nil, fmt.Errorf("%s %s: cannot listen (%w): set %s (config file or %s) to a free host:port of this machine", key, addr, err, key, env)
 }
 
 func (s *Server) serve(ln net.Listener, h http.Handler) {

@@ -163,7 +163,7 @@ func (m *Manager) Connect(ctx context.Context, profile string) error {
 	m.mu.Unlock()
 	if err := s.Start(ctx); err != nil {
 		m.forget(profile, s)
-		return fmt.Errorf("connect profile %s: %w", profile, err)
+		return connectError(conn, err)
 	}
 	return nil
 }

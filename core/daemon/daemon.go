@@ -160,11 +160,21 @@ func Run(ctx context.Context, o Options) error {
 	d.API = srv
 	var metricsSrv *http.Server
 	if cfg.MetricsAddress != "" {
+		// Listen before serving so that a taken address refuses start-up.
+		ln, err := apiserver.ListenTCP("metrics.address", cfg.MetricsAddress)
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if serr := srv.Shutdown(sctx); serr != nil {
+				log.Warn("api shutdown", "err", serr)
+			}
+			return err
+		}
 		m := http.NewServeMux()
 		m.Handle("/metrics", metrics)
-		metricsSrv = &http.Server{Addr: cfg.MetricsAddress, Handler: m, ReadHeaderTimeout: 10 * time.Second}
+		metricsSrv = &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
-			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics listener", "addr", cfg.MetricsAddress, "err", err)
 			}
 		}()

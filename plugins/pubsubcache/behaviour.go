@@ -20,6 +20,14 @@ type behaviour struct {
 	// attribute ("yes", "no", "" unknown): Prosody puts it in notifications
 	// only, and the cache serves what answers would carry. Stored in extra.
 	PublisherInResults string
+	// RSM index reporting, learned from the service's RSM answers (stored
+	// in extra): EmptyIndex is what <first index/> says on an answer with
+	// no items (count only, a page past the end): "minus_one" (ejabberd)
+	// or "absent"; BeforeIndex on a page asked with <before>CURSOR</before>:
+	// "real" (the first item's index), "unclamped" (the cursor's index
+	// minus max, negative near the start: ejabberd) or "absent". "" is
+	// unknown: such requests go to the network until learned.
+	EmptyIndex, BeforeIndex string
 }
 
 func unknownBehaviour() behaviour {
@@ -27,8 +35,12 @@ func unknownBehaviour() behaviour {
 		RepublishMoves: serviceprofile.RepublishMovesUnknown, MaxItemsRSM: serviceprofile.MaxItemsRsmUnknown}
 }
 
-// extraPublisher is the key of PublisherInResults in service_profiles.extra.
-const extraPublisher = "publisher_in_results"
+// Keys of service_profiles.extra.
+const (
+	extraPublisher   = "publisher_in_results"
+	extraEmptyIndex  = "rsm_empty_index"
+	extraBeforeIndex = "rsm_before_index"
+)
 
 type svcKey struct {
 	profileID int
@@ -58,9 +70,9 @@ func (b *behaviours) get(ctx context.Context, profileID int, service string) beh
 	v = unknownBehaviour()
 	if r, err := b.client.ServiceProfile.Query().Where(serviceprofile.ProfileID(profileID), serviceprofile.Service(service)).Only(ctx); err == nil {
 		v = behaviour{RSM: r.Rsm, IDsOrder: r.IdsOrder, RepublishMoves: r.RepublishMoves, MaxItemsRSM: r.MaxItemsRsm}
-		if s, ok := r.Extra[extraPublisher].(string); ok {
-			v.PublisherInResults = s
-		}
+		v.PublisherInResults, _ = r.Extra[extraPublisher].(string)
+		v.EmptyIndex, _ = r.Extra[extraEmptyIndex].(string)
+		v.BeforeIndex, _ = r.Extra[extraBeforeIndex].(string)
 	}
 	b.mu.Lock()
 	b.m[k] = v
@@ -82,7 +94,7 @@ func (b *behaviours) learn(ctx context.Context, profileID int, service string, c
 	b.mu.Unlock()
 	err := b.client.ServiceProfile.Create().SetProfileID(profileID).SetService(service).
 		SetRsm(next.RSM).SetIdsOrder(next.IDsOrder).SetRepublishMoves(next.RepublishMoves).SetMaxItemsRsm(next.MaxItemsRSM).
-		SetExtra(map[string]any{extraPublisher: next.PublisherInResults}).
+		SetExtra(map[string]any{extraPublisher: next.PublisherInResults, extraEmptyIndex: next.EmptyIndex, extraBeforeIndex: next.BeforeIndex}).
 		OnConflictColumns(serviceprofile.FieldProfileID, serviceprofile.FieldService).UpdateNewValues().Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store behaviour of %s: %w", service, err)

@@ -26,8 +26,11 @@ func isInternal(ctx context.Context) bool { v, _ := ctx.Value(internalKey{}).(bo
 
 // shapeOf classifies a request.
 func shapeOf(req *xep0060.ItemsRequest) shape {
-	if req.RSM != nil || req.SubID != "" {
+	switch {
+	case req.SubID != "" || req.RSM != nil && (req.MaxItems > 0 || len(req.ItemIDs) > 0 || req.OrderBy != ""):
 		return shapeOther
+	case req.RSM != nil:
+		return shapeRSM
 	}
 	return shapeNoRSM
 }
@@ -100,6 +103,9 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 // the service not learned yet).
 func (p *Plugin) answer(ctx context.Context, k nodeKey, n nodeInfo, req *xep0060.ItemsRequest) (*xep0060.ItemsPage, bool, error) {
 	beh := p.beh.get(ctx, n.profileID, k.service)
+	if req.RSM != nil {
+		return p.answerRSM(ctx, n, beh, req.RSM)
+	}
 	q := readQuery{nodeID: n.id, maxItems: req.MaxItems, ids: req.ItemIDs, orderBy: req.OrderBy,
 		idsInRequestOrder: beh.IDsOrder == serviceprofile.IdsOrderRequest}
 	items, err := p.db.readItems(ctx, q)
@@ -273,6 +279,7 @@ func (p *Plugin) itemsReceived(ctx context.Context, res *xep0060.ItemsResult) er
 
 // learnFromAnswer updates the service's behaviour profile from an answer.
 func (p *Plugin) learnFromAnswer(ctx context.Context, pid int, k nodeKey, req *xep0060.ItemsRequest, page *xep0060.ItemsPage) {
+	before := p.beforeIndexKind(ctx, k, req, page)
 	err := p.beh.learn(ctx, pid, k.service, func(b *behaviour) {
 		if page.RSM != nil {
 			b.RSM = serviceprofile.RsmYes
@@ -289,10 +296,30 @@ func (p *Plugin) learnFromAnswer(ctx context.Context, pid int, k nodeKey, req *x
 				b.MaxItemsRSM = serviceprofile.MaxItemsRsmNo
 			}
 		}
+		if req.RSM != nil && page.RSM != nil {
+			idx := "absent"
+			if fi := page.RSM.FirstIndex; fi != nil {
+				idx = "real"
+				if *fi < 0 {
+					idx = "minus_one"
+				}
+			}
+			switch {
+			case len(page.Items) == 0 && idx != "real":
+				b.EmptyIndex = idx
+			case len(page.Items) > 0 && req.RSM.Before != nil && *req.RSM.Before != "":
+				if idx == "absent" {
+					b.BeforeIndex = idx
+				} else if before != "" {
+					b.BeforeIndex = before
+				}
+			}
+		}
 	})
 	if err != nil {
 		p.log.Warn("learning service behaviour", "service", k.service, "err", err)
 	}
+	p.storeCursors(ctx, k, page)
 	if len(req.ItemIDs) < 2 || len(page.Items) < 2 || req.OrderBy != "" {
 		return
 	}

@@ -181,7 +181,10 @@ type shape int
 const (
 	// shapeNoRSM: no arguments, max_items or item ids (order_by allowed).
 	shapeNoRSM shape = iota
-	// shapeOther: RSM, sub id: not answered from the cache yet.
+	// shapeRSM: RSM paging (index, after, before, max), answered from the
+	// cache on services that honour RSM (answerRSM tells).
+	shapeRSM
+	// shapeOther: sub id, RSM mixed with other arguments: the network.
 	shapeOther
 )
 
@@ -214,7 +217,7 @@ func decide(n nodeInfo, s shape, online, pending bool, now time.Time) (act actio
 			startSync = true
 		}
 	}
-	if s != shapeNoRSM || n.state != StateComplete {
+	if s == shapeOther || n.state != StateComplete {
 		return actNetwork, startSync
 	}
 	switch {

@@ -3,6 +3,9 @@ package pubsubcache
 import (
 	"testing"
 	"time"
+
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
 )
 
 func TestStateTransitions(t *testing.T) {
@@ -102,13 +105,16 @@ func TestDecide(t *testing.T) {
 		sync    bool
 	}{
 		{"complete fresh", fresh, shapeNoRSM, true, false, actServe, false},
-		{"complete fresh, rsm", fresh, shapeOther, true, false, actNetwork, false},
+		{"complete fresh, rsm", fresh, shapeRSM, true, false, actServe, false},
+		{"complete fresh, sub id or mixed rsm", fresh, shapeOther, true, false, actNetwork, false},
+		{"partial, rsm", nodeInfo{state: StatePartial, toSync: true}, shapeRSM, true, false, actNetwork, false},
 		{"complete fresh, own publish pending", fresh, shapeNoRSM, true, true, actNetwork, false},
 		{"complete not fresh online: network and reconcile", stale, shapeNoRSM, true, false, actNetwork, true},
 		{"complete not fresh, notifications not secured: no reconcile loop", nodeInfo{state: StateComplete, analysed: true}, shapeNoRSM, true, false, actNetwork, false},
 		{"complete not fresh PEP: reconcile", nodeInfo{state: StateComplete, pep: true}, shapeNoRSM, true, false, actNetwork, true},
 		{"complete offline: stale answer", stale, shapeNoRSM, false, false, actServeStale, false},
-		{"complete offline, rsm", stale, shapeOther, false, false, actNetwork, false},
+		{"complete offline, rsm", stale, shapeRSM, false, false, actServeStale, false},
+		{"complete offline, sub id", stale, shapeOther, false, false, actNetwork, false},
 		{"never to sync: first get starts the sync", nodeInfo{state: StateNever, analysed: true, toSync: true}, shapeNoRSM, true, false, actNetwork, true},
 		{"never not analysed", nodeInfo{state: StateNever}, shapeNoRSM, true, false, actNetwork, false},
 		{"never offline", nodeInfo{state: StateNever, analysed: true, toSync: true}, shapeNoRSM, false, false, actNetwork, false},
@@ -126,5 +132,24 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decide = %v, %v; want %v, %v", act, sync, tt.act, tt.sync)
 			}
 		})
+	}
+}
+
+func TestShapeOf(t *testing.T) {
+	one := 1
+	for _, c := range []struct {
+		req  xep0060.ItemsRequest
+		want shape
+	}{
+		{xep0060.ItemsRequest{}, shapeNoRSM},
+		{xep0060.ItemsRequest{MaxItems: 3}, shapeNoRSM},
+		{xep0060.ItemsRequest{ItemIDs: []string{"a"}}, shapeNoRSM},
+		{xep0060.ItemsRequest{RSM: &wire.RSMQuery{Max: &one}}, shapeRSM},
+		{xep0060.ItemsRequest{RSM: &wire.RSMQuery{Max: &one}, MaxItems: 2}, shapeOther},
+		{xep0060.ItemsRequest{SubID: "s"}, shapeOther},
+	} {
+		if got := shapeOf(&c.req); got != c.want {
+			t.Errorf("shapeOf(%+v) = %v, want %v", c.req, got, c.want)
+		}
 	}
 }

@@ -171,40 +171,51 @@ type storedItem struct {
 }
 
 // upsertItems writes items of node nodeID in tx (insert, or replace the
-// payload, parse results and position of an existing id). keepCursor keeps
-// a stored cursor when the item brings none.
-func (d *db) upsertItems(ctx context.Context, tx *ent.Tx, nodeID int, items []storedItem, keepCursor bool) error {
+// payload, parse results and position of an existing id). A stored cursor
+// is replaced only by one the item brings (sync pages hand out the cursors
+// of their first and last items; the others keep what was learned).
+func (d *db) upsertItems(ctx context.Context, tx *ent.Tx, nodeID int, items []storedItem) error {
 	if len(items) == 0 {
 		return nil
 	}
-	const chunk = 400
-	for start := 0; start < len(items); start += chunk {
-		part := items[start:min(start+chunk, len(items))]
-		bs := make([]*ent.PubsubItemCreate, len(part))
-		for i, it := range part {
-			c := tx.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
-				SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
-				SetParseState(it.parseState).SetNillableParseError(nilIfEmpty(it.parseErr)).
-				SetSearchText(it.searchText).SetPosition(it.position)
-			if len(it.parsed) > 0 {
-				var m map[string]any
-				if err := json.Unmarshal(it.parsed, &m); err == nil {
-					c.SetParsed(m)
-				}
-			}
-			bs[i] = c
+	// Rows with a cursor and rows without go in separate statements: a
+	// bulk insert lists the same columns for every row, and a NULL cursor
+	// would overwrite a stored one.
+	var with, without []storedItem
+	for _, it := range items {
+		if it.cursor != "" {
+			with = append(with, it)
+		} else {
+			without = append(without, it)
 		}
-		err := tx.PubsubItem.CreateBulk(bs...).
-			OnConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID).
-			UpdateNewValues().
-			Update(func(u *ent.PubsubItemUpsert) {
-				u.UpdatePublisher().UpdateParsed().UpdateParseError().SetUpdatedAt(time.Now())
-				if !keepCursor {
-					u.UpdateCursor()
+	}
+	const chunk = 400
+	for _, group := range [][]storedItem{without, with} {
+		for start := 0; start < len(group); start += chunk {
+			part := group[start:min(start+chunk, len(group))]
+			bs := make([]*ent.PubsubItemCreate, len(part))
+			for i, it := range part {
+				c := tx.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
+					SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
+					SetParseState(it.parseState).SetNillableParseError(nilIfEmpty(it.parseErr)).
+					SetSearchText(it.searchText).SetPosition(it.position)
+				if len(it.parsed) > 0 {
+					var m map[string]any
+					if err := json.Unmarshal(it.parsed, &m); err == nil {
+						c.SetParsed(m)
+					}
 				}
-			}).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("store %d items of node %d: %w", len(part), nodeID, err)
+				bs[i] = c
+			}
+			err := tx.PubsubItem.CreateBulk(bs...).
+				OnConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID).
+				UpdateNewValues().
+				Update(func(u *ent.PubsubItemUpsert) {
+					u.UpdatePublisher().UpdateParsed().UpdateParseError().SetUpdatedAt(time.Now())
+				}).Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("store %d items of node %d: %w", len(part), nodeID, err)
+			}
 		}
 	}
 	if d.index == nil {

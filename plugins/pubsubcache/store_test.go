@@ -120,7 +120,7 @@ func TestStorage(t *testing.T) {
 				items = append(items, it)
 			}
 			items[3].cursor = "cur-3"
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, items, false) })
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, items) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,13 +148,27 @@ func TestStorage(t *testing.T) {
 			// Update: new payload, position kept, cursor kept when asked.
 			up := items[3]
 			up.Payload, up.cursor, up.position = []byte("<new xmlns='urn:x'>é &amp;</new>"), "", 3
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}, true) })
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}) })
 			if err != nil {
 				t.Fatal(err)
 			}
 			row, err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID("i3")).Only(ctx)
 			if err != nil || string(row.Payload) != string(up.Payload) || row.Cursor == nil || *row.Cursor != "cur-3" || row.Position != 3 {
 				t.Errorf("updated row: %+v %v", row, err)
+			}
+			// One statement mixing rows with and without a cursor (a sync
+			// page): a row without one keeps the stored cursor.
+			withCur := items[4]
+			withCur.cursor = "cur-4b"
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up, withCur}) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range map[string]string{"i3": "cur-3", "i4": "cur-4b"} {
+				row, err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID(id)).Only(ctx)
+				if err != nil || row.Cursor == nil || *row.Cursor != want {
+					t.Errorf("cursor of %s after a mixed upsert: %+v %v, want %s", id, row, err, want)
+				}
 			}
 			if p, _ := d.itemPositions(ctx, d.store.Client, n.id, []string{"i3", "i9"}); p["i3"] != 3 || p["i9"] != 9 {
 				t.Errorf("positions = %v", p)
@@ -176,7 +190,7 @@ func TestStorage(t *testing.T) {
 			// Order by modification as the cache saw it.
 			time.Sleep(10 * time.Millisecond)
 			up = items[6]
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}, true) })
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}) })
 			if err != nil {
 				t.Fatal(err)
 			}

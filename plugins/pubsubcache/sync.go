@@ -409,7 +409,9 @@ func (p *Plugin) storePage(ctx context.Context, j *SyncJob, n nodeInfo, items []
 // came before it, before those that come after).
 func (p *Plugin) storePageTx(ctx context.Context, n nodeInfo, keep, touched []storedItem) error {
 	return p.h.Store.WithTx(ctx, func(tx *ent.Tx) error {
-		if err := p.db.upsertItems(ctx, tx, n.id, keep, false); err != nil {
+		// A page hands out the cursors of its first and last items: the
+		// others keep the cursors learned before (from live answers).
+		if err := p.db.upsertItems(ctx, tx, n.id, keep); err != nil {
 			return err
 		}
 		// Items notifications changed meanwhile keep their newer payload,
