@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -40,7 +41,30 @@ func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer, vars ...string) *env {
 	if out, errs, code := e.cli(t, "profile", "connect", "alice"); code != exitOK {
 		t.Fatalf("profile connect: %d %s %s", code, out, errs)
 	}
+	// Items are parsed by the microblog plugin once it runs: tests that
+	// look at parsed data start after it does.
+	deadline := time.Now().Add(30 * time.Second)
+	for !microblogRunning(t, e) {
+		if time.Now().After(deadline) {
+			t.Fatal("the microblog plugin never runs")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return e
+}
+
+func microblogRunning(t testing.TB, e *env) bool {
+	out, _, code := e.cli(t, "plugins", "list", "-o", "json")
+	var l pluginsList
+	if code != exitOK || json.Unmarshal([]byte(out), &l) != nil {
+		return false
+	}
+	for _, p := range l.Plugins {
+		if p.Name == "microblog" && p.State == "running" {
+			return true
+		}
+	}
+	return false
 }
 
 // pageOut is `pubsub items -o json`.

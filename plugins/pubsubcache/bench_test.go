@@ -157,3 +157,40 @@ func BenchmarkSync5000(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReconcile20x500: after a short disconnection, the time until
+// 20 synced nodes of 500 items each are reconciled (complete and fresh
+// again) on each server (issue figure; no target). One op is one
+// disconnect + reconnect + reconciliation of all 20 nodes.
+func BenchmarkReconcile20x500(b *testing.B) {
+	const nodes, size = 20, 500
+	for _, kind := range kinds {
+		b.Run(kind, func(b *testing.B) {
+			f := newFixture(b, servers.Use(b, kind), fixtureOpts{}, "alice")
+			ctx := context.Background()
+			var svc string
+			names := make([]string, nodes)
+			for i := range names {
+				svc, names[i] = f.nodeOn(b, "alice", syncPrefix)
+				f.publishParallel(b, "alice", svc, names[i], 0, size, 8)
+				if _, err := f.cache.Sync(ctx, "alice", svc, names[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, n := range names {
+				f.waitState(b, "alice", svc, n, true, StateComplete)
+			}
+			for b.Loop() {
+				if err := f.m.Disconnect(ctx, "alice"); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.m.Connect(ctx, "alice"); err != nil {
+					b.Fatal(err)
+				}
+				for _, n := range names {
+					f.waitState(b, "alice", svc, n, true, StateComplete)
+				}
+			}
+		})
+	}
+}

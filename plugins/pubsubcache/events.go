@@ -761,6 +761,19 @@ func (p *Plugin) reconcileProfile(ctx context.Context, profileName string) error
 			p.launch(nodeKey{profileName, r.Service, r.Name}, false)
 		}
 	}
+	p.mu.Lock()
+	var resume []nodeKey
+	for k := range p.resume {
+		if k.profile == profileName {
+			resume = append(resume, k)
+			delete(p.resume, k)
+		}
+	}
+	p.mu.Unlock()
+	for _, k := range resume {
+		p.log.Info("restarting a sync interrupted by the last stop", "profile", k.profile, "service", k.service, "node", k.node)
+		p.launch(k, false)
+	}
 	return nil
 }
 

@@ -100,6 +100,9 @@ type Plugin struct {
 	search     *search.Searcher
 	built      []string // indexed paths the side table is complete for
 	reindexing bool
+	// resume: nodes whose sync the last stop interrupted (restarted when
+	// their profile connects).
+	resume map[nodeKey]bool
 	// reparseNudge wakes the reparser (a parse batch failed).
 	reparseNudge chan struct{}
 
@@ -173,9 +176,24 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	if _, err := h.Store.Client.PubsubNode.Update().Where(pubsubnode.Fresh(true)).SetFresh(false).Save(ctx); err != nil {
 		return fmt.Errorf("mark cached nodes not fresh: %w", err)
 	}
+	// Syncs the daemon's end interrupted (kill -9 included) start again
+	// when their profile connects; meanwhile the node is not served.
+	interrupted, err := h.Store.Client.PubsubNode.Query().Where(pubsubnode.SyncStateEQ(StateInProgress)).WithProfile().All(ctx)
+	if err != nil {
+		return fmt.Errorf("list interrupted syncs: %w", err)
+	}
+	p.resume = map[nodeKey]bool{}
+	for _, r := range interrupted {
+		if r.Edges.Profile != nil {
+			p.resume[nodeKey{r.Edges.Profile.Name, r.Service, r.Name}] = true
+		}
+	}
 	if _, err := h.Store.Client.PubsubNode.Update().Where(pubsubnode.SyncStateEQ(StateInProgress)).
 		SetSyncState(StateNever).SetSyncStateChangedAt(time.Now()).Save(ctx); err != nil {
 		return fmt.Errorf("reset interrupted syncs: %w", err)
+	}
+	if len(interrupted) > 0 {
+		p.log.Info("syncs interrupted by the last stop start again when their profile connects", "nodes", len(interrupted))
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.w = newWriter(p)

@@ -1,0 +1,92 @@
+package pubsubcache
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"example.org/backend/core/profiles"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// writer connects a second profile on alice's account (another resource)
+// that changes alice's nodes while her profile is disconnected.
+func (f *fixture) writer(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	params := map[string]string{profiles.KeyHost: f.srv.Host, profiles.KeyPort: strconv.Itoa(f.srv.Port), profiles.KeyCAFile: f.srv.CAFile,
+		profiles.KeyResource: "writer", KeyEnabled: "false"}
+	if _, err := f.ps.Create(ctx, profiles.CreateRequest{Name: "writer", JID: f.jid("alice"), Password: "alice-pw", Params: params}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Connect(ctx, "writer"); err != nil {
+		t.Fatal(err)
+	}
+	return "writer"
+}
+
+// TestReconcileAfterDisconnect: items published, updated and retracted
+// while the profile was disconnected; offline reads are stale answers from
+// the cache; after reconnection the nodes are reconciled and every answer
+// (no-RSM shapes, and RSM ones on ejabberd) equals the live one, served
+// from the cache.
+func TestReconcileAfterDisconnect(t *testing.T) {
+	const size = 60
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			f := newFixture(t, servers.Use(t, kind), fixtureOpts{pageSize: 25}, "alice")
+			w := f.writer(t)
+			ctx := ctxT(t)
+			r := rand.New(rand.NewPCG(3, uint64(len(kind))))
+			svc, node := f.nodeOn(t, "alice", syncPrefix)
+			f.publish(t, "alice", svc, node, 0, size)
+			mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			f.waitState(t, "alice", svc, node, true, StateComplete)
+			f.waitServed(t, "alice", svc, node)
+
+			if err := f.m.Disconnect(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			f.publish(t, w, svc, node, size, size+4)
+			for _, i := range []int{5, 30} {
+				if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: node, ID: itemID(i), Payload: payload(500 + i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, i := range []int{7, size + 1} {
+				if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: w, Service: svc, Node: node, ID: itemID(i), Notify: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Offline: the cache answers what it had, saying so.
+			page, err := f.c.Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			if err != nil || !page.FromCache || !page.Stale || len(page.Items) != size {
+				t.Fatalf("offline read: %v, %+v", err, page)
+			}
+
+			start := time.Now()
+			if err := f.m.Connect(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			f.waitState(t, "alice", svc, node, true, StateComplete)
+			f.waitServed(t, "alice", svc, node)
+			t.Logf("%s: reconciled in %v", kind, time.Since(start))
+			f.parity(t, "after changes while disconnected", svc, node, randomShapes(r, 40, size+4))
+			if kind != "ejabberd" {
+				return
+			}
+			// RSM answers too (ejabberd honours RSM).
+			for _, q := range []wire.RSMQuery{{Max: intp(10)}, {Max: intp(10), Index: intp(20)}, {Max: intp(7), Before: strp("")}, {Max: intp(0)}} {
+				req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q}
+				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q, NoCache: true})
+				cached, sent := f.counted(t, req)
+				if sent != 0 || !cached.FromCache || rsmString(cached.RSM) != rsmString(live.RSM) || sameItems(cached.Items, live.Items) != "" {
+					t.Errorf("RSM %+v after reconciliation: sent=%d cache %s live %s %s", q, sent, rsmString(cached.RSM), rsmString(live.RSM), sameItems(cached.Items, live.Items))
+				}
+			}
+		})
+	}
+}
