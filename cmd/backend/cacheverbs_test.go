@@ -77,6 +77,7 @@ func TestCacheVerbsCLI(t *testing.T) {
 			}
 			// Served from the cache: no items request; --no-cache sends one;
 			// same items.
+			waitServedCLI(t, e, with()...)
 			for _, shape := range [][]string{{}, {"-m", "7"}, {"-i", "c20", "-i", "c03", "-i", "nope"}} {
 				before := counter(t, e)
 				cached := itemsJSON(t, e, append(with(), shape...)...)
@@ -157,6 +158,7 @@ func TestCacheMicroblog(t *testing.T) {
 	if mine == nil || mine["analyser"] != "xep-0277" || mine["type"] != "blog" || mine["items"] != 3.0 {
 		t.Fatalf("microblog node status: %v", mine)
 	}
+	waitServedCLI(t, e, "-n", node)
 	before := counter(t, e)
 	if p := itemsJSON(t, e, "-n", node, "-m", "2"); !p.FromCache || p.ids() != "p2,p3" {
 		t.Errorf("cached get: from_cache=%v ids=%s", p.FromCache, p.ids())
@@ -255,6 +257,7 @@ func TestCacheMicroblogPluginKilled(t *testing.T) {
 	if json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 1 || st.Nodes[0]["state"] != "complete" || st.Nodes[0]["items"] != float64(n) {
 		t.Fatalf("status after the kill: %s", out)
 	}
+	waitServedCLI(t, e, "-n", node)
 	before := counter(t, e)
 	if p := itemsJSON(t, e, "-n", node); !p.FromCache || len(p.Items) != n {
 		t.Errorf("served after the kill: from_cache=%v items=%d", p.FromCache, len(p.Items))

@@ -44,6 +44,7 @@ func cachedGet(t *testing.T, e *env, profile, node string, items int) {
 		st, fresh := nodeState(t, e, profile, node)
 		return st == "complete" && fresh
 	})
+	waitServedCLI(t, e, "-p", profile, "-n", node)
 	before := counter(t, e)
 	if p := itemsJSON(t, e, "-p", profile, "-n", node); !p.FromCache || len(p.Items) != items {
 		t.Errorf("%s: from_cache=%v items=%d, want from the cache, %d items", profile, p.FromCache, len(p.Items), items)

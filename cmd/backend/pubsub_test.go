@@ -325,3 +325,23 @@ func unixHTTP(socket string) *http.Client {
 		return d.DialContext(ctx, "unix", socket)
 	}}}
 }
+
+// waitServedCLI waits until a get of the node (args: -p/-s/-n) is answered
+// from the cache: a node complete and fresh in `cache status` may still
+// have a notification on its way (the one a subscription brings, say),
+// during which gets go to the network.
+func waitServedCLI(t *testing.T, e *env, args ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _, code := e.cli(t, append([]string{"pubsub", "items", "-p", "alice", "-o", "json", "-m", "1"}, args...)...)
+		var p pageOut
+		if code == exitOK && json.Unmarshal([]byte(out), &p) == nil && p.FromCache {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %v never answered from the cache", args)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

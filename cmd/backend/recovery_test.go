@@ -88,6 +88,7 @@ func TestCacheSyncAfterKill9(t *testing.T) {
 	if m := decode(t, out); m["nodes"].([]any)[0].(map[string]any)["items"] != float64(n) {
 		t.Fatalf("after the restart: %s", out)
 	}
+	waitServedCLI(t, e, "-s", srv.PubSub, "-n", node)
 	before := counter(t, e)
 	if p := itemsJSON(t, e, "-s", srv.PubSub, "-n", node); !p.FromCache || len(p.Items) != n {
 		t.Errorf("served: from_cache=%v items=%d", p.FromCache, len(p.Items))

@@ -240,3 +240,39 @@ func (p *Plugin) beforeIndexKind(ctx context.Context, k nodeKey, req *xep0060.It
 	}
 	return ""
 }
+
+// maxItemsSet is the <set/> a service that pages max_items answers
+// (ejabberd) puts on its answer.
+func (p *Plugin) maxItemsSet(ctx context.Context, n nodeInfo, items []wire.Item, maxItems int, emptyIndex string) (*wire.RSMSet, error) {
+	if len(items) == 0 {
+		// An empty node: a count of 0 (ejabberd gives no index).
+		zero := 0
+		set := &wire.RSMSet{Count: &zero}
+		if emptyIndex == "minus_one" {
+			v := -1
+			set.FirstIndex = &v
+		}
+		return set, nil
+	}
+	counts, err := p.db.countItems(ctx, []int{n.id})
+	if err != nil {
+		return nil, err
+	}
+	total := counts[n.id]
+	idx := total - maxItems
+	rows, err := p.h.Store.Client.PubsubItem.Query().
+		Where(pubsubitem.NodeID(n.id), pubsubitem.ItemIDIn(items[0].ID, items[len(items)-1].ID)).
+		Select(pubsubitem.FieldItemID, pubsubitem.FieldCursor).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cursors: %w", err)
+	}
+	cursors := map[string]string{}
+	for _, r := range rows {
+		if r.Cursor != nil {
+			cursors[r.ItemID] = *r.Cursor
+		}
+	}
+	first := orderedItem{id: items[0].ID, cursor: cursors[items[0].ID]}
+	last := orderedItem{id: items[len(items)-1].ID, cursor: cursors[items[len(items)-1].ID]}
+	return &wire.RSMSet{Count: &total, FirstIndex: &idx, First: first.cursorOut(), Last: last.cursorOut()}, nil
+}

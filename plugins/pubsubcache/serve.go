@@ -120,6 +120,18 @@ func (p *Plugin) answer(ctx context.Context, k nodeKey, n nodeInfo, req *xep0060
 		}
 	}
 	page := &xep0060.ItemsPage{Items: items, FromCache: true, Complete: true}
+	if req.MaxItems > 0 && len(req.ItemIDs) == 0 && beh.MaxItemsRSM == serviceprofile.MaxItemsRsmYes {
+		// The service answers max_items with a <set/> (ejabberd): its count,
+		// the index of the first item (the count minus max_items, negative
+		// when the node holds fewer) and the cursors of the page's ends.
+		set, err := p.maxItemsSet(ctx, n, items, req.MaxItems, beh.EmptyIndex)
+		if err != nil {
+			return nil, false, err
+		}
+		page.RSM = set
+		page.Complete = rsmComplete(set, len(items))
+		return page, true, nil
+	}
 	if req.MaxItems > 0 && len(req.ItemIDs) == 0 && len(items) >= req.MaxItems {
 		// Mirror what the service's answer says: without a <set/> a full
 		// page may hide more items; with one, its count tells.

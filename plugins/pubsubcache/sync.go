@@ -351,6 +351,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	// Learned before the node is complete, so that no request of the
 	// cache's own follows its completion.
 	p.probeIDsOrder(ctx, k, n.profileID, seen)
+	p.probeMaxItems(ctx, k, n.profileID, len(seen))
 	n2, err := p.ensure(ctx, k)
 	if err != nil {
 		return err
@@ -606,6 +607,26 @@ func (p *Plugin) probeIDsOrder(ctx context.Context, k nodeKey, profileID int, se
 		order = serviceprofile.IdsOrderRequest
 	}
 	if err := p.beh.learn(ctx, profileID, k.service, func(b *behaviour) { b.IDsOrder = order }); err != nil {
+		p.log.Warn("learning service behaviour", "err", err)
+	}
+}
+
+// probeMaxItems learns, once per service, whether it answers max_items
+// with an RSM <set/> (ejabberd does), which cached answers then carry
+// too: one request for the last item.
+func (p *Plugin) probeMaxItems(ctx context.Context, k nodeKey, profileID int, items int) {
+	if items == 0 || p.beh.get(ctx, profileID, k.service).MaxItemsRSM != serviceprofile.MaxItemsRsmUnknown {
+		return
+	}
+	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+	if err != nil {
+		return
+	}
+	v := serviceprofile.MaxItemsRsmNo
+	if page.RSM != nil {
+		v = serviceprofile.MaxItemsRsmYes
+	}
+	if err := p.beh.learn(ctx, profileID, k.service, func(b *behaviour) { b.MaxItemsRSM = v }); err != nil {
 		p.log.Warn("learning service behaviour", "err", err)
 	}
 }
