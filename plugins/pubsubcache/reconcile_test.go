@@ -90,3 +90,50 @@ func TestReconcileAfterDisconnect(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncFailureAndRetry: a failed sync leaves the node in error with its
+// attempts and last error in the status; gets do not retry it before the
+// backoff is due; `cache sync` retries at once.
+func TestSyncFailureAndRetry(t *testing.T) {
+	f := newFixture(t, servers.Use(t, "ejabberd"), fixtureOpts{}, "alice")
+	ctx := ctxT(t)
+	svc, node := f.srv.PubSub, uniq(syncPrefix) // not created yet
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	if j.Err() == nil {
+		t.Fatal("the sync of a missing node succeeded")
+	}
+	st, err := f.cache.Status(ctx, "alice", svc, node)
+	if err != nil || len(st) != 1 || st[0].State != string(StateError) || st[0].Attempts != 1 || st[0].LastError == nil || *st[0].LastError == "" {
+		t.Fatalf("status after a failed sync: %+v %v", st, err)
+	}
+	// A get goes to the network and does not start a sync before the
+	// backoff is due.
+	if _, err := f.c.Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node}); err == nil {
+		t.Fatal("items of a missing node: no error")
+	}
+	if j := f.cache.runningJob(nodeKey{"alice", svc, node}); j != nil {
+		t.Error("a get retried the sync before its backoff")
+	}
+	// The node now exists: `cache sync` retries at once.
+	if err := f.c.CreateNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node,
+		Options: map[string][]string{"pubsub#max_items": {"max"}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, "alice", svc, node, 0, 3)
+	j, err = f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	if j.Err() != nil {
+		t.Fatalf("retry: %v", j.Err())
+	}
+	st, err = f.cache.Status(ctx, "alice", svc, node)
+	if err != nil || len(st) != 1 || st[0].State != string(StateComplete) || st[0].Attempts != 0 || st[0].LastError != nil || st[0].Items != 3 {
+		t.Fatalf("status after the retry: %+v %v", st, err)
+	}
+}
