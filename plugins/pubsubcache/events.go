@@ -392,13 +392,12 @@ func trim(ctx context.Context, tx *ent.Tx, nodeID, max int) error {
 // ejabberd does). Items re-published meanwhile are left out of the
 // comparison; unclear evidence teaches nothing.
 func (p *Plugin) learnRepublish(ctx context.Context, k nodeKey, id string, payload []byte, after []string) {
-	n, ok, err := p.node(ctx, k)
+	_, ok, err := p.modify(ctx, k, func(n *nodeInfo) bool { n.fresh = false; return true })
+	if err != nil {
+		p.log.Warn("marking node not fresh", "err", err)
+	}
 	if err != nil || !ok {
 		return
-	}
-	n.fresh = false
-	if err := p.save(ctx, k, n, false); err != nil {
-		p.log.Warn("marking node not fresh", "err", err)
 	}
 	p.mu.Lock()
 	if p.probing[k] == nil {
@@ -524,15 +523,23 @@ func (p *Plugin) applyNodeOp(ctx context.Context, o op) error {
 		p.forget(o.key)
 		return nil
 	case opConfig:
-		n.maxItems = o.maxItems
-		n.analysed = false // analysed again on next use (no network request)
-		if err := p.save(ctx, o.key, n, false); err != nil {
-			return err
+		lowered := false
+		n, _, err := p.modify(ctx, o.key, func(n *nodeInfo) bool {
+			lowered = o.maxItems != nil && *o.maxItems > 0 && (n.maxItems == nil || *n.maxItems <= 0 || *o.maxItems < *n.maxItems)
+			n.maxItems = o.maxItems
+			n.analysed = false // analysed again on next use (no network request)
+			if lowered && cached(*n) {
+				// Services differ: Prosody drops the extra items at once,
+				// ejabberd at the next publish. The listing tells; the
+				// next publishes are trimmed to the new limit.
+				n.fresh = false
+			}
+			return true
+		})
+		if err == nil && lowered && cached(n) {
+			p.launch(o.key, false)
 		}
-		if o.maxItems != nil && *o.maxItems > 0 && cached(n) {
-			return p.h.Store.WithTx(ctx, func(tx *ent.Tx) error { return trim(ctx, tx, n.id, *o.maxItems) })
-		}
-		return nil
+		return err
 	case opSubGone:
 		if _, err := p.h.Store.Client.PubsubItem.Delete().Where(pubsubitem.NodeID(n.id)).Exec(ctx); err != nil {
 			return fmt.Errorf("drop items of an unsubscribed node: %w", err)
@@ -667,11 +674,15 @@ func (p *Plugin) onPublished(ctx context.Context, ev *xep0060.PublishedEvent) er
 
 // markNotFresh makes a node go to the network (and be reconciled).
 func (p *Plugin) markNotFresh(ctx context.Context, k nodeKey) {
-	if n, ok, err := p.node(ctx, k); err == nil && ok && n.fresh {
-		n.fresh = false
-		if err := p.save(ctx, k, n, false); err != nil {
-			p.log.Warn("marking node not fresh", "err", err)
+	_, _, err := p.modify(ctx, k, func(n *nodeInfo) bool {
+		if !n.fresh {
+			return false
 		}
+		n.fresh = false
+		return true
+	})
+	if err != nil {
+		p.log.Warn("marking node not fresh", "err", err)
 	}
 }
 

@@ -84,6 +84,8 @@ type Plugin struct {
 	wg     sync.WaitGroup
 	w      *writer
 
+	// rowMu serialises read-modify-writes of node rows (modify).
+	rowMu    sync.Mutex
 	mu       sync.Mutex
 	nodes    map[nodeKey]*nodeInfo // nil value: known to have no row
 	pids     map[string]int
@@ -448,15 +450,32 @@ func (p *Plugin) ensure(ctx context.Context, k nodeKey) (nodeInfo, error) {
 
 // transition applies e to the node, writes the row, then the memory copy.
 func (p *Plugin) transition(ctx context.Context, k nodeKey, e event) (nodeInfo, error) {
-	n, err := p.ensure(ctx, k)
-	if err != nil {
+	if _, err := p.ensure(ctx, k); err != nil {
 		return nodeInfo{}, err
 	}
-	next := apply(n, e, time.Now())
-	if err := p.save(ctx, k, next, next.state != n.state); err != nil {
-		return nodeInfo{}, err
+	n, _, err := p.modify(ctx, k, func(n *nodeInfo) bool {
+		*n = apply(*n, e, time.Now())
+		return true
+	})
+	return n, err
+}
+
+// modify is the read-modify-write of a node's row: f changes the current
+// copy and says whether to write it. Modifications are serialised (a sync
+// finishing and a notification arriving must not write back stale
+// copies of each other). ok is false when the node has no row.
+func (p *Plugin) modify(ctx context.Context, k nodeKey, f func(n *nodeInfo) bool) (nodeInfo, bool, error) {
+	p.rowMu.Lock()
+	defer p.rowMu.Unlock()
+	n, ok, err := p.node(ctx, k)
+	if err != nil || !ok {
+		return n, ok, err
 	}
-	return next, nil
+	prev := n.state
+	if !f(&n) {
+		return n, true, nil
+	}
+	return n, true, p.save(ctx, k, n, n.state != prev)
 }
 
 // save writes n as the node's row and memory copy.

@@ -137,3 +137,33 @@ func TestSyncFailureAndRetry(t *testing.T) {
 		t.Fatalf("status after the retry: %+v %v", st, err)
 	}
 }
+
+// TestConfigureMaxItems: lowering a synced node's pubsub#max_items keeps
+// the cache equal to the service, before and after the next publish (the
+// cache learns the new limit from the profile's configure and the
+// configuration notification).
+func TestConfigureMaxItems(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			f := newFixture(t, servers.Use(t, kind), fixtureOpts{}, "alice")
+			ctx := ctxT(t)
+			r := rand.New(rand.NewPCG(5, uint64(len(kind))))
+			svc, node := f.nodeOn(t, "alice", syncPrefix)
+			f.publish(t, "alice", svc, node, 0, 10)
+			mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			f.waitState(t, "alice", svc, node, true, StateComplete)
+			f.waitServed(t, "alice", svc, node)
+			if err := f.c.ConfigureNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node,
+				Options: map[string][]string{"pubsub#max_items": {"5"}}}); err != nil {
+				t.Fatal(err)
+			}
+			live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
+			t.Logf("%s: %d items listed right after max_items=5", kind, len(live.Items))
+			f.waitServed(t, "alice", svc, node)
+			f.parity(t, "after configure", svc, node, randomShapes(r, 20, 12))
+			f.publish(t, "alice", svc, node, 10, 12)
+			f.waitServed(t, "alice", svc, node)
+			f.parity(t, "after configure and publish", svc, node, randomShapes(r, 20, 12))
+		})
+	}
+}

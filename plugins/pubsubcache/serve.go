@@ -222,10 +222,14 @@ func (p *Plugin) analyse(ctx context.Context, k nodeKey, first *wire.Item, pp pr
 			}
 		}
 	}
-	prev := n.state
-	n = apply(n, event{kind: evAnalysed, toSync: toSync}, time.Now())
-	n.version = version
-	if err := p.save(ctx, k, n, n.state != prev); err != nil {
+	analysis := n
+	n, _, err = p.modify(ctx, k, func(cur *nodeInfo) bool {
+		cur.analyser, cur.typ, cur.subtype = analysis.analyser, analysis.typ, analysis.subtype
+		*cur = apply(*cur, event{kind: evAnalysed, toSync: toSync}, time.Now())
+		cur.version = version
+		return true
+	})
+	if err != nil {
 		return nodeInfo{}, false, err
 	}
 	return n, true, nil

@@ -352,13 +352,15 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	// cache's own follows its completion.
 	p.probeIDsOrder(ctx, k, n.profileID, seen)
 	p.probeMaxItems(ctx, k, n.profileID, len(seen))
-	n2, err := p.ensure(ctx, k)
-	if err != nil {
+	if _, err := p.ensure(ctx, k); err != nil {
 		return err
 	}
-	n2.subscribed = n.subscribed
-	done := apply(n2, event{kind: evSyncDone, partial: partial, secured: secured && !j.hadUpdates()}, time.Now())
-	if err := p.save(ctx, k, done, true); err != nil {
+	done, _, err := p.modify(ctx, k, func(n2 *nodeInfo) bool {
+		n2.subscribed = n.subscribed
+		*n2 = apply(*n2, event{kind: evSyncDone, partial: partial, secured: secured && !j.hadUpdates()}, time.Now())
+		return true
+	})
+	if err != nil {
 		return err
 	}
 	p.mu.Lock()
