@@ -146,6 +146,10 @@ type ParseResult struct {
 	// Err, when set, says why the item could not be parsed; JSON and
 	// SearchText are then ignored.
 	Err error
+
+	// encoded: JSON came from json.Marshal in this package (valid JSON:
+	// only its kind is checked before it is sent).
+	encoded bool
 }
 
 // MatchRequest asks whether an analyser applies to a node.
@@ -196,27 +200,28 @@ func parseOne(ctx context.Context, req ParseRequest, it Item, fn func(context.Co
 		res.Err = err
 		return res
 	}
-	raw, err := toJSON(data)
+	raw, encoded, err := toJSON(data)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	res.JSON, res.SearchText = raw, text
+	res.JSON, res.SearchText, res.encoded = raw, text, encoded
 	return res
 }
 
-func toJSON(data any) (json.RawMessage, error) {
+// toJSON returns data as JSON; encoded says json.Marshal made it.
+func toJSON(data any) (json.RawMessage, bool, error) {
 	switch v := data.(type) {
 	case json.RawMessage:
-		return v, nil
+		return v, false, nil
 	case []byte:
-		return json.RawMessage(v), nil
+		return json.RawMessage(v), false, nil
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return nil, fmt.Errorf("encode parsed data: %w", err)
+		return nil, false, fmt.Errorf("encode parsed data: %w", err)
 	}
-	return raw, nil
+	return raw, true, nil
 }
 
 var (

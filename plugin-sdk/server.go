@@ -151,7 +151,9 @@ func (s *server) Parse(ctx context.Context, req *pluginv1.ParseRequest) (*plugin
 			if pres.Error == "" {
 				pres.Error = "parse failed"
 			}
-		case !IsJSONObject(r.JSON):
+		case r.encoded && (len(r.JSON) == 0 || r.JSON[0] != '{'), !r.encoded && !IsJSONObject(r.JSON):
+			// What json.Marshal made is valid JSON: only its kind is
+			// checked (the host validates everything again anyway).
 			pres.Error = "parser returned something that is not a JSON object"
 		default:
 			pres.Json, pres.SearchText = r.JSON, r.SearchText
