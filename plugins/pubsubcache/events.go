@@ -287,7 +287,6 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 							probes = append(probes, probe{wk.op.key, s.ID, s.Payload, after})
 						}
 					}
-					p.log.Debug("cache item notified", "node", wk.op.key.node, "id", s.ID, "existed", exists, "old", cur, "position", s.position, "last", last, "moves", moves)
 					existing[s.ID] = s.position
 				}
 				if err := p.db.upsertItems(ctx, tx, n.id, wk.stored); err != nil {
