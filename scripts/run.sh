@@ -8,6 +8,7 @@
 #
 #   scripts/run.sh                          # the demo
 #   scripts/run.sh --jid you@example.org    # your account instead (password in $BACKEND_DEMO_PASSWORD): nothing installed
+#                  [--host H] [--port N] [--ca-file PEM]
 #   scripts/run.sh --data-dir DIR --socket PATH --xmpp-port N --log FILE --profile NAME
 #   scripts/run.sh --once                   # set up, then stop everything (scripts, CI)
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 if ! command -v go >/dev/null; then

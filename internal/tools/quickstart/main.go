@@ -46,6 +46,7 @@ type options struct {
 	passwordEnv string
 	host        string
 	port        int
+	caFile      string
 	once        bool
 }
 
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&o.passwordEnv, "password-env", "BACKEND_DEMO_PASSWORD", "environment variable holding the password of --jid")
 	flag.StringVar(&o.host, "host", "", "server host of --jid (default: from the JID's domain)")
 	flag.IntVar(&o.port, "port", 0, "server port of --jid (default 5222)")
+	flag.StringVar(&o.caFile, "ca-file", "", "PEM file of the CA (or self-signed certificate) of --jid's server (default: the system's CAs)")
 	flag.BoolVar(&o.once, "once", false, "stop everything once the demo is set up (for scripts and CI)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -82,7 +84,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("no backend binary at %s: build it with `go build -tags sqlite_fts5 -o bin/backend ./cmd/backend` (scripts/run.sh does)", o.backend)
 	}
 	// The XMPP account: the user's, or a demo one on a private Prosody.
-	acct := account{jid: o.jid, host: o.host, port: o.port}
+	acct := account{jid: o.jid, host: o.host, port: o.port, caFile: o.caFile}
 	if o.jid != "" {
 		acct.password = os.Getenv(o.passwordEnv)
 		if acct.password == "" {
