@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -18,56 +19,68 @@ import (
 // is not served from the cache (the service would not know it).
 const cacheCursorPrefix = "bkc:"
 
-// orderedItem is an item's place in the node.
-type orderedItem struct {
-	id     string
+// pageItem is a cached item with its stored service cursor.
+type pageItem struct {
+	wire.Item
 	cursor string
 }
 
-// nodeOrder lists the node's item ids and stored cursors in the service's
-// order.
-func (d *db) nodeOrder(ctx context.Context, nodeID int) ([]orderedItem, error) {
-	rows, err := d.store.DB.QueryContext(ctx, "SELECT item_id, cursor FROM pubsub_items WHERE node_id = "+d.ph(1)+" ORDER BY position, id", nodeID)
+// cursorOut is the cursor the cache hands out for an item: the service's
+// when it saw it, else its own.
+func cursorOut(id, cursor string) string {
+	if cursor != "" {
+		return cursor
+	}
+	return cacheCursorPrefix + id
+}
+
+// cursorIndex returns the index, in the node's order, of the item a
+// cursor names (the service's, or one the cache issued), -1 when no
+// cached item has it.
+func (d *db) cursorIndex(ctx context.Context, nodeID int, cursor string) (int, error) {
+	col, val := "cursor", cursor
+	if id, ok := strings.CutPrefix(cursor, cacheCursorPrefix); ok {
+		col, val = "item_id", id
+	}
+	var pos int64
+	var rowID int
+	err := d.store.DB.QueryRowContext(ctx, "SELECT position, id FROM pubsub_items WHERE node_id = "+d.ph(1)+" AND "+col+" = "+d.ph(2)+
+		" ORDER BY position, id LIMIT 1", nodeID, val).Scan(&pos, &rowID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read the order of cached items: %w", err)
+		return 0, fmt.Errorf("find a cursor's item: %w", err)
+	}
+	var idx int
+	err = d.store.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM pubsub_items WHERE node_id = "+d.ph(1)+
+		" AND (position < "+d.ph(2)+" OR position = "+d.ph(3)+" AND id < "+d.ph(4)+")", nodeID, pos, pos, rowID).Scan(&idx)
+	if err != nil {
+		return 0, fmt.Errorf("find a cursor's index: %w", err)
+	}
+	return idx, nil
+}
+
+// readPage reads limit items of the node from index offset on, in the
+// node's order, with their stored cursors.
+func (d *db) readPage(ctx context.Context, nodeID, offset, limit int) ([]pageItem, error) {
+	rows, err := d.store.DB.QueryContext(ctx, "SELECT item_id, publisher, payload, cursor FROM pubsub_items WHERE node_id = "+d.ph(1)+
+		" ORDER BY position, id LIMIT "+d.ph(2)+" OFFSET "+d.ph(3), nodeID, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read a page of cached items: %w", err)
 	}
 	defer rows.Close()
-	var out []orderedItem
+	var out []pageItem
 	for rows.Next() {
-		var it orderedItem
-		var cur sql.NullString
-		if err := rows.Scan(&it.id, &cur); err != nil {
-			return nil, fmt.Errorf("read the order of cached items: %w", err)
+		var it pageItem
+		var pub, cur sql.NullString
+		if err := rows.Scan(&it.ID, &pub, &it.Payload, &cur); err != nil {
+			return nil, fmt.Errorf("read a page of cached items: %w", err)
 		}
-		it.cursor = cur.String
+		it.Publisher, it.cursor = pub.String, cur.String
 		out = append(out, it)
 	}
 	return out, rows.Err()
-}
-
-func (it orderedItem) cursorOut() string {
-	if it.cursor != "" {
-		return it.cursor
-	}
-	return cacheCursorPrefix + it.id
-}
-
-// locate returns the index of the item a cursor names, or -1.
-func locate(order []orderedItem, cursor string) int {
-	if id, ok := strings.CutPrefix(cursor, cacheCursorPrefix); ok {
-		for i, it := range order {
-			if it.id == id {
-				return i
-			}
-		}
-		return -1
-	}
-	for i, it := range order {
-		if it.cursor == cursor {
-			return i
-		}
-	}
-	return -1
 }
 
 // answerRSM answers an RSM request from the cache the way the service
@@ -79,11 +92,11 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 	if beh.RSM != serviceprofile.RsmYes || q.After != nil && q.Before != nil || q.Index != nil && (q.After != nil || q.Before != nil) {
 		return nil, false, nil
 	}
-	order, err := p.db.nodeOrder(ctx, n.id)
+	counts, err := p.db.countItems(ctx, []int{n.id})
 	if err != nil {
 		return nil, false, err
 	}
-	total := len(order)
+	total := counts[n.id]
 	max := total
 	if q.Max != nil {
 		if *q.Max < 0 {
@@ -101,9 +114,9 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 		start = *q.Index
 		end = min(total, start+max)
 	case q.After != nil:
-		i := locate(order, *q.After)
-		if i < 0 {
-			return nil, false, nil
+		i, err := p.db.cursorIndex(ctx, n.id, *q.After)
+		if err != nil || i < 0 {
+			return nil, false, err
 		}
 		start = i + 1
 		end = min(total, start+max)
@@ -112,9 +125,9 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 		end = total
 		start = max0(total - max)
 	case q.Before != nil:
-		i := locate(order, *q.Before)
-		if i < 0 {
-			return nil, false, nil
+		i, err := p.db.cursorIndex(ctx, n.id, *q.Before)
+		if err != nil || i < 0 {
+			return nil, false, err
 		}
 		end = i
 		start = max0(end - max)
@@ -154,18 +167,19 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 		v := start
 		set.FirstIndex = &v
 	}
-	ids := make([]string, 0, end-start)
-	for _, it := range order[start:end] {
-		ids = append(ids, it.id)
-	}
-	items, err := p.db.readItems(ctx, readQuery{nodeID: n.id, ids: ids})
+	page, err := p.db.readPage(ctx, n.id, start, end-start)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(items) != len(ids) {
+	if len(page) != end-start {
 		return nil, false, nil // changed meanwhile: let the service answer
 	}
-	set.First, set.Last = order[start].cursorOut(), order[end-1].cursorOut()
+	items := make([]wire.Item, len(page))
+	for i, it := range page {
+		items[i] = it.Item
+	}
+	first, last := page[0], page[len(page)-1]
+	set.First, set.Last = cursorOut(first.ID, first.cursor), cursorOut(last.ID, last.cursor)
 	return &xep0060.ItemsPage{Items: items, RSM: set, FromCache: true, Complete: rsmComplete(set, len(items))}, true, nil
 }
 
@@ -212,24 +226,24 @@ func (p *Plugin) beforeIndexKind(ctx context.Context, k nodeKey, req *xep0060.It
 	if err != nil || !ok || n.state != StateComplete {
 		return ""
 	}
-	order, err := p.db.nodeOrder(ctx, n.id)
+	start, err := p.db.cursorIndex(ctx, n.id, cacheCursorPrefix+page.Items[0].ID)
+	if err != nil || start != 0 {
+		return ""
+	}
+	last, err := p.db.cursorIndex(ctx, n.id, cacheCursorPrefix+page.Items[len(page.Items)-1].ID)
+	if err != nil || last < 0 {
+		return ""
+	}
+	end := last + 1
+	counts, err := p.db.countItems(ctx, []int{n.id})
 	if err != nil {
 		return ""
 	}
-	start, end := -1, -1
-	for i, it := range order {
-		if it.id == page.Items[0].ID {
-			start = i
-		}
-		if it.id == page.Items[len(page.Items)-1].ID {
-			end = i + 1
-		}
-	}
-	max := len(order)
+	max := counts[n.id]
 	if req.RSM.Max != nil {
 		max = *req.RSM.Max
 	}
-	if start != 0 || end < 0 || end-max >= 0 {
+	if end-max >= 0 {
 		return ""
 	}
 	switch *page.RSM.FirstIndex {
@@ -272,7 +286,6 @@ func (p *Plugin) maxItemsSet(ctx context.Context, n nodeInfo, items []wire.Item,
 			cursors[r.ItemID] = *r.Cursor
 		}
 	}
-	first := orderedItem{id: items[0].ID, cursor: cursors[items[0].ID]}
-	last := orderedItem{id: items[len(items)-1].ID, cursor: cursors[items[len(items)-1].ID]}
-	return &wire.RSMSet{Count: &total, FirstIndex: &idx, First: first.cursorOut(), Last: last.cursorOut()}, nil
+	first, last := items[0].ID, items[len(items)-1].ID
+	return &wire.RSMSet{Count: &total, FirstIndex: &idx, First: cursorOut(first, cursors[first]), Last: cursorOut(last, cursors[last])}, nil
 }

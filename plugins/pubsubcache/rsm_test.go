@@ -3,7 +3,6 @@ package pubsubcache
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"example.org/backend/plugins/xep0060"
@@ -200,15 +199,6 @@ func TestParityRSM(t *testing.T) {
 	total = size + 2
 	f.waitState(t, "alice", svc, node, true, StateComplete)
 	f.waitServed(t, "alice", svc, node)
-	if os.Getenv("RSM_DEBUG") != "" {
-		n, _, _ := f.cache.node(ctxT(t), nodeKey{"alice", svc, node})
-		order, _ := f.cache.db.nodeOrder(ctxT(t), n.id)
-		for _, o := range order {
-			if o.cursor != "" {
-				t.Logf("stored cursor %s = %s", o.id, o.cursor)
-			}
-		}
-	}
 	suite("after publish, update and retract", 40)
 	// A cursor of a retracted item, or that nobody handed out, goes to the
 	// network.

@@ -133,6 +133,16 @@ func TestStorage(t *testing.T) {
 					t.Errorf("item %d: %+v", i, it)
 				}
 			}
+			// RSM reads: a page by index, the index a cursor names.
+			page, err := d.readPage(ctx, n.id, 2, 3)
+			if err != nil || len(page) != 3 || page[0].ID != "i2" || page[1].cursor != "cur-3" || page[2].ID != "i4" || string(page[2].Payload) != string(items[4].Payload) {
+				t.Errorf("page 2+3: %+v %v", page, err)
+			}
+			for cursor, want := range map[string]int{"cur-3": 3, cacheCursorPrefix + "i7": 7, "nope": -1, cacheCursorPrefix + "nope": -1} {
+				if got, err := d.cursorIndex(ctx, n.id, cursor); err != nil || got != want {
+					t.Errorf("cursorIndex(%q) = %d %v, want %d", cursor, got, err, want)
+				}
+			}
 			last3, _ := d.readItems(ctx, readQuery{nodeID: n.id, maxItems: 3})
 			if idsOf(last3) != "i7,i8,i9" {
 				t.Errorf("max 3 = %s", idsOf(last3))
