@@ -228,7 +228,7 @@ func TestCacheMicroblogPluginKilled(t *testing.T) {
 		t.Fatalf("cache sync: %s", res)
 	}
 	// Every item parsed once the plugin restarted (pending ones re-parsed).
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, _, code := e.cli(t, "cache", "search", "-p", "alice", "-n", node, "-F", "title like post%", "-o", "json")
 		var found struct {

@@ -27,7 +27,8 @@ func (e *env) plugins(t *testing.T) pluginsList {
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: it only bounds a hang (a loaded CI machine can be slow).
+	deadline := time.Now().Add(2 * time.Minute)
 	for !f() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

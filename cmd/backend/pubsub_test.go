@@ -43,7 +43,7 @@ func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer, vars ...string) *env {
 	}
 	// Items are parsed by the microblog plugin once it runs: tests that
 	// look at parsed data start after it does.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !microblogRunning(t, e) {
 		if time.Now().After(deadline) {
 			t.Fatal("the microblog plugin never runs")
@@ -332,7 +332,7 @@ func unixHTTP(socket string) *http.Client {
 // during which gets go to the network.
 func waitServedCLI(t *testing.T, e *env, args ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, _, code := e.cli(t, append([]string{"pubsub", "items", "-p", "alice", "-o", "json", "-m", "1"}, args...)...)
 		var p pageOut

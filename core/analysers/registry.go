@@ -70,6 +70,13 @@ type Registry struct {
 	store *storage.Store
 	log   *slog.Logger
 
+	// declMu serialises the changes of the declarations (Declare, Remove),
+	// which write the database. mu guards the fields below; it is never
+	// held during database I/O: code running inside a transaction reads
+	// the registry (the cache's storing transactions ask for the indexed
+	// paths), so holding mu while waiting for a transaction would
+	// deadlock until SQLite's busy timeout.
+	declMu    sync.Mutex
 	mu        sync.RWMutex
 	byName    map[string]Analyser
 	ordered   []Analyser // by priority desc, then name
@@ -160,11 +167,14 @@ func (r *Registry) Declare(ctx context.Context, owner string, as []sdk.Analyser,
 		a.IndexedPaths = slices.Clone(a.IndexedPaths)
 		norm = append(norm, Analyser{Analyser: a, Owner: owner})
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.declMu.Lock()
+	defer r.declMu.Unlock()
+	r.mu.RLock()
+	var conflict error
 	for _, a := range norm {
 		if cur, ok := r.byName[a.Name]; ok && cur.Owner != owner {
-			return fmt.Errorf("%w: %q is %s's, not %s's", ErrConflict, a.Name, cur.Owner, owner)
+			conflict = fmt.Errorf("%w: %q is %s's, not %s's", ErrConflict, a.Name, cur.Owner, owner)
+			break
 		}
 	}
 	next := map[string]Analyser{}
@@ -173,13 +183,20 @@ func (r *Registry) Declare(ctx context.Context, owner string, as []sdk.Analyser,
 			next[n] = a
 		}
 	}
+	r.mu.RUnlock()
+	if conflict != nil {
+		return conflict
+	}
 	for _, a := range norm {
 		next[a.Name] = a
 	}
-	if err := r.persist(ctx, owner, norm, next); err != nil {
+	version, err := r.persist(ctx, owner, norm, next)
+	if err != nil {
 		return err
 	}
-	r.byName = next
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byName, r.version = next, version
 	if p != nil {
 		r.providers[owner] = p
 		r.signal()
@@ -190,18 +207,23 @@ func (r *Registry) Declare(ctx context.Context, owner string, as []sdk.Analyser,
 
 // Remove forgets every analyser of owner (the plugin was uninstalled).
 func (r *Registry) Remove(ctx context.Context, owner string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.declMu.Lock()
+	defer r.declMu.Unlock()
+	r.mu.RLock()
 	next := map[string]Analyser{}
 	for n, a := range r.byName {
 		if a.Owner != owner {
 			next[n] = a
 		}
 	}
-	if err := r.persist(ctx, owner, nil, next); err != nil {
+	r.mu.RUnlock()
+	version, err := r.persist(ctx, owner, nil, next)
+	if err != nil {
 		return err
 	}
-	r.byName = next
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byName, r.version = next, version
 	delete(r.providers, owner)
 	r.reorder()
 	return nil
@@ -257,16 +279,18 @@ func (r *Registry) signal() {
 }
 
 // persist writes owner's declarations and, when the whole set's digest
-// changed, bumps the version; r.mu is held.
-func (r *Registry) persist(ctx context.Context, owner string, mine []Analyser, next map[string]Analyser) error {
+// changed, bumps the version; it returns the set's version. r.declMu is
+// held, r.mu is not.
+func (r *Registry) persist(ctx context.Context, owner string, mine []Analyser, next map[string]Analyser) (int64, error) {
 	digest := digestOf(next)
-	return r.store.WithTx(ctx, func(tx *ent.Tx) error {
+	var version int64
+	err := r.store.WithTx(ctx, func(tx *ent.Tx) error {
 		set, err := tx.AnalyserSet.Query().Where(analyserset.Scope(Scope)).Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return fmt.Errorf("read analyser set: %w", err)
 		}
 		if set != nil && set.Digest == digest {
-			r.version = set.Version
+			version = set.Version
 			return nil // nothing changed: keep the rows and the version
 		}
 		if _, err := tx.Analyser.Delete().Where(analyser.Plugin(owner)).Exec(ctx); err != nil {
@@ -299,10 +323,11 @@ func (r *Registry) persist(ctx context.Context, owner string, mine []Analyser, n
 		if err != nil {
 			return fmt.Errorf("store analyser set version: %w", err)
 		}
-		r.version = set.Version
+		version = set.Version
 		r.log.Info("analyser set changed", "version", set.Version, "plugin", owner, "analysers", len(mine))
 		return nil
 	})
+	return version, err
 }
 
 // digestOf fingerprints a set of declarations, independent of order.

@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"example.org/backend/core/storage"
+	"example.org/backend/ent"
 	sdk "example.org/backend/plugin-sdk"
 )
 
@@ -211,5 +213,51 @@ func TestProviderUp(t *testing.T) {
 	}
 	if closed(r.ProviderUp()) {
 		t.Error("a new waiter is woken by a past event")
+	}
+}
+
+// TestDeclareWhileATransactionReadsTheRegistry: a write transaction that
+// reads the registry (the cache's storing transactions ask for the indexed
+// paths) while a plugin declares its analysers completes, and so does the
+// declaration: the registry's lock is not held while the declaration waits
+// for the database (it was, and both waited until SQLite's busy timeout
+// failed the declaration, about 40 s later).
+func TestDeclareWhileATransactionReadsTheRegistry(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t, t.TempDir())
+	r, err := Open(ctx, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTx, release := make(chan struct{}), make(chan struct{})
+	txDone := make(chan error, 1)
+	go func() {
+		first := true
+		txDone <- store.WithTx(ctx, func(tx *ent.Tx) error {
+			if first {
+				first = false
+				close(inTx)
+				<-release
+			}
+			_ = r.All()
+			_, err := tx.AnalyserSet.Query().Count(ctx)
+			return err
+		})
+	}()
+	<-inTx
+	declared := make(chan error, 1)
+	go func() { declared <- r.Declare(ctx, "microblog", []sdk.Analyser{microblog}, &fakeProvider{}) }()
+	// Let the declaration start waiting for the database (if it has not yet,
+	// the test passes without proving anything, never fails wrongly).
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	if err := <-txDone; err != nil {
+		t.Errorf("transaction reading the registry: %v", err)
+	}
+	if err := <-declared; err != nil {
+		t.Errorf("declaration: %v", err)
+	}
+	if _, ok := r.Lookup("xep-0277"); !ok {
+		t.Error("declared analyser missing")
 	}
 }

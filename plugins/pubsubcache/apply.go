@@ -27,7 +27,11 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 		job    *SyncJob
 	}
 	var todo []work
-	for _, o := range ops {
+	skip := repeats(ops)
+	for i, o := range ops {
+		if skip[i] {
+			continue
+		}
 		n, ok, err := p.node(ctx, o.key)
 		if err != nil {
 			return err

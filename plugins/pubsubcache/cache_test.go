@@ -39,9 +39,9 @@ func TestSyncAndServe(t *testing.T) {
 			}
 			for _, s := range shapes {
 				s.Profile, s.Service, s.Node = "alice", svc, node
-				cached, sentC := f.counted(t, s)
+				cached, sentC := f.cachedCounted(t, s)
 				s.NoCache = true
-				net, sentN := f.counted(t, s)
+				net, sentN := f.liveCounted(t, s)
 				if sentC != 0 || !cached.FromCache || sentN != 1 || net.FromCache {
 					t.Errorf("%+v: cached sent=%d from_cache=%v; live sent=%d from_cache=%v", s, sentC, cached.FromCache, sentN, net.FromCache)
 				}
@@ -115,7 +115,7 @@ func TestNotSyncedNodes(t *testing.T) {
 		t.Fatal(j.Err())
 	}
 	f.waitState(t, "alice", svc, node, true, StateComplete)
-	page, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	page, sent := f.cachedCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 	if sent != 0 || !page.FromCache || len(page.Items) != 5 {
 		t.Fatalf("after cache sync: sent=%d from_cache=%v items=%d", sent, page.FromCache, len(page.Items))
 	}
@@ -136,7 +136,7 @@ func TestItemLimit(t *testing.T) {
 			if st.Items < 5 || st.Items > 6 || st.Fresh {
 				t.Errorf("status = %+v", st)
 			}
-			page, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			page, sent := f.liveCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 			if sent != 1 || page.FromCache || len(page.Items) != 9 {
 				t.Errorf("partial node: sent=%d from_cache=%v items=%d", sent, page.FromCache, len(page.Items))
 			}
@@ -178,7 +178,7 @@ func TestItemLimitNotifications(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	page, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	page, sent := f.liveCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 	if sent != 1 || page.FromCache || len(page.Items) != 8 {
 		t.Errorf("partial node: sent=%d from_cache=%v items=%d", sent, page.FromCache, len(page.Items))
 	}
@@ -252,7 +252,7 @@ func TestFreshness(t *testing.T) {
 			check := func(what string) {
 				t.Helper()
 				f.waitServed(t, "alice", svc, node)
-				cached, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+				cached, sent := f.cachedCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
 				if sent != 0 || !cached.FromCache {
 					t.Errorf("%s: not from the cache (sent=%d)", what, sent)

@@ -260,7 +260,11 @@ func (f *fixture) waitState(t testing.TB, profile, service, node string, fresh b
 		last = st
 		if len(st) == 1 {
 			for _, s := range states {
-				if st[0].State == string(s) && (!fresh || st[0].Fresh) {
+				// A settled state is one no sync is changing any more
+				// (a follow-up sync may still be running): requests
+				// counted after this are the caller's alone.
+				settled := s == StateInProgress || s == StateNever || f.cache.runningJob(nodeKey{profile, service, node}) == nil
+				if st[0].State == string(s) && (!fresh || st[0].Fresh) && settled {
 					return st[0]
 				}
 			}
@@ -303,6 +307,37 @@ func (f *fixture) counted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.Item
 		t.Fatalf("items %+v: %v", req, err)
 	}
 	return page, f.requests.Load() - before
+}
+
+// cachedCounted is counted for a request the cache should answer. A
+// notification still on its way, or a background request of the cache,
+// makes a call go to (or coincide with) the service for a moment, which is
+// correct: it asks again, for a few seconds, until an answer came from the
+// cache with no request sent.
+func (f *fixture) cachedCounted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.ItemsPage, int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page, sent := f.counted(t, req)
+		if sent == 0 && page.FromCache || time.Now().After(deadline) {
+			return page, sent
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// liveCounted is counted for a request that goes to the service: it asks
+// again while a background request of the cache coincided with it.
+func (f *fixture) liveCounted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.ItemsPage, int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page, sent := f.counted(t, req)
+		if sent == 1 && !page.FromCache || time.Now().After(deadline) {
+			return page, sent
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitServed waits until a request on the node is answered from the cache.

@@ -44,9 +44,9 @@ func (f *fixture) parity(t *testing.T, what, svc, node string, shapes []xep0060.
 	failed := 0
 	for _, s := range shapes {
 		s.Profile, s.Service, s.Node = "alice", svc, node
-		cached, sentC := f.counted(t, s)
+		cached, sentC := f.cachedCounted(t, s)
 		s.NoCache = true
-		live, sentL := f.counted(t, s)
+		live, sentL := f.liveCounted(t, s)
 		bad := ""
 		switch {
 		case sentC != 0 || !cached.FromCache:
@@ -205,7 +205,7 @@ func TestBurst(t *testing.T) {
 			}
 			t.Logf("%s: %d items published in %v, all cached after %v", kind, n, published, time.Since(start))
 			f.waitServed(t, "alice", svc, node)
-			cached, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			cached, sent := f.cachedCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 			live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
 			if sent != 0 || len(cached.Items) != n {
 				t.Errorf("whole node from the cache: sent=%d items=%d", sent, len(cached.Items))

@@ -82,7 +82,7 @@ func TestReconcileAfterDisconnect(t *testing.T) {
 			for _, q := range []wire.RSMQuery{{Max: intp(10)}, {Max: intp(10), Index: intp(20)}, {Max: intp(7), Before: strp("")}, {Max: intp(0)}} {
 				req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q}
 				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q, NoCache: true})
-				cached, sent := f.counted(t, req)
+				cached, sent := f.cachedCounted(t, req)
 				if sent != 0 || !cached.FromCache || rsmString(cached.RSM) != rsmString(live.RSM) || sameItems(cached.Items, live.Items) != "" {
 					t.Errorf("RSM %+v after reconciliation: sent=%d cache %s live %s %s", q, sent, rsmString(cached.RSM), rsmString(live.RSM), sameItems(cached.Items, live.Items))
 				}

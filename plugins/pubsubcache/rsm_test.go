@@ -146,8 +146,8 @@ func TestParityRSM(t *testing.T) {
 				ql = qc
 			}
 			kinds[kind]++
-			cached, sentC := req(&qc, false)
-			lv, sentL := req(&ql, true)
+			cached, sentC := f.cachedCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &qc})
+			lv, sentL := f.liveCounted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &ql, NoCache: true})
 			note(cache, cached)
 			note(live, lv)
 			bad := ""

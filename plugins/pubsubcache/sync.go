@@ -154,9 +154,11 @@ func (p *Plugin) launch(k nodeKey, manual bool) *SyncJob {
 		p.mu.Unlock()
 		j.err = err
 		close(j.done)
-		if err == nil && j.hadUpdates() {
+		if err == nil && j.hadUpdates() && j.Progress().State != StatePartial {
 			// An item was re-published (or re-sent) during the sync: its
-			// place is settled by one more sync.
+			// place is settled by one more sync. Not for a partial node:
+			// it is not served from the cache, and the same limit would
+			// stop the next sync again (a wasted whole fetch).
 			p.launch(k, false)
 		}
 	}()

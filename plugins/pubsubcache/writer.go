@@ -2,6 +2,8 @@ package pubsubcache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 
 	"example.org/backend/plugins/xep0060/wire"
@@ -165,4 +167,59 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 		}
 		batch = batch[1:]
 	}
+}
+
+// repeats marks the item writes of a batch (applied in one transaction)
+// that repeat the previous notification of the same node in that batch: a
+// PEP service delivers each notification twice when the profile is both
+// subscribed and interested (+notify). Applying the same write twice in a
+// row, against the same state, changes nothing, so the repeat is skipped:
+// no second write, no second lesson drawn about re-published items.
+// Writes that are not notifications (refetched items, writes waited for)
+// are never skipped and end a run.
+func repeats(ops []op) []bool {
+	skip := make([]bool, len(ops))
+	last := map[nodeKey][sha256.Size]byte{}
+	for i, o := range ops {
+		if o.kind != opItems || o.refetched || o.done != nil {
+			delete(last, o.key)
+			continue
+		}
+		d := digest(o)
+		if prev, ok := last[o.key]; ok && prev == d {
+			skip[i] = true
+			continue
+		}
+		last[o.key] = d
+	}
+	return skip
+}
+
+// digest identifies a notification's content: its items (id, publisher,
+// payload) and retracted ids.
+func digest(o op) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	count := func(c int) {
+		binary.BigEndian.PutUint64(n[:], uint64(c))
+		h.Write(n[:])
+	}
+	count(len(o.items))
+	for _, it := range o.items {
+		field([]byte(it.ID))
+		field([]byte(it.Publisher))
+		field(it.Payload)
+	}
+	count(len(o.retracted))
+	for _, id := range o.retracted {
+		field([]byte(id))
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
