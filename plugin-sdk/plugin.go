@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -217,11 +218,16 @@ func toJSON(data any) (json.RawMessage, bool, error) {
 	case []byte:
 		return json.RawMessage(v), false, nil
 	}
-	raw, err := json.Marshal(data)
-	if err != nil {
+	// Not HTML-escaped: the JSON is data for the daemon, never embedded in
+	// a page as is, and escaping makes markup (content_xhtml) up to six
+	// times larger to send, validate and store.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(data); err != nil {
 		return nil, false, fmt.Errorf("encode parsed data: %w", err)
 	}
-	return raw, true, nil
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), true, nil
 }
 
 var (

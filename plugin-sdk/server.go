@@ -1,9 +1,7 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,10 +163,4 @@ func (s *server) Parse(ctx context.Context, req *pluginv1.ParseRequest) (*plugin
 
 func (s *server) Ping(context.Context, *pluginv1.PingRequest) (*pluginv1.PingResponse, error) {
 	return &pluginv1.PingResponse{}, nil
-}
-
-// IsJSONObject reports whether b is one valid JSON object.
-func IsJSONObject(b []byte) bool {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	return len(t) > 0 && t[0] == '{' && json.Valid(t)
 }
