@@ -316,25 +316,26 @@ func (f *fixture) counted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.Item
 // cache with no request sent.
 func (f *fixture) cachedCounted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.ItemsPage, int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		page, sent := f.counted(t, req)
-		if sent == 0 && page.FromCache || time.Now().After(deadline) {
-			return page, sent
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return f.countedUntil(t, req, 0, true)
 }
 
 // liveCounted is counted for a request that goes to the service: it asks
 // again while a background request of the cache coincided with it.
 func (f *fixture) liveCounted(t testing.TB, req xep0060.ItemsRequest) (*xep0060.ItemsPage, int64) {
 	t.Helper()
+	return f.countedUntil(t, req, 1, false)
+}
+
+// countedUntil repeats counted for up to 10 s until sent requests went to
+// the service and the answer's from_cache is fromCache; it returns the last
+// answer.
+func (f *fixture) countedUntil(t testing.TB, req xep0060.ItemsRequest, sent int64, fromCache bool) (*xep0060.ItemsPage, int64) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		page, sent := f.counted(t, req)
-		if sent == 1 && !page.FromCache || time.Now().After(deadline) {
-			return page, sent
+		page, n := f.counted(t, req)
+		if n == sent && page.FromCache == fromCache || time.Now().After(deadline) {
+			return page, n
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

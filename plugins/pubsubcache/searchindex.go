@@ -57,8 +57,7 @@ func splitPaths(s string) []string {
 // complete. When the declared set differs from the built one, the side
 // table is rebuilt in the background.
 func (p *Plugin) searchablePaths() []string {
-	declared := p.indexedPaths()
-	slices.Sort(declared)
+	declared := p.indexedPaths() // sorted
 	p.mu.Lock()
 	built := p.built
 	if !slices.Equal(declared, built) && !p.reindexing && p.ctx != nil && p.ctx.Err() == nil {

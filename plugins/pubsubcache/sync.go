@@ -2,10 +2,12 @@ package pubsubcache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -484,11 +486,7 @@ func (p *Plugin) finishSyncTx(ctx context.Context, j *SyncJob, n nodeInfo, seen 
 }
 
 func sortByPosition(ids []string, pos map[string]int64) {
-	for i := 1; i < len(ids); i++ {
-		for k := i; k > 0 && pos[ids[k]] < pos[ids[k-1]]; k-- {
-			ids[k], ids[k-1] = ids[k-1], ids[k]
-		}
-	}
+	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(pos[a], pos[b]) })
 }
 
 // parse turns items into rows: search text always, parsed JSON through the

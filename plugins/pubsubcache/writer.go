@@ -1,9 +1,9 @@
 package pubsubcache
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
+	"slices"
 	"sync"
 
 	"example.org/backend/plugins/xep0060/wire"
@@ -179,47 +179,25 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 // are never skipped and end a run.
 func repeats(ops []op) []bool {
 	skip := make([]bool, len(ops))
-	last := map[nodeKey][sha256.Size]byte{}
+	last := map[nodeKey]int{} // index of the node's previous notification
 	for i, o := range ops {
 		if o.kind != opItems || o.refetched || o.done != nil {
 			delete(last, o.key)
 			continue
 		}
-		d := digest(o)
-		if prev, ok := last[o.key]; ok && prev == d {
+		if prev, ok := last[o.key]; ok && sameWrite(ops[prev], o) {
 			skip[i] = true
 			continue
 		}
-		last[o.key] = d
+		last[o.key] = i
 	}
 	return skip
 }
 
-// digest identifies a notification's content: its items (id, publisher,
-// payload) and retracted ids.
-func digest(o op) [sha256.Size]byte {
-	h := sha256.New()
-	var n [8]byte
-	field := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	count := func(c int) {
-		binary.BigEndian.PutUint64(n[:], uint64(c))
-		h.Write(n[:])
-	}
-	count(len(o.items))
-	for _, it := range o.items {
-		field([]byte(it.ID))
-		field([]byte(it.Publisher))
-		field(it.Payload)
-	}
-	count(len(o.retracted))
-	for _, id := range o.retracted {
-		field([]byte(id))
-	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+// sameWrite reports whether a and b carry the same items (id, publisher,
+// payload) and retractions.
+func sameWrite(a, b op) bool {
+	return slices.EqualFunc(a.items, b.items, func(x, y wire.Item) bool {
+		return x.ID == y.ID && x.Publisher == y.Publisher && bytes.Equal(x.Payload, y.Payload)
+	}) && slices.Equal(a.retracted, b.retracted)
 }
