@@ -7,6 +7,8 @@ package wire
 import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/mem"
 
 	pluginv1 "example.org/backend/plugin-sdk/internal/proto/plugin/v1"
 )
@@ -27,6 +29,11 @@ const PluginSetName = "backend"
 // MaxMessageSize is the largest gRPC message either side sends or accepts.
 const MaxMessageSize = 64 << 20
 
+// windowSize is the HTTP/2 flow-control window of each side, per stream and
+// per connection. gRPC's default (64 KiB, grown by probing) is smaller than
+// a 100-item answer: the sender waited for window updates in mid-message.
+const windowSize = 8 << 20
+
 // EnvLogLevel is the environment variable through which the host tells the
 // plugin the lowest log level it keeps (trace, debug, info, warn, error).
 const EnvLogLevel = "BACKEND_PLUGIN_LOG_LEVEL"
@@ -39,13 +46,15 @@ func Handshake() plugin.HandshakeConfig {
 
 // ServerOptions are the gRPC server options of the plugin side.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize)}
 }
 
 // DialOptions are the gRPC dial options of the host side.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithDefaultCallOptions(
-		grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize))}
+		grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)}
 }
 
 // NewServer builds the gRPC service of a *sdk.Plugin (passed as any) with
@@ -79,4 +88,25 @@ func ParamTypeFromProto(t pluginv1.ParamType) string {
 		}
 	}
 	return ""
+}
+
+// init gives gRPC a default buffer pool (the process's) with a tier at
+// every power of two from 256 B to the message limit. gRPC's own default
+// jumps from 32 KiB to 1 MiB and zeroes a buffer's whole capacity on each
+// reuse, so every Parse request and answer between 32 KiB and 1 MiB (a
+// 100-item batch is 60-90 KiB each way) had a full megabyte cleared when
+// marshalled and again when unmarshalled, on both sides: about 0.2 ms of a
+// 3.5 ms call. With a tier per power of two a buffer is at most twice the
+// message. gRPC requires this before any client or server exists, hence
+// init; in the daemon only plugin connections use gRPC.
+func init() {
+	exps := make([]uint8, 0, 20)
+	for e := uint8(8); 1<<e <= MaxMessageSize; e++ {
+		exps = append(exps, e)
+	}
+	pool, err := mem.NewBinaryTieredBufferPool(exps...)
+	if err != nil {
+		panic("wire: buffer pool: " + err.Error()) // constant arguments: cannot fail
+	}
+	experimental.SetDefaultBufferPool(pool)
 }
