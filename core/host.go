@@ -48,6 +48,8 @@ type Host struct {
 	Secrets *secrets.Box
 	Version string
 	Started time.Time
+
+	paramSrc ParamSource // SetParamSource
 }
 
 // NewHost builds a host with fresh registries.

@@ -13,75 +13,17 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
-	"example.org/backend/plugins/xep0060"
 )
 
 // pubsubCache is the PubSubCacheService client (large answers allowed).
 func (c *conn) pubsubCache() backendv1connect.PubSubCacheServiceClient {
-	opts := append([]connect.ClientOption{
-		connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes),
-	}, c.opts...)
-	return backendv1connect.NewPubSubCacheServiceClient(c.http, c.baseURL, opts...)
+	return backendv1connect.NewPubSubCacheServiceClient(c.http, c.baseURL, c.largeOpts()...)
 }
 
 // cacheVerbs are the verbs of `backend cache` that the cache itself serves
 // (DESIGN §9): get, sync, status, purge, reset.
 func (a *app) cacheVerbs() []*cobra.Command {
 	return []*cobra.Command{a.cacheGetCommand(), a.cacheSyncCommand(), a.cacheStatusCommand(), a.cachePurgeCommand(), a.cacheResetCommand()}
-}
-
-// itemsFlags are the flags of `pubsub items`, shared by `cache get`.
-type itemsFlags struct {
-	t             target
-	maxItems      int
-	rsmMax, index int
-	ids           []string
-	after, before string
-	orderBy       string
-	noCache       bool
-	withNoCache   bool
-	cmd           *cobra.Command
-}
-
-func (fl *itemsFlags) register(cmd *cobra.Command) {
-	fl.cmd = cmd
-	fl.t.flags(cmd, true)
-	f := cmd.Flags()
-	f.IntVarP(&fl.maxItems, "max", "m", 0, "max_items: the latest MAX items")
-	f.StringArrayVarP(&fl.ids, "item", "i", nil, "item id (repeatable)")
-	f.IntVar(&fl.rsmMax, "rsm-max", 0, "RSM page size")
-	f.StringVar(&fl.after, "after", "", "RSM: the page after CURSOR")
-	f.StringVar(&fl.before, "before", "", "RSM: the page before CURSOR ('' for the last page)")
-	f.IntVar(&fl.index, "index", 0, "RSM: the page starting at index N")
-	f.StringVar(&fl.orderBy, "order-by", "", "creation or modification")
-	f.BoolVar(&fl.noCache, "no-cache", false, "accepted for symmetry with `pubsub items` (cache get never asks the service)")
-}
-
-func (fl *itemsFlags) request() (*backendv1.PubSubItemsRequest, error) {
-	f := fl.cmd.Flags()
-	if fl.maxItems < 0 || fl.rsmMax < 0 || fl.index < 0 {
-		return nil, usagef("-m, --rsm-max and --index must not be negative")
-	}
-	if fl.orderBy != "" && fl.orderBy != "creation" && fl.orderBy != "modification" {
-		return nil, usagef("--order-by %q: want creation or modification", fl.orderBy)
-	}
-	req := &backendv1.PubSubItemsRequest{Profile: fl.t.profile, Service: fl.t.service, Node: fl.t.node,
-		MaxItems: int32(fl.maxItems), ItemIds: fl.ids, OrderBy: fl.orderBy}
-	if f.Changed("rsm-max") {
-		v := int32(fl.rsmMax)
-		req.RsmMax = &v
-	}
-	if f.Changed("index") {
-		v := int32(fl.index)
-		req.RsmIndex = &v
-	}
-	if f.Changed("after") {
-		req.RsmAfter = &fl.after
-	}
-	if f.Changed("before") {
-		req.RsmBefore = &fl.before
-	}
-	return req, nil
 }
 
 func (a *app) cacheGetCommand() *cobra.Command {
@@ -111,7 +53,7 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":…|null,"complete","
 			return a.printItems(res.Msg)
 		},
 	}
-	fl.register(cmd)
+	fl.register(cmd, "creation or modification", "accepted for symmetry with `pubsub items` (cache get never asks the service)")
 	return cmd
 }
 

@@ -121,14 +121,7 @@ func profileParamDecls() ([]params.Decl, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		var decls []params.Decl
-		for _, p := range plugins[name].Params {
-			decls = append(decls, params.Decl{
-				Category: p.Category, Name: p.Name, Type: params.Type(p.Type), Default: p.Default,
-				Min: p.Min, Max: p.Max, Choices: p.Choices, Help: p.Help, NeedsReconnect: p.NeedsReconnect,
-			})
-		}
-		if err := reg.Declare(name, decls...); err != nil {
+		if err := reg.Declare(name, params.FromSDK(plugins[name].Params)...); err != nil {
 			return nil, fmt.Errorf("declare the parameters of plugin %s: %w", name, err)
 		}
 	}

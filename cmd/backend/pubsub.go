@@ -14,13 +14,17 @@ import (
 	"example.org/backend/plugins/xep0060"
 )
 
-// pubsub is the PubSubService client, with message limits raised for large
-// items answers (see xep0060.MaxMessageBytes).
+// pubsub is the PubSubService client (large answers allowed).
 func (c *conn) pubsub() backendv1connect.PubSubServiceClient {
-	opts := append([]connect.ClientOption{
+	return backendv1connect.NewPubSubServiceClient(c.http, c.baseURL, c.largeOpts()...)
+}
+
+// largeOpts are the client options with message limits raised for large
+// items answers (see xep0060.MaxMessageBytes).
+func (c *conn) largeOpts() []connect.ClientOption {
+	return append([]connect.ClientOption{
 		connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes),
 	}, c.opts...)
-	return backendv1connect.NewPubSubServiceClient(c.http, c.baseURL, opts...)
 }
 
 // pubsubCommand is the `backend pubsub …` group (DESIGN §9).
@@ -81,12 +85,62 @@ func parseOptions(raw []string) ([]*backendv1.PubSubOption, error) {
 	return out, nil
 }
 
+// itemsFlags are the flags of `pubsub items`, shared by `cache get`.
+type itemsFlags struct {
+	t             target
+	maxItems      int
+	rsmMax, index int
+	ids           []string
+	after, before string
+	orderBy       string
+	noCache       bool
+	cmd           *cobra.Command
+}
+
+func (fl *itemsFlags) register(cmd *cobra.Command, orderByHelp, noCacheHelp string) {
+	fl.cmd = cmd
+	fl.t.flags(cmd, true)
+	f := cmd.Flags()
+	f.IntVarP(&fl.maxItems, "max", "m", 0, "max_items: the latest MAX items")
+	f.StringArrayVarP(&fl.ids, "item", "i", nil, "item id (repeatable)")
+	f.IntVar(&fl.rsmMax, "rsm-max", 0, "RSM page size")
+	f.StringVar(&fl.after, "after", "", "RSM: the page after CURSOR")
+	f.StringVar(&fl.before, "before", "", "RSM: the page before CURSOR ('' for the last page)")
+	f.IntVar(&fl.index, "index", 0, "RSM: the page starting at index N")
+	f.StringVar(&fl.orderBy, "order-by", "", orderByHelp)
+	f.BoolVar(&fl.noCache, "no-cache", false, noCacheHelp)
+}
+
+// request checks the flags and builds the request (without NoCache).
+func (fl *itemsFlags) request() (*backendv1.PubSubItemsRequest, error) {
+	f := fl.cmd.Flags()
+	if fl.maxItems < 0 || fl.rsmMax < 0 || fl.index < 0 {
+		return nil, usagef("-m, --rsm-max and --index must not be negative")
+	}
+	if fl.orderBy != "" && fl.orderBy != "creation" && fl.orderBy != "modification" {
+		return nil, usagef("--order-by %q: want creation or modification", fl.orderBy)
+	}
+	req := &backendv1.PubSubItemsRequest{Profile: fl.t.profile, Service: fl.t.service, Node: fl.t.node,
+		MaxItems: int32(fl.maxItems), ItemIds: fl.ids, OrderBy: fl.orderBy}
+	if f.Changed("rsm-max") {
+		v := int32(fl.rsmMax)
+		req.RsmMax = &v
+	}
+	if f.Changed("index") {
+		v := int32(fl.index)
+		req.RsmIndex = &v
+	}
+	if f.Changed("after") {
+		req.RsmAfter = &fl.after
+	}
+	if f.Changed("before") {
+		req.RsmBefore = &fl.before
+	}
+	return req, nil
+}
+
 func (a *app) pubsubItemsCommand() *cobra.Command {
-	var t target
-	var maxItems, rsmMax, index int
-	var ids []string
-	var after, before, orderBy string
-	var noCache bool
+	var fl itemsFlags
 	cmd := &cobra.Command{
 		Use:   "items",
 		Short: "Get items of a node",
@@ -97,29 +151,11 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":{"count","index","fir
 "complete","from_cache","stale"}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := cmd.Flags()
-			if maxItems < 0 || rsmMax < 0 || index < 0 {
-				return usagef("-m, --rsm-max and --index must not be negative")
+			req, err := fl.request()
+			if err != nil {
+				return err
 			}
-			if orderBy != "" && orderBy != "creation" && orderBy != "modification" {
-				return usagef("--order-by %q: want creation or modification", orderBy)
-			}
-			req := &backendv1.PubSubItemsRequest{Profile: t.profile, Service: t.service, Node: t.node,
-				MaxItems: int32(maxItems), ItemIds: ids, OrderBy: orderBy, NoCache: noCache}
-			if f.Changed("rsm-max") {
-				v := int32(rsmMax)
-				req.RsmMax = &v
-			}
-			if f.Changed("index") {
-				v := int32(index)
-				req.RsmIndex = &v
-			}
-			if f.Changed("after") {
-				req.RsmAfter = &after
-			}
-			if f.Changed("before") {
-				req.RsmBefore = &before
-			}
+			req.NoCache = fl.noCache
 			c, err := a.dial()
 			if err != nil {
 				return err
@@ -131,16 +167,7 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":{"count","index","fir
 			return a.printItems(res.Msg)
 		},
 	}
-	t.flags(cmd, true)
-	f := cmd.Flags()
-	f.IntVarP(&maxItems, "max", "m", 0, "max_items: the latest MAX items")
-	f.StringArrayVarP(&ids, "item", "i", nil, "item id (repeatable)")
-	f.IntVar(&rsmMax, "rsm-max", 0, "RSM page size")
-	f.StringVar(&after, "after", "", "RSM: the page after CURSOR")
-	f.StringVar(&before, "before", "", "RSM: the page before CURSOR ('' for the last page)")
-	f.IntVar(&index, "index", 0, "RSM: the page starting at index N")
-	f.StringVar(&orderBy, "order-by", "", "creation or modification (XEP-0413)")
-	f.BoolVar(&noCache, "no-cache", false, "bypass the cache")
+	fl.register(cmd, "creation or modification (XEP-0413)", "bypass the cache")
 	return cmd
 }
 

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"example.org/backend/core/config"
 )
 
 // Options configure the listeners.
@@ -118,7 +120,7 @@ func ListenTCP(key, addr string) (net.Listener, error) {
 	if err == nil {
 		return ln, nil
 	}
-	env := "BACKEND_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	env := config.Key{Name: key}.Env()
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return nil, fmt.Errorf("%s %s is already in use by another process: stop that process, or set %s (config file or %s) to a free host:port", key, addr, key, env)
 	}

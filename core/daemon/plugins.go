@@ -101,17 +101,12 @@ func parsePins(entries []string) (map[string]string, error) {
 // onStart runs after each (re)start of a plugin: it declares the plugin's
 // parameters and sends it every profile's values.
 func (ep *externalPlugins) onStart(ctx context.Context, name string, c *host.Client, desc host.Description) error {
-	decls := make([]params.Decl, 0, len(desc.Params))
-	for _, p := range desc.Params {
-		decls = append(decls, params.Decl{
-			Category: p.Category, Name: p.Name, Type: params.Type(p.Type), Default: p.Default,
-			Min: p.Min, Max: p.Max, Choices: p.Choices, Help: p.Help, NeedsReconnect: p.NeedsReconnect,
-		})
-	}
+	decls := params.FromSDK(desc.Params)
 	if err := ep.d.Host.Params.Declare(name, decls...); err != nil {
 		return fmt.Errorf("declare parameters of plugin %s: %w", name, err)
 	}
-	if err := ep.d.Host.Analysers.Declare(ctx, name, desc.Analysers, supervised{ep.sup, name}); err != nil {
+	// The provider is installed by OnRunning, once calls can go through.
+	if err := ep.d.Host.Analysers.Declare(ctx, name, desc.Analysers, nil); err != nil {
 		return fmt.Errorf("declare analysers of plugin %s: %w", name, err)
 	}
 	if len(decls) == 0 {

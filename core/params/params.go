@@ -18,6 +18,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	sdk "example.org/backend/plugin-sdk"
 )
 
 // Type is the type of a parameter's value.
@@ -217,4 +219,17 @@ func (d Decl) check() (Decl, error) {
 	}
 	d.Default = canon
 	return d, nil
+}
+
+// FromSDK converts the parameter declarations of a plugin (sdk.Param) into
+// registry declarations.
+func FromSDK(ps []sdk.Param) []Decl {
+	decls := make([]Decl, 0, len(ps))
+	for _, p := range ps {
+		decls = append(decls, Decl{
+			Category: p.Category, Name: p.Name, Type: Type(p.Type), Default: p.Default,
+			Min: p.Min, Max: p.Max, Choices: p.Choices, Help: p.Help, NeedsReconnect: p.NeedsReconnect,
+		})
+	}
+	return decls
 }

@@ -102,7 +102,9 @@ type Options struct {
 	// start.
 	OnStart func(ctx context.Context, name string, c *host.Client, d host.Description) error
 	// OnRunning runs each time the plugin is marked running (calls go
-	// through from then on): the daemon wakes what waited for it.
+	// through from then on), before Start or Restart return: the daemon
+	// installs the plugin as its analysers' provider and wakes what waited
+	// for it.
 	OnRunning func(name string)
 }
 
@@ -362,12 +364,12 @@ func (s *Supervisor) run(p *supervised) {
 			continue
 		}
 		p.set(func() { p.client, p.desc, p.state, p.lastErr = c, d, StateRunning, "" })
-		reply()
-		markReady()
-		log.Info("plugin running", "version", d.Version, "pid", c.Pid(), "analysers", len(d.Analysers))
 		if s.opts.OnRunning != nil {
 			s.opts.OnRunning(p.spec.Name)
 		}
+		reply()
+		markReady()
+		log.Info("plugin running", "version", d.Version, "pid", c.Pid(), "analysers", len(d.Analysers))
 		startedAt := time.Now()
 		why, requested := s.watch(p, c, log, &ack)
 		c.Kill()

@@ -55,33 +55,22 @@ func (a *api) Sync(ctx context.Context, req *connect.Request[backendv1.PubSubCac
 		return stream.Send(progressProto(<-ch))
 	}
 	for {
+		var pr Progress
 		select {
-		case pr := <-ch:
-			if err := stream.Send(progressProto(pr)); err != nil {
-				return err
-			}
-			if pr.Done {
-				return nil
-			}
+		case pr = <-ch:
 		case <-j.Done():
-			// Drain what is left, then the final state.
-			for {
-				select {
-				case pr := <-ch:
-					if err := stream.Send(progressProto(pr)); err != nil {
-						return err
-					}
-					if pr.Done {
-						return nil
-					}
-				default:
-					pr := j.Progress()
-					pr.Done = true
-					return stream.Send(progressProto(pr))
-				}
+			// The job ended: what is still queued, then the final state.
+			select {
+			case pr = <-ch:
+			default:
+				pr = j.Progress()
+				pr.Done = true
 			}
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		if err := stream.Send(progressProto(pr)); err != nil || pr.Done {
+			return err
 		}
 	}
 }
