@@ -112,15 +112,10 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 							// listing tells (no lesson drawn from it).
 							resync[wk.op.key] = true
 						} else if moves == serviceprofile.RepublishMovesUnknown && cur != last && (n.state == StateComplete || n.state == StateInProgress) {
-							all, err := p.db.itemPositions(ctx, tx.Client(), n.id, nil)
+							after, err := tx.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.PositionGT(cur)).
+								Select(pubsubitem.FieldItemID).Strings(ctx)
 							if err != nil {
-								return err
-							}
-							var after []string
-							for id, pos := range all {
-								if pos > cur {
-									after = append(after, id)
-								}
+								return fmt.Errorf("read the items after a re-published one: %w", err)
 							}
 							probes = append(probes, probe{wk.op.key, s.ID, s.Payload, after})
 						}
@@ -137,7 +132,7 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 				}
 			}
 			if n.maxItems != nil && *n.maxItems > 0 && len(wk.stored) > 0 {
-				if err := trim(ctx, tx, n.id, *n.maxItems); err != nil {
+				if _, err := trim(ctx, tx, n.id, *n.maxItems); err != nil {
 					return err
 				}
 			}
@@ -153,14 +148,11 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 			}
 			limited[n.id] = true
 			limit := p.paramsOf(ctx, wk.op.key.profile).limit
-			counts, err := p.db.countItemsTx(ctx, tx, n.id)
+			dropped, err := trim(ctx, tx, n.id, limit)
 			if err != nil {
 				return err
 			}
-			if counts > limit {
-				if err := trim(ctx, tx, n.id, limit); err != nil {
-					return err
-				}
+			if dropped > 0 {
 				overLimit[wk.op.key] = true
 			}
 		}
@@ -202,24 +194,24 @@ func (p *Plugin) applyItems(ctx context.Context, ops []op) error {
 }
 
 // trim keeps the max most recent items of a node (the service drops older
-// ones when max_items is exceeded).
-func trim(ctx context.Context, tx *ent.Tx, nodeID, max int) error {
+// ones when max_items is exceeded); it returns how many it dropped.
+func trim(ctx context.Context, tx *ent.Tx, nodeID, max int) (int, error) {
 	rows, err := tx.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Order(ent.Desc(pubsubitem.FieldPosition)).
 		Offset(max).Select(pubsubitem.FieldID).All(ctx)
 	if err != nil {
-		return fmt.Errorf("find items beyond max_items: %w", err)
+		return 0, fmt.Errorf("find items beyond max_items: %w", err)
 	}
 	if len(rows) == 0 {
-		return nil
+		return 0, nil
 	}
 	ids := make([]int, len(rows))
 	for i, r := range rows {
 		ids[i] = r.ID
 	}
 	if _, err := tx.PubsubItem.Delete().Where(pubsubitem.IDIn(ids...)).Exec(ctx); err != nil {
-		return fmt.Errorf("drop items beyond max_items: %w", err)
+		return 0, fmt.Errorf("drop items beyond max_items: %w", err)
 	}
-	return nil
+	return len(rows), nil
 }
 
 // applyNodeOp applies a purge, delete, configuration or subscription
@@ -245,9 +237,12 @@ func (p *Plugin) applyNodeOp(ctx context.Context, o op) error {
 	case opConfig:
 		lowered := false
 		n, _, err := p.modify(ctx, o.key, func(n *nodeInfo) bool {
+			n.analysed = false // analysed again on next use (no network request)
+			if !o.maxItemsSet {
+				return true
+			}
 			lowered = o.maxItems != nil && *o.maxItems > 0 && (n.maxItems == nil || *n.maxItems <= 0 || *o.maxItems < *n.maxItems)
 			n.maxItems = o.maxItems
-			n.analysed = false // analysed again on next use (no network request)
 			if lowered && cached(*n) {
 				// Services differ: Prosody drops the extra items at once,
 				// ejabberd at the next publish. The listing tells; the

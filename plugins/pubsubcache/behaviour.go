@@ -101,10 +101,3 @@ func (b *behaviours) learn(ctx context.Context, profileID int, service string, c
 	}
 	return nil
 }
-
-// forget drops the cached behaviours (after a reset).
-func (b *behaviours) forget() {
-	b.mu.Lock()
-	b.m = map[svcKey]behaviour{}
-	b.mu.Unlock()
-}

@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,15 @@ func TestSyncAndServe(t *testing.T) {
 			cg, err := f.cache.Get(context.Background(), &xep0060.ItemsRequest{Profile: "alice", Node: node, Service: svc, MaxItems: 3})
 			if err != nil || !cg.FromCache || cg.Stale || len(cg.Items) != 3 {
 				t.Errorf("cache get: %+v %v", cg, err)
+			}
+			// Several ids in reverse node order while the service's order
+			// is not known: refused, not a crash.
+			if err := f.cache.beh.learn(context.Background(), pid, svc, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderUnknown }); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.cache.Get(context.Background(), &xep0060.ItemsRequest{Profile: "alice", Node: node, Service: svc, ItemIDs: []string{itemID(5), itemID(1)}})
+			if !errors.Is(err, ErrUnsupported) {
+				t.Errorf("cache get of two ids in an unknown order: %v, want ErrUnsupported", err)
 			}
 		})
 	}

@@ -37,12 +37,9 @@ func (p *Plugin) onDelete(ctx context.Context, ev *xep0060.NodeEvent) error {
 
 func (p *Plugin) onConfiguration(ctx context.Context, ev *xep0060.ConfigurationEvent) error {
 	o := op{kind: opConfig, key: nodeKey{ev.Profile, ev.Service, ev.Node}}
-	if n, ok, _ := p.node(ctx, o.key); ok {
-		o.maxItems = n.maxItems
-	}
 	for _, f := range ev.Fields {
 		if f.Var == "pubsub#max_items" {
-			o.maxItems = maxItemsOf(f.Values)
+			o.maxItems, o.maxItemsSet = maxItemsOf(f.Values), true
 		}
 	}
 	p.w.enqueue(o)
@@ -122,9 +119,10 @@ func (p *Plugin) onPublished(ctx context.Context, ev *xep0060.PublishedEvent) er
 	return nil
 }
 
-// markNotFresh makes a node go to the network (and be reconciled).
-func (p *Plugin) markNotFresh(ctx context.Context, k nodeKey) {
-	_, _, err := p.modify(ctx, k, func(n *nodeInfo) bool {
+// markNotFresh makes a node go to the network (and be reconciled); it
+// reports whether the node has a row and nothing failed.
+func (p *Plugin) markNotFresh(ctx context.Context, k nodeKey) (ok bool) {
+	_, ok, err := p.modify(ctx, k, func(n *nodeInfo) bool {
 		if !n.fresh {
 			return false
 		}
@@ -134,6 +132,7 @@ func (p *Plugin) markNotFresh(ctx context.Context, k nodeKey) {
 	if err != nil {
 		p.log.Warn("marking node not fresh", "err", err)
 	}
+	return err == nil && ok
 }
 
 // onRetracted: the service confirmed the profile's retract: the item is
@@ -153,11 +152,8 @@ func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent
 		return p.w.do(ctx, op{kind: opDeleteNode, key: k})
 	case "configure":
 		o := op{kind: opConfig, key: k}
-		if n, ok, _ := p.node(ctx, k); ok {
-			o.maxItems = n.maxItems
-		}
 		if v, ok := ev.Options["pubsub#max_items"]; ok {
-			o.maxItems = maxItemsOf(v)
+			o.maxItems, o.maxItemsSet = maxItemsOf(v), true
 		}
 		return p.w.do(ctx, o)
 	}

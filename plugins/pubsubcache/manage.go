@@ -10,7 +10,6 @@ import (
 	"example.org/backend/core"
 	"example.org/backend/ent"
 	"example.org/backend/ent/predicate"
-	"example.org/backend/ent/profile"
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/plugins/xep0060"
@@ -47,9 +46,12 @@ func (p *Plugin) Get(ctx context.Context, req *xep0060.ItemsRequest) (*xep0060.I
 	if !ok || n.state == StateNever && n.syncedAt.IsZero() || n.state == StateNoSync {
 		return nil, fmt.Errorf("%s on %s (profile %s): %w (sync it with `backend cache sync`)", req.Node, svc, req.Profile, ErrNotCached)
 	}
-	page, _, err := p.answer(ctx, k, n, req)
+	page, ok, err := p.answer(ctx, k, n, req)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: the order in which %s answers several item ids is not known yet (ask without -i, or ask the service once)", ErrUnsupported, svc)
 	}
 	page.Complete = page.Complete && n.state == StateComplete
 	page.Stale = !n.fresh
@@ -78,32 +80,24 @@ func (p *Plugin) Sync(ctx context.Context, profileName, service, node string) (*
 
 // NodeStatus is one line of `cache status`.
 type NodeStatus struct {
-	Profile   string     `json:"profile"`
-	Service   string     `json:"service"`
-	Node      string     `json:"node"`
-	Analyser  *string    `json:"analyser"`
-	Type      *string    `json:"type"`
-	Subtype   *string    `json:"subtype"`
-	State     string     `json:"state"`
-	Fresh     bool       `json:"fresh"`
-	Items     int        `json:"items"`
-	LastSync  *time.Time `json:"last_sync"`
-	Attempts  int        `json:"attempts"`
-	LastError *string    `json:"last_error"`
+	Profile   string
+	Service   string
+	Node      string
+	Analyser  *string
+	Type      *string
+	Subtype   *string
+	State     string
+	Fresh     bool
+	Items     int
+	LastSync  *time.Time
+	Attempts  int
+	LastError *string
 }
 
 // Status lists cached nodes, filtered by profile, service and node when
 // not empty, sorted by profile, service, node.
 func (p *Plugin) Status(ctx context.Context, profileName, service, node string) ([]NodeStatus, error) {
-	names := map[int]string{}
-	profs, err := p.h.Store.Client.Profile.Query().Select(profile.FieldID, profile.FieldName).All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list profiles: %w", err)
-	}
-	q := p.h.Store.Client.PubsubNode.Query()
-	for _, pr := range profs {
-		names[pr.ID] = pr.Name
-	}
+	q := p.h.Store.Client.PubsubNode.Query().WithProfile()
 	if profileName != "" {
 		pid, err := p.profileID(ctx, profileName)
 		if err != nil {
@@ -136,7 +130,7 @@ func (p *Plugin) Status(ctx context.Context, profileName, service, node string) 
 	}
 	out := make([]NodeStatus, 0, len(rows))
 	for _, r := range rows {
-		s := NodeStatus{Profile: names[r.ProfileID], Service: r.Service, Node: r.Name, Analyser: r.Analyser, Type: r.Type,
+		s := NodeStatus{Profile: r.Edges.Profile.Name, Service: r.Service, Node: r.Name, Analyser: r.Analyser, Type: r.Type,
 			Subtype: r.Subtype, State: string(r.SyncState), Fresh: r.Fresh, Items: counts[r.ID], Attempts: r.Attempts, LastError: r.LastError}
 		if r.SyncedAt != nil {
 			t := r.SyncedAt.UTC().Truncate(time.Second)
@@ -203,19 +197,11 @@ func (p *Plugin) Purge(ctx context.Context, f PurgeFilter) (nodes, items int, er
 		}
 		q.Where(pubsubnode.Or(ors...))
 	}
-	rows, err := q.All(ctx)
+	rows, err := q.WithProfile().All(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("select nodes to purge: %w", err)
 	}
-	names := map[int]string{}
 	for _, r := range rows {
-		if _, ok := names[r.ProfileID]; !ok {
-			pr, err := p.h.Store.Client.Profile.Get(ctx, r.ProfileID)
-			if err != nil {
-				return 0, 0, fmt.Errorf("read profile %d: %w", r.ProfileID, err)
-			}
-			names[r.ProfileID] = pr.Name
-		}
 		preds := []predicate.PubsubItem{pubsubitem.NodeID(r.ID)}
 		if f.CreatedBefore != nil {
 			preds = append(preds, pubsubitem.CreatedAtLT(*f.CreatedBefore))
@@ -240,7 +226,7 @@ func (p *Plugin) Purge(ctx context.Context, f PurgeFilter) (nodes, items int, er
 			continue
 		}
 		nodes++
-		k := nodeKey{names[r.ProfileID], r.Service, r.Name}
+		k := nodeKey{r.Edges.Profile.Name, r.Service, r.Name}
 		if _, err := p.transition(ctx, k, event{kind: evPurged, remaining: remaining}); err != nil {
 			return nodes, items, err
 		}

@@ -20,7 +20,6 @@ package pubsubcache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,8 +37,6 @@ import (
 	"example.org/backend/core/connections"
 	"example.org/backend/core/params"
 	"example.org/backend/core/profiles"
-	"example.org/backend/ent"
-	"example.org/backend/ent/param"
 	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/plugins/pubsubcache/search"
 	"example.org/backend/plugins/xep0060"
@@ -137,18 +134,16 @@ func (p *Plugin) Info() core.PluginInfo {
 	}
 }
 
-func i64(v int64) *int64 { return &v }
-
 // Declarations are the cache's per-profile parameters.
 func Declarations() []params.Decl {
 	return []params.Decl{
 		{Category: "cache", Name: "enabled", Type: params.TypeBool, Default: "true",
 			Help: "Answer items requests from the pubsub cache and keep synced nodes fresh."},
-		{Category: "cache", Name: "item_limit", Type: params.TypeInt, Default: "10000", Min: i64(1),
+		{Category: "cache", Name: "item_limit", Type: params.TypeInt, Default: "10000", Min: params.Int64(1),
 			Help: "Largest number of items cached per node; a larger node is cached partially."},
 		{Category: "cache", Name: "analysers", Type: params.TypeList, Default: "",
 			Help: "Analysers that apply to this profile's nodes (empty: all)."},
-		{Category: "cache", Name: "sync_concurrency", Type: params.TypeInt, Default: "2", Min: i64(1), Max: i64(16),
+		{Category: "cache", Name: "sync_concurrency", Type: params.TypeInt, Default: "2", Min: params.Int64(1), Max: params.Int64(16),
 			Help: "Node syncs running at the same time for this profile."},
 	}
 }
@@ -248,13 +243,6 @@ func (p *Plugin) Close(ctx context.Context) error {
 	return nil
 }
 
-// SetIndexer makes the cache maintain the search side table: paths returns
-// the indexed JSON paths, index rewrites one item's rows in the storing
-// transaction (plugins/pubsubcache/search.IndexItem).
-func (p *Plugin) SetIndexer(paths func() []string, index func(ctx context.Context, tx *ent.Tx, itemID int, parsed json.RawMessage, paths []string) error) {
-	p.db.indexPaths, p.db.index = paths, index
-}
-
 // indexedPaths is the union of the analysers' declared IndexedPaths, the
 // paths the search side table holds.
 func (p *Plugin) indexedPaths() []string {
@@ -300,20 +288,7 @@ func (p *Plugin) paramsOf(ctx context.Context, profileName string) profileParams
 	values := map[string]string{}
 	res, err := p.h.ProfileParams(ctx, profileName)
 	if errors.Is(err, core.ErrNoParamSource) {
-		// No profiles service on the host: the stored values, then defaults.
-		res = nil
-		if pid, perr := p.profileID(ctx, profileName); perr == nil {
-			rows, _ := p.h.Store.Client.Param.Query().Where(param.ProfileID(pid), param.Category("cache")).All(ctx)
-			stored := map[string]string{}
-			for _, r := range rows {
-				stored[r.Category+"."+r.Name] = r.Value
-			}
-			for _, d := range Declarations() {
-				if r, err := p.h.Params.Resolve(d.Key(), stored, nil); err == nil {
-					res = append(res, r)
-				}
-			}
-		}
+		err = nil // no profiles service on the host: the defaults
 	} else if err != nil {
 		p.log.Warn("cache parameters unavailable, using defaults", "profile", profileName, "err", err)
 	}
@@ -488,15 +463,6 @@ func (p *Plugin) save(ctx context.Context, k nodeKey, n nodeInfo, stateChanged b
 	p.nodes[k] = &c
 	p.mu.Unlock()
 	return nil
-}
-
-// update changes the memory copy of a node whose row was written elsewhere.
-func (p *Plugin) update(k nodeKey, f func(n *nodeInfo)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := p.nodes[k]; n != nil {
-		f(n)
-	}
 }
 
 // forget drops the memory copy of a node (its row was deleted).

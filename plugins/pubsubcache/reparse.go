@@ -2,7 +2,6 @@ package pubsubcache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -106,16 +105,12 @@ func (p *Plugin) reparsePending(ctx context.Context) error {
 				}
 			}
 			stored := p.parse(ctx, g.key, g.analyser, items)
-			rowIDs := make([]int, len(g.rows))
-			for i, r := range g.rows {
-				rowIDs[i] = r.ID
-			}
 			// Through the writer: ordered with notifications; an item a
 			// notification replaced meanwhile is left alone (its payload
 			// is no longer the one parsed here).
 			err := p.w.do(ctx, op{kind: opFunc, key: g.key, fn: func(ctx context.Context) error {
 				return p.h.Store.WithTx(ctx, func(tx *ent.Tx) error {
-					return p.storeReparsed(ctx, tx, rowIDs, g.rows, stored)
+					return p.storeReparsed(ctx, tx, g.rows, stored)
 				})
 			}})
 			if err != nil {
@@ -132,7 +127,7 @@ func (p *Plugin) reparsePending(ctx context.Context) error {
 
 // storeReparsed writes parse results of rows (same order as stored) whose
 // payload did not change since they were read.
-func (p *Plugin) storeReparsed(ctx context.Context, tx *ent.Tx, rowIDs []int, rows []*ent.PubsubItem, stored []storedItem) error {
+func (p *Plugin) storeReparsed(ctx context.Context, tx *ent.Tx, rows []*ent.PubsubItem, stored []storedItem) error {
 	var paths []string
 	if p.db.index != nil {
 		paths = p.db.indexPaths()
@@ -141,21 +136,18 @@ func (p *Plugin) storeReparsed(ctx context.Context, tx *ent.Tx, rowIDs []int, ro
 		if s.parseState == pubsubitem.ParseStatePending {
 			continue
 		}
-		u := tx.PubsubItem.Update().Where(pubsubitem.ID(rowIDs[i]), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending),
+		u := tx.PubsubItem.Update().Where(pubsubitem.ID(rows[i].ID), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending),
 			pubsubitem.Payload(rows[i].Payload)).
 			SetParseState(s.parseState).SetNillableParseError(nilIfEmpty(s.parseErr)).SetSearchText(s.searchText)
-		if len(s.parsed) > 0 {
-			var m map[string]any
-			if err := json.Unmarshal(s.parsed, &m); err == nil {
-				u.SetParsed(m)
-			}
+		if m := parsedMap(s.parsed); m != nil {
+			u.SetParsed(m)
 		}
 		n, err := u.Save(ctx)
 		if err != nil {
 			return fmt.Errorf("store parse of item %s: %w", s.ID, err)
 		}
 		if n == 1 && len(paths) > 0 {
-			if err := p.db.index(ctx, tx, rowIDs[i], s.parsed, paths); err != nil {
+			if err := p.db.index(ctx, tx, rows[i].ID, s.parsed, paths); err != nil {
 				return err
 			}
 		}

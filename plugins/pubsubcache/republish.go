@@ -14,11 +14,7 @@ import (
 // ejabberd does). Items re-published meanwhile are left out of the
 // comparison; unclear evidence teaches nothing.
 func (p *Plugin) learnRepublish(ctx context.Context, k nodeKey, id string, payload []byte, after []string) {
-	_, ok, err := p.modify(ctx, k, func(n *nodeInfo) bool { n.fresh = false; return true })
-	if err != nil {
-		p.log.Warn("marking node not fresh", "err", err)
-	}
-	if err != nil || !ok {
+	if !p.markNotFresh(ctx, k) {
 		return
 	}
 	p.mu.Lock()

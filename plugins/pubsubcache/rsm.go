@@ -149,7 +149,7 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 		default:
 			return nil, false, nil
 		}
-		return &xep0060.ItemsPage{Items: []wire.Item{}, RSM: set, FromCache: true, Complete: rsmComplete(set, 0)}, true, nil
+		return &xep0060.ItemsPage{Items: []wire.Item{}, RSM: set, FromCache: true, Complete: xep0060.SetComplete(set, 0)}, true, nil
 	}
 	if beforeCursor {
 		switch beh.BeforeIndex {
@@ -180,13 +180,7 @@ func (p *Plugin) answerRSM(ctx context.Context, n nodeInfo, beh behaviour, q *wi
 	}
 	first, last := page[0], page[len(page)-1]
 	set.First, set.Last = cursorOut(first.ID, first.cursor), cursorOut(last.ID, last.cursor)
-	return &xep0060.ItemsPage{Items: items, RSM: set, FromCache: true, Complete: rsmComplete(set, len(items))}, true, nil
-}
-
-// rsmComplete says what the pubsub client says of a live page: whole when
-// the count says so and it starts at the beginning.
-func rsmComplete(set *wire.RSMSet, n int) bool {
-	return *set.Count == n && (set.FirstIndex == nil || *set.FirstIndex <= 0 || n == 0)
+	return &xep0060.ItemsPage{Items: items, RSM: set, FromCache: true, Complete: xep0060.SetComplete(set, len(items))}, true, nil
 }
 
 func max0(v int) int { return max(v, 0) }

@@ -119,31 +119,17 @@ func (p *Plugin) answer(ctx context.Context, k nodeKey, n nodeInfo, req *xep0060
 			return nil, false, nil
 		}
 	}
-	page := &xep0060.ItemsPage{Items: items, FromCache: true, Complete: true}
+	page := &xep0060.ItemsPage{Items: items, FromCache: true}
 	if req.MaxItems > 0 && len(req.ItemIDs) == 0 && beh.MaxItemsRSM == serviceprofile.MaxItemsRsmYes {
 		// The service answers max_items with a <set/> (ejabberd): its count,
 		// the index of the first item (the count minus max_items, negative
 		// when the node holds fewer) and the cursors of the page's ends.
-		set, err := p.maxItemsSet(ctx, n, items, req.MaxItems, beh.EmptyIndex)
-		if err != nil {
+		if page.RSM, err = p.maxItemsSet(ctx, n, items, req.MaxItems, beh.EmptyIndex); err != nil {
 			return nil, false, err
 		}
-		page.RSM = set
-		page.Complete = rsmComplete(set, len(items))
-		return page, true, nil
 	}
-	if req.MaxItems > 0 && len(req.ItemIDs) == 0 && len(items) >= req.MaxItems {
-		// Mirror what the service's answer says: without a <set/> a full
-		// page may hide more items; with one, its count tells.
-		page.Complete = false
-		if beh.MaxItemsRSM == serviceprofile.MaxItemsRsmYes {
-			counts, err := p.db.countItems(ctx, []int{n.id})
-			if err != nil {
-				return nil, false, err
-			}
-			page.Complete = counts[n.id] == len(items)
-		}
-	}
+	// Complete as the client says of the service's own answer.
+	page.Complete = xep0060.Complete(req, wire.ItemsReply{Items: items, RSM: page.RSM})
 	return page, true, nil
 }
 
@@ -238,13 +224,13 @@ func (p *Plugin) analyse(ctx context.Context, k nodeKey, first *wire.Item, pp pr
 // reanalyseFromCache analyses a node again from its first cached item (the
 // analyser set changed); on failure the node keeps its analysis.
 func (p *Plugin) reanalyseFromCache(ctx context.Context, k nodeKey, n nodeInfo, pp profileParams) nodeInfo {
-	items, err := p.db.readItems(ctx, readQuery{nodeID: n.id})
+	items, err := p.db.readPage(ctx, n.id, 0, 1)
 	if err != nil {
 		return n
 	}
 	var first *wire.Item
 	if len(items) > 0 {
-		first = &items[0]
+		first = &items[0].Item
 	}
 	if m, ok, err := p.analyse(ctx, k, first, pp); err == nil && ok {
 		return m

@@ -46,7 +46,6 @@ type nodeInfo struct {
 	nextAttempt time.Time
 	lastError   string
 	syncedAt    time.Time
-	items       int
 	// maxItems is the node's pubsub#max_items when known (-1: "max").
 	maxItems *int
 }
@@ -148,7 +147,6 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		case n.state == StateComplete || n.state == StatePartial:
 			n.state = StateNever
 		}
-		n.items = e.remaining
 	case evDisconnected:
 		n.fresh = false
 	case evRestarted:

@@ -199,11 +199,8 @@ func (d *db) upsertItems(ctx context.Context, tx *ent.Tx, nodeID int, items []st
 					SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
 					SetParseState(it.parseState).SetNillableParseError(nilIfEmpty(it.parseErr)).
 					SetSearchText(it.searchText).SetPosition(it.position)
-				if len(it.parsed) > 0 {
-					var m map[string]any
-					if err := json.Unmarshal(it.parsed, &m); err == nil {
-						c.SetParsed(m)
-					}
+				if m := parsedMap(it.parsed); m != nil {
+					c.SetParsed(m)
 				}
 				bs[i] = c
 			}
@@ -244,6 +241,19 @@ func (d *db) upsertItems(ctx context.Context, tx *ent.Tx, nodeID int, items []st
 		}
 	}
 	return nil
+}
+
+// parsedMap is parsed JSON as the parsed column takes it (nil when there
+// is none: the plugin's result was validated as a JSON object).
+func parsedMap(raw json.RawMessage) map[string]any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // itemPositions returns the stored positions of the node's items by id
@@ -378,13 +388,4 @@ func (d *db) readItems(ctx context.Context, q readQuery) ([]wire.Item, error) {
 		out = []wire.Item{}
 	}
 	return out, nil
-}
-
-// countItemsTx returns the number of cached items of a node, in tx.
-func (d *db) countItemsTx(ctx context.Context, tx *ent.Tx, nodeID int) (int, error) {
-	n, err := tx.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Count(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("count cached items: %w", err)
-	}
-	return n, nil
 }

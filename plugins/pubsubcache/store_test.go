@@ -190,7 +190,7 @@ func TestStorage(t *testing.T) {
 			if counts[n.id] != 10 {
 				t.Errorf("count = %v", counts)
 			}
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return trim(ctx, tx, n.id, 4) })
+			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { _, err := trim(ctx, tx, n.id, 4); return err })
 			if err != nil {
 				t.Fatal(err)
 			}

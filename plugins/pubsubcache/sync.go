@@ -72,9 +72,9 @@ func (j *SyncJob) Done() <-chan struct{} { return j.done }
 // Err is the sync's error once Done is closed.
 func (j *SyncJob) Err() error { return j.err }
 
-// watch returns a channel of progress updates (the latest one first) and
+// Watch returns a channel of progress updates (the latest one first) and
 // its cancel function.
-func (j *SyncJob) watch() (<-chan Progress, func()) {
+func (j *SyncJob) Watch() (<-chan Progress, func()) {
 	ch := make(chan Progress, 64)
 	j.mu.Lock()
 	ch <- j.progress
@@ -217,7 +217,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	if err != nil {
 		return err
 	}
-	p.publishEvent("cache.sync", k.profile, map[string]any{"service": k.service, "node": k.node, "state": string(StateInProgress), "items": 0, "total": nil})
+	p.syncEvent(j.Progress())
 	defer func() {
 		j.mu.Lock()
 		pr := j.progress
@@ -231,8 +231,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 			p.log.Warn("node sync failed", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
 		}
 		j.report(pr)
-		p.publishEvent("cache.sync", k.profile, map[string]any{"service": k.service, "node": k.node, "state": string(pr.State),
-			"items": pr.Items, "total": nullInt(pr.Total), "error": nullStr(pr.Err), "done": true})
+		p.syncEvent(pr)
 	}()
 
 	// Notifications first, so that nothing published during the fetch is missed.
@@ -341,9 +340,9 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 			seen[it.ID] = true
 		}
 		pos += int64(len(fresh))
-		j.report(Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Items: int(pos), Total: total})
-		p.publishEvent("cache.sync", k.profile, map[string]any{"service": k.service, "node": k.node, "state": string(StateInProgress),
-			"items": int(pos), "total": nullInt(total)})
+		pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Items: int(pos), Total: total}
+		j.report(pr)
+		p.syncEvent(pr)
 		if !more {
 			break
 		}
@@ -354,7 +353,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	}
 	// Learned before the node is complete, so that no request of the
 	// cache's own follows its completion.
-	p.probeIDsOrder(ctx, k, n.profileID, seen)
+	p.probeIDsOrder(ctx, k, n, len(seen))
 	p.probeMaxItems(ctx, k, n.profileID, len(seen))
 	if _, err := p.ensure(ctx, k); err != nil {
 		return err
@@ -374,6 +373,16 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	p.log.Info("node synced", "profile", k.profile, "service", k.service, "node", k.node, "items", pos, "state", done.state,
 		"fresh", done.fresh, "duration", time.Since(start), "manual", manual)
 	return nil
+}
+
+// syncEvent publishes the cache.sync event of pr (with the error and done
+// when pr is the final state).
+func (p *Plugin) syncEvent(pr Progress) {
+	d := map[string]any{"service": pr.Service, "node": pr.Node, "state": string(pr.State), "items": pr.Items, "total": nullInt(pr.Total)}
+	if pr.Done {
+		d["error"], d["done"] = nullStr(pr.Err), true
+	}
+	p.publishEvent("cache.sync", pr.Profile, d)
 }
 
 func nullInt(v int) any {
@@ -441,16 +450,23 @@ func (p *Plugin) finishSync(ctx context.Context, j *SyncJob, n nodeInfo, seen ma
 }
 
 func (p *Plugin) finishSyncTx(ctx context.Context, j *SyncJob, n nodeInfo, seen map[string]bool, pos int64, partial bool) error {
+	// Runs in the writer: no item is touched while it runs.
 	touched := j.touchedIDs()
+	isTouched := make(map[string]bool, len(touched))
+	for _, id := range touched {
+		isTouched[id] = true
+	}
 	return p.h.Store.WithTx(ctx, func(tx *ent.Tx) error {
+		// positions holds at least the touched items still cached.
+		var positions map[string]int64
 		if !partial {
-			positions, err := p.db.itemPositions(ctx, tx.Client(), n.id, nil)
-			if err != nil {
+			var err error
+			if positions, err = p.db.itemPositions(ctx, tx.Client(), n.id, nil); err != nil {
 				return err
 			}
 			var gone []string
 			for id := range positions {
-				if !seen[id] && !j.isTouched(id) {
+				if !seen[id] && !isTouched[id] {
 					gone = append(gone, id)
 				}
 			}
@@ -463,9 +479,11 @@ func (p *Plugin) finishSyncTx(ctx context.Context, j *SyncJob, n nodeInfo, seen 
 		if len(touched) == 0 {
 			return nil
 		}
-		positions, err := p.db.itemPositions(ctx, tx.Client(), n.id, touched)
-		if err != nil {
-			return err
+		if positions == nil {
+			var err error
+			if positions, err = p.db.itemPositions(ctx, tx.Client(), n.id, touched); err != nil {
+				return err
+			}
 		}
 		// New items notified during the sync come after the synced ones, in
 		// the order they were stored.
@@ -573,10 +591,6 @@ func textOf(payload []byte) string {
 	return b.String()
 }
 
-// Watch returns a channel of progress updates (the current state first)
-// and a function to stop watching.
-func (j *SyncJob) Watch() (<-chan Progress, func()) { return j.watch() }
-
 // Progress returns the latest progress.
 func (j *SyncJob) Progress() Progress {
 	j.mu.Lock()
@@ -587,19 +601,20 @@ func (j *SyncJob) Progress() Progress {
 // probeIDsOrder learns, once per service, in which order it answers a
 // request for several ids (request order or node order): one request for
 // two cached items in reverse order.
-func (p *Plugin) probeIDsOrder(ctx context.Context, k nodeKey, profileID int, seen map[string]bool) {
-	if len(seen) < 2 || p.beh.get(ctx, profileID, k.service).IDsOrder != serviceprofile.IdsOrderUnknown {
+func (p *Plugin) probeIDsOrder(ctx context.Context, k nodeKey, n nodeInfo, synced int) {
+	profileID := n.profileID
+	if synced < 2 || p.beh.get(ctx, profileID, k.service).IDsOrder != serviceprofile.IdsOrderUnknown {
 		return
 	}
-	n, ok, err := p.node(ctx, k)
-	if err != nil || !ok {
+	firsts, err := p.db.readPage(ctx, n.id, 0, 1)
+	if err != nil || len(firsts) == 0 {
 		return
 	}
-	items, err := p.db.readItems(ctx, readQuery{nodeID: n.id})
-	if err != nil || len(items) < 2 {
+	lasts, err := p.db.readItems(ctx, readQuery{nodeID: n.id, maxItems: 1})
+	if err != nil || len(lasts) == 0 || lasts[0].ID == firsts[0].ID {
 		return
 	}
-	first, last := items[0].ID, items[len(items)-1].ID
+	first, last := firsts[0].ID, lasts[0].ID
 	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, ItemIDs: []string{last, first}})
 	if err != nil || len(page.Items) != 2 {
 		return

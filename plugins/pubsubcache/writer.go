@@ -30,7 +30,10 @@ type op struct {
 	key       nodeKey
 	items     []wire.Item
 	retracted []string
-	maxItems  *int // opConfig: the new pubsub#max_items (nil: unknown)
+	// maxItemsSet (opConfig): the new configuration has pubsub#max_items,
+	// maxItems (nil: unknown value).
+	maxItemsSet bool
+	maxItems    *int
 	// refetched: items fetched by id because their notification did not
 	// come (not evidence of where the service puts re-published items).
 	refetched bool

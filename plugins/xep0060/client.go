@@ -250,21 +250,26 @@ func (c *Client) FetchItems(ctx context.Context, req *ItemsRequest) (*ItemsPage,
 		return nil, fmt.Errorf("items of %s on %s: %w: %v", r.Node, svc, ErrBadReply, err)
 	}
 	c.learnRSM(svc, r.RSM != nil, reply.RSM != nil)
-	page := &ItemsPage{Items: reply.Items, RSM: reply.RSM, Complete: complete(&r, reply)}
+	page := &ItemsPage{Items: reply.Items, RSM: reply.RSM, Complete: Complete(&r, reply)}
 	if err := triggers.Notify(ctx, c.host.Bus, ItemsReceived, &ItemsResult{Request: &r, Page: page}); err != nil {
 		c.log.Warn("pubsub.items.received observers", "err", err)
 	}
 	return page, nil
 }
 
-// complete tells whether an answer is known to hold every item the request
+// SetComplete says whether a page of n items answered with this <set/> is
+// the whole result: the count says so and the page starts at the
+// beginning.
+func SetComplete(set *wire.RSMSet, n int) bool {
+	return set.Count != nil && *set.Count == n && (set.FirstIndex == nil || *set.FirstIndex <= 0 || n == 0)
+}
+
+// Complete tells whether an answer is known to hold every item the request
 // matches.
-func complete(req *ItemsRequest, reply wire.ItemsReply) bool {
+func Complete(req *ItemsRequest, reply wire.ItemsReply) bool {
 	n := len(reply.Items)
 	if set := reply.RSM; set != nil {
-		// A page is the whole result when the count says so and it starts
-		// at the beginning.
-		return set.Count != nil && *set.Count == n && (set.FirstIndex == nil || *set.FirstIndex <= 0 || n == 0)
+		return SetComplete(set, n)
 	}
 	switch {
 	case len(req.ItemIDs) > 0:

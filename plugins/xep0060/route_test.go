@@ -132,7 +132,7 @@ func TestComplete(t *testing.T) {
 		{"set without count", ItemsRequest{}, wire.ItemsReply{Items: items(2), RSM: &wire.RSMSet{}}, false},
 		{"set later page", ItemsRequest{}, wire.ItemsReply{Items: items(2), RSM: &wire.RSMSet{Count: n(2), FirstIndex: n(3)}}, false},
 	} {
-		if got := complete(&tc.req, tc.rep); got != tc.want {
+		if got := Complete(&tc.req, tc.rep); got != tc.want {
 			t.Errorf("%s: complete = %v, want %v", tc.name, got, tc.want)
 		}
 	}
