@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -151,25 +152,27 @@ func Run(ctx context.Context, o Options) error {
 	metrics := promhttp.HandlerFor(host.Metrics, promhttp.HandlerOpts{})
 	mux.Handle("/metrics", metrics)
 
+	// The metrics address is taken first: a taken address refuses start-up
+	// before anything serves.
+	var metricsLn net.Listener
+	if cfg.MetricsAddress != "" {
+		if metricsLn, err = apiserver.ListenTCP("metrics.address", cfg.MetricsAddress); err != nil {
+			return err
+		}
+	}
 	srv, err := apiserver.Start(apiserver.Options{
 		Socket: cfg.Socket, TCPAddress: cfg.APITCPAddress, TokenFile: cfg.APITokenFile, Log: log,
 	}, mux)
 	if err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return err
 	}
 	d.API = srv
 	var metricsSrv *http.Server
-	if cfg.MetricsAddress != "" {
-		// Listen before serving so that a taken address refuses start-up.
-		ln, err := apiserver.ListenTCP("metrics.address", cfg.MetricsAddress)
-		if err != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if serr := srv.Shutdown(sctx); serr != nil {
-				log.Warn("api shutdown", "err", serr)
-			}
-			return err
-		}
+	if metricsLn != nil {
+		ln := metricsLn
 		m := http.NewServeMux()
 		m.Handle("/metrics", metrics)
 		metricsSrv = &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}

@@ -139,6 +139,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{PubsubItemsColumns[12], PubsubItemsColumns[1]},
 			},
+			{
+				Name:    "pubsubitem_parse_state",
+				Unique:  false,
+				Columns: []*schema.Column{PubsubItemsColumns[8]},
+			},
 		},
 	}
 	// PubsubItemValuesColumns holds the columns for the "pubsub_item_values" table.

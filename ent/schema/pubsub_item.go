@@ -79,5 +79,8 @@ func (PubsubItem) Indexes() []ent.Index {
 		// order_by modification / creation.
 		index.Fields("node_id", "updated_at"),
 		index.Fields("node_id", "created_at"),
+		// Finding the items whose parse is pending (every minute and at
+		// each parser start) without reading the whole table.
+		index.Fields("parse_state"),
 	}
 }

@@ -169,10 +169,10 @@ func startPostmaster(ctx context.Context, bin, dir, data string, cred *syscall.C
 			return nil, fmt.Errorf("wait for postgres: %w", ctx.Err())
 		case <-p.done:
 			admin.Close()
-			return nil, fmt.Errorf("postgres exited at start-up: %s", readTail(logPath, 10))
+			return nil, fmt.Errorf("postgres exited at start-up: %s", ReadTail(logPath, 10))
 		case <-deadline.C:
 			p.kill()
-			return nil, fmt.Errorf("postgres not ready after 30s: %w: %s", err, readTail(logPath, 10))
+			return nil, fmt.Errorf("postgres not ready after 30s: %w: %s", err, ReadTail(logPath, 10))
 		case <-tick.C:
 		}
 	}
@@ -350,8 +350,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// readTail returns the last n lines of a file, for error messages.
-func readTail(path string, n int) string {
+// ReadTail returns the last n lines of a file, for error messages.
+func ReadTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"

@@ -122,7 +122,7 @@ func run(ctx context.Context, o options) error {
 	if err := d.cliTo(ctx, os.Stderr, "cache", "sync", "-p", o.profile, "-n", BlogNode, "--wait"); err != nil {
 		return err
 	}
-	printNext(o, d)
+	printNext(o)
 	if o.once {
 		say("--once: stopping")
 		return nil
@@ -251,7 +251,7 @@ func startDaemon(ctx context.Context, o options) (*daemon, error) {
 		}
 		select {
 		case <-d.exited:
-			return nil, fmt.Errorf("the daemon exited at start-up:\n%s", tail(o.logFile, 5))
+			return nil, fmt.Errorf("the daemon exited at start-up:\n%s", testsvc.ReadTail(o.logFile, 5))
 		case <-ctx.Done():
 			d.stop()
 			return nil, ctx.Err()
@@ -259,7 +259,7 @@ func startDaemon(ctx context.Context, o options) (*daemon, error) {
 		}
 		if time.Now().After(deadline) {
 			d.stop()
-			return nil, fmt.Errorf("the daemon did not answer within 90 s; its log:\n%s", tail(o.logFile, 10))
+			return nil, fmt.Errorf("the daemon did not answer within 90 s; its log:\n%s", testsvc.ReadTail(o.logFile, 10))
 		}
 	}
 }
@@ -278,15 +278,6 @@ func (d *daemon) stop() {
 		_ = d.cmd.Process.Kill()
 		<-d.exited
 	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // setupProfile creates the profile, or points an existing one at acct.
@@ -373,7 +364,7 @@ func publishDemo(ctx context.Context, cli func(context.Context, []byte, ...strin
 	return nil
 }
 
-func printNext(o options, d *daemon) {
+func printNext(o options) {
 	b := o.backend
 	if o.socket != "" {
 		b += " --socket " + o.socket
