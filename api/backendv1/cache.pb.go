@@ -375,10 +375,15 @@ func (x *CacheSearchItem) GetXml() string {
 }
 
 type CacheSearchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*CacheSearchItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*CacheSearchItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Items left out because a filter is on a parsed path and they have no
+	// parsed data (parse pending, no parser, parse error).
+	SkippedUnparsed int64 `protobuf:"varint,2,opt,name=skipped_unparsed,json=skippedUnparsed,proto3" json:"skipped_unparsed,omitempty"`
+	// Searched nodes that are not complete (their results may miss items).
+	IncompleteNodes []*CacheSearchNode `protobuf:"bytes,3,rep,name=incomplete_nodes,json=incompleteNodes,proto3" json:"incomplete_nodes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CacheSearchResponse) Reset() {
@@ -416,6 +421,89 @@ func (x *CacheSearchResponse) GetItems() []*CacheSearchItem {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *CacheSearchResponse) GetSkippedUnparsed() int64 {
+	if x != nil {
+		return x.SkippedUnparsed
+	}
+	return 0
+}
+
+func (x *CacheSearchResponse) GetIncompleteNodes() []*CacheSearchNode {
+	if x != nil {
+		return x.IncompleteNodes
+	}
+	return nil
+}
+
+// CacheSearchNode is a searched node and its sync state.
+type CacheSearchNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profile       string                 `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheSearchNode) Reset() {
+	*x = CacheSearchNode{}
+	mi := &file_backend_v1_cache_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheSearchNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheSearchNode) ProtoMessage() {}
+
+func (x *CacheSearchNode) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_v1_cache_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheSearchNode.ProtoReflect.Descriptor instead.
+func (*CacheSearchNode) Descriptor() ([]byte, []int) {
+	return file_backend_v1_cache_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CacheSearchNode) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *CacheSearchNode) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *CacheSearchNode) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CacheSearchNode) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
 }
 
 var File_backend_v1_cache_proto protoreflect.FileDescriptor
@@ -456,9 +544,16 @@ const file_backend_v1_cache_proto_rawDesc = "" +
 	"parsedJson\x88\x01\x01\x12\x15\n" +
 	"\x03xml\x18\x06 \x01(\tH\x01R\x03xml\x88\x01\x01B\x0e\n" +
 	"\f_parsed_jsonB\x06\n" +
-	"\x04_xml\"H\n" +
+	"\x04_xml\"\xbb\x01\n" +
 	"\x13CacheSearchResponse\x121\n" +
-	"\x05items\x18\x01 \x03(\v2\x1b.backend.v1.CacheSearchItemR\x05items2[\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.backend.v1.CacheSearchItemR\x05items\x12)\n" +
+	"\x10skipped_unparsed\x18\x02 \x01(\x03R\x0fskippedUnparsed\x12F\n" +
+	"\x10incomplete_nodes\x18\x03 \x03(\v2\x1b.backend.v1.CacheSearchNodeR\x0fincompleteNodes\"o\n" +
+	"\x0fCacheSearchNode\x12\x18\n" +
+	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state2[\n" +
 	"\fCacheService\x12K\n" +
 	"\x06Search\x12\x1e.backend.v1.CacheSearchRequest\x1a\x1f.backend.v1.CacheSearchResponse\"\x00B-Z+example.org/backend/api/backendv1;backendv1b\x06proto3"
 
@@ -474,25 +569,27 @@ func file_backend_v1_cache_proto_rawDescGZIP() []byte {
 	return file_backend_v1_cache_proto_rawDescData
 }
 
-var file_backend_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_backend_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_backend_v1_cache_proto_goTypes = []any{
 	(*CacheFilter)(nil),         // 0: backend.v1.CacheFilter
 	(*CacheOrder)(nil),          // 1: backend.v1.CacheOrder
 	(*CacheSearchRequest)(nil),  // 2: backend.v1.CacheSearchRequest
 	(*CacheSearchItem)(nil),     // 3: backend.v1.CacheSearchItem
 	(*CacheSearchResponse)(nil), // 4: backend.v1.CacheSearchResponse
+	(*CacheSearchNode)(nil),     // 5: backend.v1.CacheSearchNode
 }
 var file_backend_v1_cache_proto_depIdxs = []int32{
 	0, // 0: backend.v1.CacheSearchRequest.filters:type_name -> backend.v1.CacheFilter
 	1, // 1: backend.v1.CacheSearchRequest.order_by:type_name -> backend.v1.CacheOrder
 	3, // 2: backend.v1.CacheSearchResponse.items:type_name -> backend.v1.CacheSearchItem
-	2, // 3: backend.v1.CacheService.Search:input_type -> backend.v1.CacheSearchRequest
-	4, // 4: backend.v1.CacheService.Search:output_type -> backend.v1.CacheSearchResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: backend.v1.CacheSearchResponse.incomplete_nodes:type_name -> backend.v1.CacheSearchNode
+	2, // 4: backend.v1.CacheService.Search:input_type -> backend.v1.CacheSearchRequest
+	4, // 5: backend.v1.CacheService.Search:output_type -> backend.v1.CacheSearchResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_backend_v1_cache_proto_init() }
@@ -507,7 +604,7 @@ func file_backend_v1_cache_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_v1_cache_proto_rawDesc), len(file_backend_v1_cache_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

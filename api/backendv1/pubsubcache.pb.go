@@ -107,7 +107,12 @@ type PubSubCacheSyncProgress struct {
 	// Set when the sync failed.
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	// The sync ended.
-	Done          bool `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	Done bool `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	// Items waiting for their parser (once listed; at the end: how many
+	// still wait because the parser is down).
+	ParsePending int64 `protobuf:"varint,9,opt,name=parse_pending,json=parsePending,proto3" json:"parse_pending,omitempty"`
+	// The node is fresh (at the end).
+	Fresh         bool `protobuf:"varint,10,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +203,20 @@ func (x *PubSubCacheSyncProgress) GetDone() bool {
 	return false
 }
 
+func (x *PubSubCacheSyncProgress) GetParsePending() int64 {
+	if x != nil {
+		return x.ParsePending
+	}
+	return 0
+}
+
+func (x *PubSubCacheSyncProgress) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
+}
+
 type PubSubCacheStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Profile       string                 `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
@@ -270,9 +289,11 @@ type PubSubCacheNode struct {
 	Fresh    bool                   `protobuf:"varint,8,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	Items    int64                  `protobuf:"varint,9,opt,name=items,proto3" json:"items,omitempty"`
 	// Unix time (seconds) of the last completed sync, unset when never.
-	LastSync      *int64  `protobuf:"varint,10,opt,name=last_sync,json=lastSync,proto3,oneof" json:"last_sync,omitempty"`
-	Attempts      int64   `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	LastError     *string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3,oneof" json:"last_error,omitempty"`
+	LastSync  *int64  `protobuf:"varint,10,opt,name=last_sync,json=lastSync,proto3,oneof" json:"last_sync,omitempty"`
+	Attempts  int64   `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError *string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3,oneof" json:"last_error,omitempty"`
+	// Items waiting for their parser.
+	ParsePending  int64 `protobuf:"varint,13,opt,name=parse_pending,json=parsePending,proto3" json:"parse_pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,6 +410,13 @@ func (x *PubSubCacheNode) GetLastError() string {
 		return *x.LastError
 	}
 	return ""
+}
+
+func (x *PubSubCacheNode) GetParsePending() int64 {
+	if x != nil {
+		return x.ParsePending
+	}
+	return 0
 }
 
 type PubSubCacheStatusResponse struct {
@@ -679,7 +707,7 @@ const file_backend_v1_pubsubcache_proto_rawDesc = "" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x12\n" +
-	"\x04wait\x18\x04 \x01(\bR\x04wait\"\xdc\x01\n" +
+	"\x04wait\x18\x04 \x01(\bR\x04wait\"\x97\x02\n" +
 	"\x17PubSubCacheSyncProgress\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
@@ -688,12 +716,15 @@ const file_backend_v1_pubsubcache_proto_rawDesc = "" +
 	"\x05items\x18\x05 \x01(\x03R\x05items\x12\x19\n" +
 	"\x05total\x18\x06 \x01(\x03H\x00R\x05total\x88\x01\x01\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x12\n" +
-	"\x04done\x18\b \x01(\bR\x04doneB\b\n" +
+	"\x04done\x18\b \x01(\bR\x04done\x12#\n" +
+	"\rparse_pending\x18\t \x01(\x03R\fparsePending\x12\x14\n" +
+	"\x05fresh\x18\n" +
+	" \x01(\bR\x05freshB\b\n" +
 	"\x06_total\"b\n" +
 	"\x18PubSubCacheStatusRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"\x95\x03\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\xba\x03\n" +
 	"\x0fPubSubCacheNode\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
@@ -708,7 +739,8 @@ const file_backend_v1_pubsubcache_proto_rawDesc = "" +
 	" \x01(\x03H\x03R\blastSync\x88\x01\x01\x12\x1a\n" +
 	"\battempts\x18\v \x01(\x03R\battempts\x12\"\n" +
 	"\n" +
-	"last_error\x18\f \x01(\tH\x04R\tlastError\x88\x01\x01B\v\n" +
+	"last_error\x18\f \x01(\tH\x04R\tlastError\x88\x01\x01\x12#\n" +
+	"\rparse_pending\x18\r \x01(\x03R\fparsePendingB\v\n" +
 	"\t_analyserB\a\n" +
 	"\x05_typeB\n" +
 	"\n" +

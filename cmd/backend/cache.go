@@ -54,7 +54,10 @@ spaces (VALUE may hold spaces). PATH is dotted keys with [n] indexes
 not_ilike overlap ioverlap disjoint idisjoint. VALUE is JSON when it parses as
 JSON, else a string: -F 'tags overlap ["one tag"]', -F 'published between
 ["2026-01-01T00:00:00Z","2026-01-02T00:00:00Z"]', -F 'author.name ilike élo%'.
-A missing path or JSON null matches only the negated operators.
+A missing path or JSON null matches only the negated operators. A filter
+never matches an item without parsed data (parse pending, no parser, parse
+error): skipped_unparsed says how many were left out that way, and
+incomplete_nodes lists the searched nodes that are not complete.
 
 -f is a full-text query: words (all must match), "phrases", -excluded, OR.
 --order-by KEY is creation, modification, item_id, rank (with -f) or a PATH
@@ -62,7 +65,8 @@ A missing path or JSON null matches only the negated operators.
 Default: creation ascending. --index skips N items; --limit 0 means no limit.
 An empty --type or --subtype matches nodes without one.
 
-With -o json: {"items":[{"profile","service","node","id","parsed","xml"}…]};
+With -o json: {"items":[{"profile","service","node","id","parsed","xml"}…],
+"skipped_unparsed":N,"incomplete_nodes":[{"profile","service","node","state"}…]};
 xml is null unless --with-payload.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -111,9 +115,10 @@ xml is null unless --with-payload.`,
 			if err != nil {
 				return c.check(err)
 			}
-			out := struct {
-				Items []cacheItemJSON `json:"items"`
-			}{Items: []cacheItemJSON{}}
+			out := cacheSearchJSON{Items: []cacheItemJSON{}, SkippedUnparsed: res.Msg.GetSkippedUnparsed(), IncompleteNodes: []cacheSearchNodeJSON{}}
+			for _, n := range res.Msg.GetIncompleteNodes() {
+				out.IncompleteNodes = append(out.IncompleteNodes, cacheSearchNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), State: n.GetState()})
+			}
 			for _, it := range res.Msg.GetItems() {
 				j := cacheItemJSON{Profile: it.GetProfile(), Service: it.GetService(), Node: it.GetNode(), ID: it.GetId(), XML: it.Xml}
 				if it.ParsedJson != nil {
@@ -133,6 +138,12 @@ xml is null unless --with-payload.`,
 			}
 			if err := w.Flush(); err != nil {
 				return err
+			}
+			if out.SkippedUnparsed > 0 {
+				fmt.Fprintf(a.stderr, "%d items left out: they have no parsed data yet (see `backend cache status`)\n", out.SkippedUnparsed)
+			}
+			for _, n := range out.IncompleteNodes {
+				fmt.Fprintf(a.stderr, "%s on %s (profile %s) is %s: results may miss its items\n", n.Node, n.Service, n.Profile, n.State)
 			}
 			if withPayload {
 				for _, it := range out.Items {
@@ -158,6 +169,21 @@ xml is null unless --with-payload.`,
 	f.Int64Var(&limit, "limit", 0, "maximum number of items (0: no limit)")
 	f.BoolVar(&withPayload, "with-payload", false, "include each item's XML")
 	return cmd
+}
+
+// cacheSearchJSON is the JSON shape of `cache search` (DESIGN §9).
+type cacheSearchJSON struct {
+	Items           []cacheItemJSON       `json:"items"`
+	SkippedUnparsed int64                 `json:"skipped_unparsed"`
+	IncompleteNodes []cacheSearchNodeJSON `json:"incomplete_nodes"`
+}
+
+// cacheSearchNodeJSON is a searched node that is not complete.
+type cacheSearchNodeJSON struct {
+	Profile string `json:"profile"`
+	Service string `json:"service"`
+	Node    string `json:"node"`
+	State   string `json:"state"`
 }
 
 // ellipsis shortens s to n runes.

@@ -59,19 +59,21 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":…|null,"complete","
 
 // syncJSON is the JSON shape of `cache sync`.
 type syncJSON struct {
-	Profile string  `json:"profile"`
-	Service string  `json:"service"`
-	Node    string  `json:"node"`
-	State   string  `json:"state"`
-	Items   int64   `json:"items"`
-	Total   *int64  `json:"total"`
-	Error   *string `json:"error"`
-	Done    bool    `json:"done"`
+	Profile      string  `json:"profile"`
+	Service      string  `json:"service"`
+	Node         string  `json:"node"`
+	State        string  `json:"state"`
+	Fresh        bool    `json:"fresh"`
+	Items        int64   `json:"items"`
+	Total        *int64  `json:"total"`
+	ParsePending int64   `json:"parse_pending"`
+	Error        *string `json:"error"`
+	Done         bool    `json:"done"`
 }
 
 func syncOut(m *backendv1.PubSubCacheSyncProgress) syncJSON {
-	out := syncJSON{Profile: m.GetProfile(), Service: m.GetService(), Node: m.GetNode(), State: m.GetState(), Items: m.GetItems(),
-		Total: m.Total, Done: m.GetDone()}
+	out := syncJSON{Profile: m.GetProfile(), Service: m.GetService(), Node: m.GetNode(), State: m.GetState(), Fresh: m.GetFresh(), Items: m.GetItems(),
+		Total: m.Total, ParsePending: m.GetParsePending(), Done: m.GetDone()}
 	if e := m.GetError(); e != "" {
 		out.Error = &e
 	}
@@ -87,8 +89,11 @@ func (a *app) cacheSyncCommand() *cobra.Command {
 		Long: `Sync a node into the cache: every item is fetched and stored, and the node is
 kept fresh by notifications from then on. Without --wait the sync goes on in
 the background (see ` + "`backend cache status`" + ` and ` + "`backend events`" + `); with --wait the
-command waits, showing a progress bar on stderr.
-With -o json: {"profile","service","node","state","items","total","error","done"}.`,
+command waits until the node is usable — complete, fresh and every item
+parsed — showing a progress bar on stderr; when the node's parser is down it
+says how many items wait for it (they are parsed when it is back).
+With -o json: {"profile","service","node","state","fresh","items","total",
+"parse_pending","error","done"}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -134,7 +139,14 @@ With -o json: {"profile","service","node","state","items","total","error","done"
 			} else if !wait {
 				fmt.Fprintf(a.stdout, "sync of %s on %s started (profile %s): see `backend cache status`\n", out.Node, out.Service, out.Profile)
 			} else {
-				fmt.Fprintf(a.stdout, "%s on %s (profile %s): %s, %d items\n", out.Node, out.Service, out.Profile, out.State, out.Items)
+				fresh := "fresh"
+				if !out.Fresh {
+					fresh = "not fresh"
+				}
+				fmt.Fprintf(a.stdout, "%s on %s (profile %s): %s, %s, %d items\n", out.Node, out.Service, out.Profile, out.State, fresh, out.Items)
+				if out.ParsePending > 0 {
+					fmt.Fprintf(a.stdout, "%d items wait for their parser (it is down); they are parsed when it is back: see `backend plugins list`\n", out.ParsePending)
+				}
 			}
 			if out.Error != nil && out.Done {
 				return fmt.Errorf("sync of %s failed: %s", out.Node, *out.Error)
@@ -149,18 +161,19 @@ With -o json: {"profile","service","node","state","items","total","error","done"
 
 // cacheNodeJSON is one node of `cache status` (DESIGN §9).
 type cacheNodeJSON struct {
-	Profile   string  `json:"profile"`
-	Service   string  `json:"service"`
-	Node      string  `json:"node"`
-	Analyser  *string `json:"analyser"`
-	Type      *string `json:"type"`
-	Subtype   *string `json:"subtype"`
-	State     string  `json:"state"`
-	Fresh     bool    `json:"fresh"`
-	Items     int64   `json:"items"`
-	LastSync  *string `json:"last_sync"`
-	Attempts  int64   `json:"attempts"`
-	LastError *string `json:"last_error"`
+	Profile      string  `json:"profile"`
+	Service      string  `json:"service"`
+	Node         string  `json:"node"`
+	Analyser     *string `json:"analyser"`
+	Type         *string `json:"type"`
+	Subtype      *string `json:"subtype"`
+	State        string  `json:"state"`
+	Fresh        bool    `json:"fresh"`
+	Items        int64   `json:"items"`
+	LastSync     *string `json:"last_sync"`
+	Attempts     int64   `json:"attempts"`
+	LastError    *string `json:"last_error"`
+	ParsePending int64   `json:"parse_pending"`
 }
 
 func (a *app) cacheStatusCommand() *cobra.Command {
@@ -171,7 +184,7 @@ func (a *app) cacheStatusCommand() *cobra.Command {
 		Long: `Show cached nodes: analyser, type, state (never, no_sync, in_progress,
 complete, partial, error), freshness, item count, last sync, failed attempts.
 With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
-"state","fresh","items","last_sync","attempts","last_error"}…]}.`,
+"state","fresh","items","last_sync","attempts","last_error","parse_pending"}…]}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -186,7 +199,8 @@ With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
 			nodes := make([]cacheNodeJSON, 0, len(res.Msg.GetNodes()))
 			for _, n := range res.Msg.GetNodes() {
 				j := cacheNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), Analyser: n.Analyser, Type: n.Type,
-					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError}
+					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError,
+					ParsePending: n.GetParsePending()}
 				if n.LastSync != nil {
 					s := time.Unix(*n.LastSync, 0).UTC().Format(time.RFC3339)
 					j.LastSync = &s

@@ -93,6 +93,11 @@ type ParamChange struct {
 var ParamChanged = triggers.NewEvent[ParamChange]("params.changed",
 	"A parameter of a profile was changed (after commit); secret values are masked.")
 
+// Deleted fires after a profile was deleted and committed (its payload is
+// the profile's name): what plugins kept about it must go.
+var Deleted = triggers.NewEvent[string]("profile.deleted",
+	"A profile was deleted (after commit).")
+
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 
 // ValidateName checks a profile name.
@@ -362,6 +367,9 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	s.log.Info("profile deleted", "profile", name)
+	if err := triggers.Notify(ctx, s.bus, Deleted, name); err != nil {
+		s.log.Warn("profile deleted: an observer failed", "profile", name, "err", err)
+	}
 	s.events.Publish(core.Event{Type: "profile.deleted", Profile: name, Data: map[string]any{}})
 	return nil
 }

@@ -36,7 +36,7 @@ func (a *api) Get(ctx context.Context, req *connect.Request[backendv1.PubSubItem
 
 func progressProto(pr Progress) *backendv1.PubSubCacheSyncProgress {
 	m := &backendv1.PubSubCacheSyncProgress{Profile: pr.Profile, Service: pr.Service, Node: pr.Node, State: string(pr.State),
-		Items: int64(pr.Items), Error: pr.Err, Done: pr.Done}
+		Items: int64(pr.Items), Error: pr.Err, Done: pr.Done, ParsePending: int64(pr.ParsePending), Fresh: pr.Fresh}
 	if pr.Total >= 0 {
 		t := int64(pr.Total)
 		m.Total = &t
@@ -83,7 +83,8 @@ func (a *api) Status(ctx context.Context, req *connect.Request[backendv1.PubSubC
 	out := &backendv1.PubSubCacheStatusResponse{Nodes: make([]*backendv1.PubSubCacheNode, 0, len(st))}
 	for _, s := range st {
 		m := &backendv1.PubSubCacheNode{Profile: s.Profile, Service: s.Service, Node: s.Node, Analyser: s.Analyser, Type: s.Type,
-			Subtype: s.Subtype, State: s.State, Fresh: s.Fresh, Items: int64(s.Items), Attempts: int64(s.Attempts), LastError: s.LastError}
+			Subtype: s.Subtype, State: s.State, Fresh: s.Fresh, Items: int64(s.Items), Attempts: int64(s.Attempts), LastError: s.LastError,
+			ParsePending: int64(s.ParsePending)}
 		if s.LastSync != nil {
 			v := s.LastSync.Unix()
 			m.LastSync = &v

@@ -2,11 +2,13 @@ package pubsubcache
 
 import (
 	"context"
-	"fmt"
+	"slices"
 	"sync"
+	"time"
 
-	"example.org/backend/ent"
 	"example.org/backend/ent/serviceprofile"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
 )
 
 // behaviour is how one service behaves where the protocol leaves room
@@ -47,57 +49,375 @@ type svcKey struct {
 	service   string
 }
 
-// behaviours caches the stored behaviour profiles.
-type behaviours struct {
-	client *ent.Client
-	mu     sync.Mutex
-	m      map[svcKey]behaviour
+// learner learns how each service behaves from its answers and from a few
+// probes of its own, and stores it. It owns the behaviour profiles (memory
+// copies of the service_profiles rows) and the re-published items whose
+// place is being learned (probing). mu guards both maps (no I/O under it);
+// saveMu serialises the read-modify-write of a row and is held across its
+// one-row upsert, so that two lessons about one service never overwrite
+// each other (lessons are rare: each is learned once).
+type learner struct {
+	p *Plugin
+
+	mu      sync.Mutex
+	m       map[svcKey]behaviour
+	probing map[nodeKey]map[string]bool
+	saveMu  sync.Mutex
 }
 
-func newBehaviours(c *ent.Client) *behaviours {
-	return &behaviours{client: c, m: map[svcKey]behaviour{}}
+func newLearner(p *Plugin) *learner {
+	return &learner{p: p, m: map[svcKey]behaviour{}, probing: map[nodeKey]map[string]bool{}}
 }
 
 // get returns the behaviour of service as seen by profileID.
-func (b *behaviours) get(ctx context.Context, profileID int, service string) behaviour {
+func (l *learner) get(ctx context.Context, profileID int, service string) behaviour {
 	k := svcKey{profileID, service}
-	b.mu.Lock()
-	v, ok := b.m[k]
-	b.mu.Unlock()
+	l.mu.Lock()
+	v, ok := l.m[k]
+	l.mu.Unlock()
 	if ok {
 		return v
 	}
 	v = unknownBehaviour()
-	if r, err := b.client.ServiceProfile.Query().Where(serviceprofile.ProfileID(profileID), serviceprofile.Service(service)).Only(ctx); err == nil {
-		v = behaviour{RSM: r.Rsm, IDsOrder: r.IdsOrder, RepublishMoves: r.RepublishMoves, MaxItemsRSM: r.MaxItemsRsm}
-		v.PublisherInResults, _ = r.Extra[extraPublisher].(string)
-		v.EmptyIndex, _ = r.Extra[extraEmptyIndex].(string)
-		v.BeforeIndex, _ = r.Extra[extraBeforeIndex].(string)
+	if stored, ok, err := l.p.store.loadBehaviour(ctx, profileID, service); err != nil {
+		l.p.log.Warn("reading service behaviour", "service", service, "err", err)
+		return v
+	} else if ok {
+		v = stored
 	}
-	b.mu.Lock()
-	b.m[k] = v
-	b.mu.Unlock()
+	l.mu.Lock()
+	if cur, ok := l.m[k]; ok {
+		v = cur // learned meanwhile
+	} else {
+		l.m[k] = v
+	}
+	l.mu.Unlock()
 	return v
 }
 
 // learn applies change to the behaviour of service and stores it when it
-// changed.
-func (b *behaviours) learn(ctx context.Context, profileID int, service string, change func(*behaviour)) error {
-	cur := b.get(ctx, profileID, service)
+// changed (a failure is logged: the lesson is learned again later).
+func (l *learner) learn(ctx context.Context, profileID int, service string, change func(*behaviour)) {
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
+	cur := l.get(ctx, profileID, service)
 	next := cur
 	change(&next)
 	if next == cur {
-		return nil
+		return
 	}
-	b.mu.Lock()
-	b.m[svcKey{profileID, service}] = next
-	b.mu.Unlock()
-	err := b.client.ServiceProfile.Create().SetProfileID(profileID).SetService(service).
-		SetRsm(next.RSM).SetIdsOrder(next.IDsOrder).SetRepublishMoves(next.RepublishMoves).SetMaxItemsRsm(next.MaxItemsRSM).
-		SetExtra(map[string]any{extraPublisher: next.PublisherInResults, extraEmptyIndex: next.EmptyIndex, extraBeforeIndex: next.BeforeIndex}).
-		OnConflictColumns(serviceprofile.FieldProfileID, serviceprofile.FieldService).UpdateNewValues().Exec(ctx)
+	if err := l.p.store.saveBehaviour(ctx, profileID, service, next); err != nil {
+		l.p.log.Warn("learning service behaviour", "service", service, "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.m[svcKey{profileID, service}] = next
+	l.mu.Unlock()
+}
+
+// isProbing reports whether the place of a re-published item of k is
+// being learned (the node is not answered from the cache meanwhile).
+func (l *learner) isProbing(k nodeKey) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.probing[k]) > 0
+}
+
+// fromAnswer learns from a live answer: RSM support, the publisher
+// attribute, max_items paging, RSM index reporting, the service's cursors
+// of cached items (stored by the writer) and the order of several ids.
+func (l *learner) fromAnswer(ctx context.Context, pid int, k nodeKey, req *xep0060.ItemsRequest, page *xep0060.ItemsPage) {
+	p := l.p
+	before := l.beforeIndexKind(ctx, k, req, page)
+	l.learn(ctx, pid, k.service, func(b *behaviour) {
+		if page.RSM != nil {
+			b.RSM = serviceprofile.RsmYes
+		} else if req.RSM != nil && b.RSM == serviceprofile.RsmUnknown {
+			b.RSM = serviceprofile.RsmNo
+		}
+		if len(page.Items) > 0 {
+			b.PublisherInResults = publisherSeen(page.Items)
+		}
+		if req.MaxItems > 0 && req.RSM == nil && len(req.ItemIDs) == 0 {
+			if page.RSM != nil {
+				b.MaxItemsRSM = serviceprofile.MaxItemsRsmYes
+			} else {
+				b.MaxItemsRSM = serviceprofile.MaxItemsRsmNo
+			}
+		}
+		if req.RSM != nil && page.RSM != nil {
+			idx := "absent"
+			if fi := page.RSM.FirstIndex; fi != nil {
+				idx = "real"
+				if *fi < 0 {
+					idx = "minus_one"
+				}
+			}
+			switch {
+			case len(page.Items) == 0 && idx != "real":
+				b.EmptyIndex = idx
+			case len(page.Items) > 0 && req.RSM.Before != nil && *req.RSM.Before != "":
+				if idx == "absent" {
+					b.BeforeIndex = idx
+				} else if before != "" {
+					b.BeforeIndex = before
+				}
+			}
+		}
+	})
+	if page.RSM != nil && len(page.Items) > 0 {
+		p.w.enqueue(op{kind: opFunc, key: k, fn: p.storeCursors(k, page.Items, page.RSM.First, page.RSM.Last)})
+	}
+	if len(req.ItemIDs) < 2 || len(page.Items) < 2 || req.OrderBy != "" {
+		return
+	}
+	if l.get(ctx, pid, k.service).IDsOrder != serviceprofile.IdsOrderUnknown {
+		return
+	}
+	if !sameOrder(page.Items, req.ItemIDs) {
+		l.learn(ctx, pid, k.service, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderCreation })
+		return
+	}
+	// In request order: it tells only when the node's order differs.
+	n, ok := p.nodes.get(k)
+	if !ok {
+		return
+	}
+	got := make([]string, len(page.Items))
+	for i, it := range page.Items {
+		got[i] = it.ID
+	}
+	pos, err := p.store.itemPositions(ctx, p.store.db.Client, n.id, got)
+	if err != nil || len(pos) != len(got) {
+		return
+	}
+	if !slices.IsSortedFunc(got, func(a, b string) int { return int(pos[a] - pos[b]) }) {
+		l.learn(ctx, pid, k.service, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderRequest })
+	}
+}
+
+// sameOrder reports whether items come in the order of ids (ids that are
+// missing ignored).
+func sameOrder(items []wire.Item, ids []string) bool {
+	pos := make(map[string]int, len(ids))
+	for i, id := range ids {
+		if _, dup := pos[id]; !dup {
+			pos[id] = i
+		}
+	}
+	last := -1
+	for _, it := range items {
+		if pos[it.ID] < last {
+			return false
+		}
+		last = pos[it.ID]
+	}
+	return true
+}
+
+// publisherSeen tells whether any item carries a publisher ("yes"/"no").
+func publisherSeen(items []wire.Item) string {
+	for _, it := range items {
+		if it.Publisher != "" {
+			return "yes"
+		}
+	}
+	return "no"
+}
+
+// beforeIndexKind tells, from a live answer to <before>CURSOR</before>,
+// how the service reports the page's index: "real" (the first item's
+// index) or "unclamped" (the cursor's index minus max, negative near the
+// start: ejabberd). Only a page cut by the start of the node tells them
+// apart; "" when this answer does not.
+func (l *learner) beforeIndexKind(ctx context.Context, k nodeKey, req *xep0060.ItemsRequest, page *xep0060.ItemsPage) string {
+	if req.RSM == nil || req.RSM.Before == nil || *req.RSM.Before == "" || page.RSM == nil || page.RSM.FirstIndex == nil || len(page.Items) == 0 {
+		return ""
+	}
+	st := l.p.store
+	n, ok := l.p.nodes.get(k)
+	if !ok || n.state != StateComplete {
+		return ""
+	}
+	start, err := st.cursorIndex(ctx, n.id, cacheCursorPrefix+page.Items[0].ID)
+	if err != nil || start != 0 {
+		return ""
+	}
+	last, err := st.cursorIndex(ctx, n.id, cacheCursorPrefix+page.Items[len(page.Items)-1].ID)
+	if err != nil || last < 0 {
+		return ""
+	}
+	end := last + 1
+	counts, err := st.countItems(ctx, []int{n.id}, false)
 	if err != nil {
-		return fmt.Errorf("store behaviour of %s: %w", service, err)
+		return ""
 	}
-	return nil
+	max := counts[n.id]
+	if req.RSM.Max != nil {
+		max = *req.RSM.Max
+	}
+	if end-max >= 0 {
+		return ""
+	}
+	switch *page.RSM.FirstIndex {
+	case 0:
+		return "real"
+	case end - max:
+		return "unclamped"
+	}
+	return ""
+}
+
+// probeIDsOrder learns, once per service, in which order it answers a
+// request for several ids (request order or node order): one request for
+// two cached items in reverse order.
+func (l *learner) probeIDsOrder(ctx context.Context, k nodeKey, n nodeInfo, synced int) {
+	p := l.p
+	if synced < 2 || l.get(ctx, n.profileID, k.service).IDsOrder != serviceprofile.IdsOrderUnknown {
+		return
+	}
+	firsts, err := p.store.readPage(ctx, n.id, 0, 1)
+	if err != nil || len(firsts) == 0 {
+		return
+	}
+	last, ok, err := p.store.lastItem(ctx, n.id)
+	if err != nil || !ok || last.ID == firsts[0].ID {
+		return
+	}
+	first := firsts[0].ID
+	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, ItemIDs: []string{last.ID, first}})
+	if err != nil || len(page.Items) != 2 {
+		return
+	}
+	order := serviceprofile.IdsOrderCreation
+	if page.Items[0].ID == last.ID {
+		order = serviceprofile.IdsOrderRequest
+	}
+	l.learn(ctx, n.profileID, k.service, func(b *behaviour) { b.IDsOrder = order })
+}
+
+// probeMaxItems learns, once per service, whether it answers max_items
+// with an RSM <set/> (ejabberd does), which cached answers then carry
+// too: one request for the last item.
+func (l *learner) probeMaxItems(ctx context.Context, k nodeKey, profileID int, items int) {
+	if items == 0 || l.get(ctx, profileID, k.service).MaxItemsRSM != serviceprofile.MaxItemsRsmUnknown {
+		return
+	}
+	page, err := l.p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+	if err != nil {
+		return
+	}
+	v := serviceprofile.MaxItemsRsmNo
+	if page.RSM != nil {
+		v = serviceprofile.MaxItemsRsmYes
+	}
+	l.learn(ctx, profileID, k.service, func(b *behaviour) { b.MaxItemsRSM = v })
+}
+
+// republished learns where a service whose behaviour is unknown puts a
+// re-published item (the writer made the node not fresh): a sync tells,
+// after every item that followed it (moves to the end, as Prosody does) or
+// before them (keeps its place, as ejabberd does). Items re-published
+// meanwhile are left out of the comparison; unclear evidence teaches
+// nothing.
+func (l *learner) republished(k nodeKey, id string, payload []byte, after []string) {
+	p := l.p
+	l.mu.Lock()
+	if l.probing[k] == nil {
+		l.probing[k] = map[string]bool{}
+	}
+	l.probing[k][id] = true
+	l.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			l.mu.Lock()
+			delete(l.probing[k], id)
+			if len(l.probing[k]) == 0 {
+				delete(l.probing, k)
+			}
+			l.mu.Unlock()
+		}()
+		// The evidence is a sync that fetched after the re-publish: one
+		// that was running may not have, and a service may notify before
+		// it stores. A listing still showing the old payload is retried.
+		var n nodeInfo
+		var pos map[string]int64
+		for attempt := 0; ; attempt++ {
+			if running := p.sync.running(k); running != nil {
+				select {
+				case <-running.Done():
+				case <-p.ctx.Done():
+					return
+				}
+			}
+			j := p.sync.launch(k, false)
+			select {
+			case <-j.Done():
+			case <-p.ctx.Done():
+				return
+			}
+			if j.Err() != nil {
+				return
+			}
+			var ok bool
+			if n, ok = p.nodes.get(k); !ok {
+				return
+			}
+			same, err := p.store.samePayload(p.ctx, p.store.db.Client, n.id, id, payload)
+			if err != nil {
+				return
+			}
+			if same {
+				if pos, err = p.store.itemPositions(p.ctx, p.store.db.Client, n.id, nil); err != nil {
+					return
+				}
+				break
+			}
+			if attempt == 3 {
+				return
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		cur, ok := pos[id]
+		if !ok {
+			return
+		}
+		l.mu.Lock()
+		others := map[string]bool{}
+		for o := range l.probing[k] {
+			others[o] = true
+		}
+		l.mu.Unlock()
+		before, behind := 0, 0
+		for _, o := range after {
+			v, ok := pos[o]
+			if !ok || others[o] {
+				continue
+			}
+			if v < cur {
+				before++
+			} else {
+				behind++
+			}
+		}
+		var moves serviceprofile.RepublishMoves
+		// Items re-published meanwhile whose notification is not stored yet
+		// may blur the evidence: a clear majority decides.
+		switch {
+		case before > 4*behind:
+			moves = serviceprofile.RepublishMovesYes
+		case behind > 4*before:
+			moves = serviceprofile.RepublishMovesNo
+		default:
+			return
+		}
+		l.learn(p.ctx, n.profileID, k.service, func(b *behaviour) { b.RepublishMoves = moves })
+		p.log.Info("learned where the service puts re-published items", "service", k.service, "moves_to_end", moves)
+	}()
 }

@@ -62,8 +62,8 @@ func TestSyncAndServe(t *testing.T) {
 				t.Errorf("parse_state=%s parsed=%v search_text=%q", it.ParseState, it.Parsed, it.SearchText)
 			}
 			// Behaviour learned from the service.
-			pid, _ := f.cache.profileID(context.Background(), "alice")
-			b := f.cache.beh.get(context.Background(), pid, svc)
+			pid, _ := f.cache.store.profileID(context.Background(), "alice")
+			b := f.cache.learn.get(context.Background(), pid, svc)
 			wantRSM := serviceprofile.RsmYes
 			if kind == "prosody" {
 				wantRSM = serviceprofile.RsmNo
@@ -79,9 +79,7 @@ func TestSyncAndServe(t *testing.T) {
 			}
 			// Several ids in reverse node order while the service's order
 			// is not known: refused, not a crash.
-			if err := f.cache.beh.learn(context.Background(), pid, svc, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderUnknown }); err != nil {
-				t.Fatal(err)
-			}
+			f.cache.learn.learn(context.Background(), pid, svc, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderUnknown })
 			_, err = f.cache.Get(context.Background(), &xep0060.ItemsRequest{Profile: "alice", Node: node, Service: svc, ItemIDs: []string{itemID(5), itemID(1)}})
 			if !errors.Is(err, ErrUnsupported) {
 				t.Errorf("cache get of two ids in an unknown order: %v, want ErrUnsupported", err)
@@ -203,8 +201,8 @@ func TestParserDown(t *testing.T) {
 }
 
 func testParserDown(t *testing.T, how string) {
-	// More than a reparse round.
-	const items = reparseBatch + 50
+	// More than a parse batch.
+	const items = parseBatch + 50
 	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{}, "alice")
 	if how == "down" {
 		f.host.Analysers.Down("testplugin")

@@ -75,10 +75,22 @@ type testProvider struct {
 	calls atomic.Int64
 	// failing makes every batch fail (a plugin that crashed mid-batch).
 	failing atomic.Bool
+	// hang, when set, makes Parse block until it is closed (a hung
+	// plugin); hung counts the calls blocked.
+	hang atomic.Pointer[chan struct{}]
+	hung atomic.Int64
 }
 
 func (tp *testProvider) Parse(ctx context.Context, req sdk.ParseRequest) ([]sdk.ParseResult, error) {
 	tp.calls.Add(1)
+	if h := tp.hang.Load(); h != nil {
+		tp.hung.Add(1)
+		select {
+		case <-*h:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if tp.failing.Load() {
 		return nil, errors.New("plugin exited during the call")
 	}
@@ -263,7 +275,7 @@ func (f *fixture) waitState(t testing.TB, profile, service, node string, fresh b
 				// A settled state is one no sync is changing any more
 				// (a follow-up sync may still be running): requests
 				// counted after this are the caller's alone.
-				settled := s == StateInProgress || s == StateNever || f.cache.runningJob(nodeKey{profile, service, node}) == nil
+				settled := s == StateInProgress || s == StateNever || f.cache.sync.running(nodeKey{profile, service, node}) == nil
 				if st[0].State == string(s) && (!fresh || st[0].Fresh) && settled {
 					return st[0]
 				}

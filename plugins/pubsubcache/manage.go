@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 
 	"example.org/backend/core"
-	"example.org/backend/ent"
-	"example.org/backend/ent/predicate"
-	"example.org/backend/ent/pubsubitem"
-	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/plugins/xep0060"
 )
+
+// The cache's own operations (`backend cache get|sync|status|purge|reset`).
 
 // Errors of the cache's own API.
 var (
@@ -39,27 +37,28 @@ func (p *Plugin) Get(ctx context.Context, req *xep0060.ItemsRequest) (*xep0060.I
 		return nil, err
 	}
 	k := nodeKey{req.Profile, svc, req.Node}
-	n, ok, err := p.node(ctx, k)
-	if err != nil {
-		return nil, err
-	}
+	n, ok := p.nodes.get(k)
 	if !ok || n.state == StateNever && n.syncedAt.IsZero() || n.state == StateNoSync {
 		return nil, fmt.Errorf("%s on %s (profile %s): %w (sync it with `backend cache sync`)", req.Node, svc, req.Profile, ErrNotCached)
 	}
-	page, ok, err := p.answer(ctx, k, n, req)
+	f, err := p.readFacts(ctx, facts{cursor: -1}, n, svc, req)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: the order in which %s answers several item ids is not known yet (ask without -i, or ask the service once)", ErrUnsupported, svc)
+	if _, why, ok := answerable(req, f); !ok {
+		return nil, fmt.Errorf("%w: %s for %s (ask without -i, or ask the service once)", ErrUnsupported, why, svc)
+	}
+	page, _, err := p.read(ctx, n, req, f.beh, window{})
+	if err != nil {
+		return nil, err
 	}
 	page.Complete = page.Complete && n.state == StateComplete
 	page.Stale = !n.fresh
 	return page, nil
 }
 
-// Sync starts (or joins) the sync of a node of any node, whatever the
-// analysers say; the returned job tells progress and outcome.
+// Sync starts (or joins) the sync of any node, whatever the analysers say;
+// the returned job tells progress and outcome.
 func (p *Plugin) Sync(ctx context.Context, profileName, service, node string) (*SyncJob, error) {
 	if profileName == "" || node == "" {
 		return nil, fmt.Errorf("%w: a profile and a node are required", xep0060.ErrInvalidRequest)
@@ -72,10 +71,10 @@ func (p *Plugin) Sync(ctx context.Context, profileName, service, node string) (*
 		return nil, fmt.Errorf("profile %s: %w", profileName, core.ErrNotConnected)
 	}
 	k := nodeKey{profileName, svc, node}
-	if _, err := p.ensure(ctx, k); err != nil {
+	if err := p.w.run(ctx, func(ctx context.Context, t *wtx) error { _, err := t.ensure(ctx, k); return err }); err != nil {
 		return nil, err
 	}
-	return p.launch(k, true), nil
+	return p.sync.launch(k, true), nil
 }
 
 // NodeStatus is one line of `cache status`.
@@ -92,62 +91,58 @@ type NodeStatus struct {
 	LastSync  *time.Time
 	Attempts  int
 	LastError *string
+	// ParsePending is how many items wait for their parser.
+	ParsePending int
 }
 
 // Status lists cached nodes, filtered by profile, service and node when
 // not empty, sorted by profile, service, node.
 func (p *Plugin) Status(ctx context.Context, profileName, service, node string) ([]NodeStatus, error) {
-	q := p.h.Store.Client.PubsubNode.Query().WithProfile()
 	if profileName != "" {
-		pid, err := p.profileID(ctx, profileName)
-		if err != nil {
+		if _, err := p.store.profileID(ctx, profileName); err != nil {
 			return nil, fmt.Errorf("profile %s: %w", profileName, core.ErrUnknownProfile)
 		}
-		q.Where(pubsubnode.ProfileID(pid))
 		if service == "" && node != "" {
 			if svc, err := p.c.Service(ctx, profileName, ""); err == nil {
 				service = svc
 			}
 		}
 	}
-	if service != "" {
-		q.Where(pubsubnode.Service(service))
+	keys := p.nodes.keys(func(k nodeKey, _ nodeInfo) bool {
+		return (profileName == "" || k.profile == profileName) && (service == "" || k.service == service) && (node == "" || k.node == node)
+	})
+	type row struct {
+		k nodeKey
+		n nodeInfo
 	}
-	if node != "" {
-		q.Where(pubsubnode.Name(node))
+	rows := make([]row, 0, len(keys))
+	ids := make([]int, 0, len(keys))
+	for _, k := range keys {
+		if n, ok := p.nodes.get(k); ok {
+			rows = append(rows, row{k, n})
+			ids = append(ids, n.id)
+		}
 	}
-	rows, err := q.All(ctx)
+	counts, err := p.store.countItems(ctx, ids, false)
 	if err != nil {
-		return nil, fmt.Errorf("list cached nodes: %w", err)
+		return nil, err
 	}
-	ids := make([]int, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	counts, err := p.db.countItems(ctx, ids)
+	pending, err := p.store.countItems(ctx, ids, true)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]NodeStatus, 0, len(rows))
 	for _, r := range rows {
-		s := NodeStatus{Profile: r.Edges.Profile.Name, Service: r.Service, Node: r.Name, Analyser: r.Analyser, Type: r.Type,
-			Subtype: r.Subtype, State: string(r.SyncState), Fresh: r.Fresh, Items: counts[r.ID], Attempts: r.Attempts, LastError: r.LastError}
-		if r.SyncedAt != nil {
-			t := r.SyncedAt.UTC().Truncate(time.Second)
+		n := r.n
+		s := NodeStatus{Profile: r.k.profile, Service: r.k.service, Node: r.k.node, Analyser: nilIfEmpty(n.analyser), Type: nilIfEmpty(n.typ),
+			Subtype: nilIfEmpty(n.subtype), State: string(n.state), Fresh: n.fresh, Items: counts[n.id], Attempts: n.attempts,
+			LastError: nilIfEmpty(n.lastError), ParsePending: pending[n.id]}
+		if !n.syncedAt.IsZero() {
+			t := n.syncedAt.UTC().Truncate(time.Second)
 			s.LastSync = &t
 		}
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Profile != b.Profile {
-			return a.Profile < b.Profile
-		}
-		if a.Service != b.Service {
-			return a.Service < b.Service
-		}
-		return a.Node < b.Node
-	})
 	return out, nil
 }
 
@@ -157,78 +152,49 @@ type PurgeFilter struct {
 	CreatedBefore, UpdatedBefore               *time.Time
 }
 
+// match reports whether the node is selected by f.
+func (f PurgeFilter) match(k nodeKey, n nodeInfo) bool {
+	in := func(list []string, v string) bool { return len(list) == 0 || slices.Contains(list, v) }
+	return in(f.Profiles, k.profile) && in(f.Services, k.service) && in(f.Nodes, k.node) &&
+		(len(f.Types) == 0 || n.typ != "" && slices.Contains(f.Types, n.typ)) && in(f.Subtypes, n.subtype)
+}
+
 // Purge removes cached items matching f; the nodes they belonged to are no
 // longer complete (answered by the network until synced again). It returns
 // how many nodes were touched and items removed.
 func (p *Plugin) Purge(ctx context.Context, f PurgeFilter) (nodes, items int, err error) {
-	q := p.h.Store.Client.PubsubNode.Query()
-	if len(f.Profiles) > 0 {
-		var pids []int
-		for _, name := range f.Profiles {
-			pid, err := p.profileID(ctx, name)
-			if err != nil {
-				return 0, 0, fmt.Errorf("profile %s: %w", name, core.ErrUnknownProfile)
+	for _, name := range f.Profiles {
+		if _, err := p.store.profileID(ctx, name); err != nil {
+			return 0, 0, fmt.Errorf("profile %s: %w", name, core.ErrUnknownProfile)
+		}
+	}
+	for _, k := range p.nodes.keys(f.match) {
+		var removed int
+		var touched bool
+		err := p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+			removed, touched = 0, false
+			n, ok := t.node(k)
+			if !ok {
+				return nil
 			}
-			pids = append(pids, pid)
-		}
-		q.Where(pubsubnode.ProfileIDIn(pids...))
-	}
-	if len(f.Services) > 0 {
-		q.Where(pubsubnode.ServiceIn(f.Services...))
-	}
-	if len(f.Nodes) > 0 {
-		q.Where(pubsubnode.NameIn(f.Nodes...))
-	}
-	if len(f.Types) > 0 {
-		q.Where(pubsubnode.TypeIn(f.Types...))
-	}
-	if len(f.Subtypes) > 0 {
-		var ors []predicate.PubsubNode
-		var named []string
-		for _, s := range f.Subtypes {
-			if s == "" {
-				ors = append(ors, pubsubnode.SubtypeIsNil())
-			} else {
-				named = append(named, s)
-			}
-		}
-		if len(named) > 0 {
-			ors = append(ors, pubsubnode.SubtypeIn(named...))
-		}
-		q.Where(pubsubnode.Or(ors...))
-	}
-	rows, err := q.WithProfile().All(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("select nodes to purge: %w", err)
-	}
-	for _, r := range rows {
-		preds := []predicate.PubsubItem{pubsubitem.NodeID(r.ID)}
-		if f.CreatedBefore != nil {
-			preds = append(preds, pubsubitem.CreatedAtLT(*f.CreatedBefore))
-		}
-		if f.UpdatedBefore != nil {
-			preds = append(preds, pubsubitem.UpdatedAtLT(*f.UpdatedBefore))
-		}
-		var removed, remaining int
-		err := p.h.Store.WithTx(ctx, func(tx *ent.Tx) error {
+			var remaining int
 			var err error
-			if removed, err = tx.PubsubItem.Delete().Where(preds...).Exec(ctx); err != nil {
-				return fmt.Errorf("purge items of %s: %w", r.Name, err)
+			if removed, remaining, err = p.store.purgeItems(ctx, t.c, n.id, f.CreatedBefore, f.UpdatedBefore); err != nil {
+				return err
 			}
-			remaining, err = tx.PubsubItem.Query().Where(pubsubitem.NodeID(r.ID)).Count(ctx)
+			if removed == 0 && remaining > 0 {
+				return nil
+			}
+			touched = true
+			_, _, err = t.transition(ctx, k, event{kind: evPurged, remaining: remaining})
 			return err
 		})
 		if err != nil {
 			return nodes, items, err
 		}
 		items += removed
-		if removed == 0 && remaining > 0 {
-			continue
-		}
-		nodes++
-		k := nodeKey{r.Edges.Profile.Name, r.Service, r.Name}
-		if _, err := p.transition(ctx, k, event{kind: evPurged, remaining: remaining}); err != nil {
-			return nodes, items, err
+		if touched {
+			nodes++
 		}
 	}
 	return nodes, items, nil
@@ -237,22 +203,21 @@ func (p *Plugin) Purge(ctx context.Context, f PurgeFilter) (nodes, items int, er
 // Reset removes every cached node and item of every profile.
 func (p *Plugin) Reset(ctx context.Context) (int, error) {
 	var n int
-	err := p.h.Store.WithTx(ctx, func(tx *ent.Tx) error {
-		if _, err := tx.PubsubItem.Delete().Exec(ctx); err != nil {
-			return fmt.Errorf("delete cached items: %w", err)
-		}
+	err := p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		var err error
-		if n, err = tx.PubsubNode.Delete().Exec(ctx); err != nil {
-			return fmt.Errorf("delete cached nodes: %w", err)
+		if n, err = p.store.deleteAllNodes(ctx, t.c); err != nil {
+			return err
 		}
+		keys := p.nodes.keys(nil)
+		for _, k := range keys {
+			t.changes[k] = nil
+		}
+		t.afterwards(func() {
+			for _, k := range keys {
+				p.pubs.forgetNode(k)
+			}
+		})
 		return nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	p.nodes = map[nodeKey]*nodeInfo{}
-	p.pending = map[nodeKey]map[string]bool{}
-	p.mu.Unlock()
-	return n, nil
+	return n, err
 }

@@ -102,8 +102,8 @@ func TestParity(t *testing.T) {
 			f.waitState(t, "alice", svc, node, true, StateComplete)
 			f.waitServed(t, "alice", svc, node)
 			f.parity(t, "after update", svc, node, randomShapes(r, 40, size+5))
-			pid, _ := f.cache.profileID(ctx, "alice")
-			beh := f.cache.beh.get(ctx, pid, svc)
+			pid, _ := f.cache.store.profileID(ctx, "alice")
+			beh := f.cache.learn.get(ctx, pid, svc)
 			t.Logf("behaviour of %s: %+v", kind, beh)
 			// DESIGN §6: a re-published item becomes newest on Prosody and
 			// keeps its place on ejabberd; learned by observation.

@@ -1,73 +1,165 @@
 package pubsubcache
 
 import (
+	"sync"
 	"time"
 
+	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
-
-// hasPending reports whether the profile published items of k whose server
-// copy has not been stored yet, or the place of a re-published item is
-// being learned.
-func (p *Plugin) hasPending(k nodeKey) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.pending[k]) > 0 || len(p.probing[k]) > 0 || p.queued[k] > 0
-}
-
-// queue counts the item writes of k waiting in the writer: while there
-// are some, the node is not answered from the cache (the answer would miss
-// what the service already notified).
-func (p *Plugin) queue(k nodeKey, delta int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.queued[k] += delta; p.queued[k] <= 0 {
-		delete(p.queued, k)
-	}
-}
 
 // notifiedKeep is how long the arrival of an item notification is
 // remembered (to tell whether a publish's answer came after its
 // notification).
 const notifiedKeep = time.Minute
 
-// noteNotified remembers when items of k were notified.
-func (p *Plugin) noteNotified(k nodeKey, items []wire.Item) {
+// publishes follows the profile's own publishes until the server's copy is
+// stored (DESIGN §5: the server's copy, never the bytes sent): it owns the
+// published ids waiting for their copy (pending) and when item
+// notifications last arrived (notifiedAt, notifiedN entries, bounded). Its
+// lock guards those maps only.
+type publishes struct {
+	p *Plugin
+
+	mu         sync.Mutex
+	pending    map[nodeKey]map[string]bool
+	notifiedAt map[nodeKey]map[string]time.Time
+	notifiedN  int
+}
+
+func newPublishes(p *Plugin) *publishes {
+	return &publishes{p: p, pending: map[nodeKey]map[string]bool{}, notifiedAt: map[nodeKey]map[string]time.Time{}}
+}
+
+// has reports whether the profile published items of k whose server copy
+// is not stored yet.
+func (ps *publishes) has(k nodeKey) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.pending[k]) > 0
+}
+
+// notified remembers when items of k were notified.
+func (ps *publishes) notified(k nodeKey, items []wire.Item) {
 	if len(items) == 0 {
 		return
 	}
 	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.notifiedN >= 4096 {
-		p.notifiedN = 0
-		for nk, ids := range p.notifiedAt {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.notifiedN >= 4096 {
+		ps.notifiedN = 0
+		for nk, ids := range ps.notifiedAt {
 			for id, at := range ids {
 				if now.Sub(at) > notifiedKeep {
 					delete(ids, id)
 				} else {
-					p.notifiedN++
+					ps.notifiedN++
 				}
 			}
 			if len(ids) == 0 {
-				delete(p.notifiedAt, nk)
+				delete(ps.notifiedAt, nk)
 			}
 		}
-		if p.notifiedN >= 2048 {
+		if ps.notifiedN >= 2048 {
 			// Many recent notifications: keep the bound, forget them all
 			// (a publish then waits for its refetch: slower, still exact).
-			p.notifiedAt, p.notifiedN = map[nodeKey]map[string]time.Time{}, 0
+			ps.notifiedAt, ps.notifiedN = map[nodeKey]map[string]time.Time{}, 0
 		}
 	}
-	ids := p.notifiedAt[k]
+	ids := ps.notifiedAt[k]
 	if ids == nil {
 		ids = map[string]time.Time{}
-		p.notifiedAt[k] = ids
+		ps.notifiedAt[k] = ids
 	}
 	for _, it := range items {
 		if _, seen := ids[it.ID]; !seen {
-			p.notifiedN++
+			ps.notifiedN++
 		}
 		ids[it.ID] = now
+	}
+}
+
+// published: the profile published an item on a cached node. The server's
+// copy arrives with the notification; until then the node is not answered
+// from the cache, and if it does not come in time the item is fetched by
+// id.
+func (ps *publishes) published(ev *xep0060.PublishedEvent) {
+	p := ps.p
+	k := nodeKey{ev.Profile, ev.Service, ev.Node}
+	ps.mu.Lock()
+	if at, ok := ps.notifiedAt[k][ev.ID]; ok && !at.Before(ev.Sent) {
+		// The notification came before the answer (Prosody sends it
+		// first): it is stored or queued (and a queued write keeps the
+		// node off the cache until it is applied).
+		ps.mu.Unlock()
+		return
+	}
+	if ps.pending[k] == nil {
+		ps.pending[k] = map[string]bool{}
+	}
+	ps.pending[k][ev.ID] = true
+	ps.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTimer(p.pendingTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			return
+		}
+		ps.mu.Lock()
+		still := ps.pending[k][ev.ID]
+		ps.mu.Unlock()
+		if !still {
+			return
+		}
+		p.log.Debug("cache own publish not notified in time: fetching it", "node", k.node, "id", ev.ID)
+		page, err := p.c.FetchItems(internal(p.ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, ItemIDs: []string{ev.ID}})
+		if err != nil {
+			p.log.Warn("fetching a published item failed; the node is re-synced", "node", k.node, "id", ev.ID, "err", err)
+			ps.forgetNode(k)
+			p.w.enqueue(op{kind: opFunc, key: k, fn: p.transitionOf(k, event{kind: evNotFresh}, false)})
+			return
+		}
+		p.w.enqueue(itemsOp(k, page.Items, nil, true))
+	}()
+}
+
+// stored: the server's copies of ids (or their retractions) are stored.
+func (ps *publishes) stored(k nodeKey, ids []string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	pend := ps.pending[k]
+	if pend == nil {
+		return
+	}
+	for _, id := range ids {
+		delete(pend, id)
+	}
+	if len(pend) == 0 {
+		delete(ps.pending, k)
+	}
+}
+
+// forgetNode forgets the pending publishes of a node (a sync fetched it
+// whole, or it is gone).
+func (ps *publishes) forgetNode(k nodeKey) {
+	ps.mu.Lock()
+	delete(ps.pending, k)
+	ps.mu.Unlock()
+}
+
+// forgetProfile forgets the pending publishes of a profile (it went
+// offline: its nodes are reconciled when it is back).
+func (ps *publishes) forgetProfile(profileName string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for k := range ps.pending {
+		if k.profile == profileName {
+			delete(ps.pending, k)
+		}
 	}
 }

@@ -1,35 +1,19 @@
-// Package pubsubcache is the built-in pubsub cache (DESIGN §6): it decides
-// per node, through the analyser registry, which nodes to cache; syncs them
-// whole (RSM pages where the service honours RSM, one request otherwise),
-// storing each item's exact payload bytes with its parsed JSON and search
-// text; answers items requests on complete, fresh nodes from the database
-// with the ids, order and payload bytes the service would give; and keeps
-// them fresh with notifications.
-//
-// The plugin binds xep0060.GetItems at triggers.PriorityCache, observes the
-// pubsub events and the session events, declares the cache.* parameters and
-// registers the PubSubCacheService API.
-//
-// Freshness: a node is fresh when it is complete, its notifications are
-// secured (subscription, or +notify for PEP nodes) and the profile has not
-// been disconnected nor the daemon restarted since it was synced. A node
-// that is not fresh goes to the network while the profile is online, and a
-// reconciliation (a new sync) starts; while the profile is offline it is
-// answered from the cache with stale: true.
 package pubsubcache
 
 import (
+	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
@@ -37,7 +21,6 @@ import (
 	"example.org/backend/core/connections"
 	"example.org/backend/core/params"
 	"example.org/backend/core/profiles"
-	"example.org/backend/ent/pubsubnode"
 	"example.org/backend/plugins/pubsubcache/search"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/triggers"
@@ -47,7 +30,7 @@ import (
 const ImportName = "pubsubcache"
 
 // Version is the plugin's version.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Parameter keys (category "cache").
 const (
@@ -65,45 +48,32 @@ const (
 	CounterStale  = "cache_stale_answers"
 )
 
-// Plugin is the built-in pubsub cache.
+// Plugin is the built-in pubsub cache: the wiring of its parts (see the
+// package doc). Its fields are set by Init and not changed after.
 type Plugin struct {
 	xp  *xep0060.Plugin
 	c   *xep0060.Client
 	h   *core.Host
 	log *slog.Logger
-	db  *db
-	beh *behaviours
+
+	store     *nodeStore
+	nodes     *nodeTable
+	w         *writer
+	sync      *syncer
+	learn     *learner
+	parse     *parseQueue
+	pubs      *publishes
+	params    *paramCache
+	index     *searchIndex
+	analysers analyserSet
+	inflight  *analyses
+	search    *search.Searcher
 
 	hits, misses, bypass, stale *atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	w      *writer
-
-	// rowMu serialises read-modify-writes of node rows (modify).
-	rowMu    sync.Mutex
-	mu       sync.Mutex
-	nodes    map[nodeKey]*nodeInfo // nil value: known to have no row
-	pids     map[string]int
-	params   map[string]profileParams
-	pending  map[nodeKey]map[string]bool
-	jobs     map[nodeKey]*SyncJob
-	sems     map[string]chan struct{}
-	notified map[string]bool
-	probing  map[nodeKey]map[string]bool // re-published ids being learned
-	queued   map[nodeKey]int             // item writes waiting in the writer
-	// notifiedAt: when items were last notified (notifiedN entries).
-	notifiedAt map[nodeKey]map[string]time.Time
-	notifiedN  int
-	search     *search.Searcher
-	built      []string // indexed paths the side table is complete for
-	reindexing bool
-	// resume: nodes whose sync the last stop interrupted (restarted when
-	// their profile connects).
-	resume map[nodeKey]bool
-	// reparseNudge wakes the reparser (a parse batch failed).
-	reparseNudge chan struct{}
 
 	// pageSize is the RSM page size of syncs (tests lower it).
 	pageSize int
@@ -148,8 +118,8 @@ func Declarations() []params.Decl {
 	}
 }
 
-// Init declares the parameters, loads nothing eagerly, marks every node not
-// fresh (a restart loses the notification flow) and registers the API.
+// Init declares the parameters, loads the nodes (nothing is fresh after a
+// restart), starts the writer and the parse queue, and registers the API.
 func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	if p.xp == nil || p.xp.Client() == nil {
 		return errors.New("pubsub cache: the xep0060 plugin is not started")
@@ -159,46 +129,43 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	}
 	p.h, p.c = h, p.xp.Client()
 	p.log = h.Log.With("plugin", ImportName)
-	p.db = &db{store: h.Store, indexPaths: p.indexedPaths, index: search.IndexItem}
-	p.beh = newBehaviours(h.Store.Client)
+	p.analysers = analyserSet{h.Analysers}
+	p.store = newNodeStore(h.Store)
+	p.nodes = newNodeTable()
+	p.params = &paramCache{h: h, log: p.log, m: map[string]profileParams{}}
+	p.learn = newLearner(p)
+	p.pubs = newPublishes(p)
+	p.sync = newSyncer(p)
+	p.inflight = &analyses{inflight: map[nodeKey]bool{}}
+	p.index = &searchIndex{p: p}
 	p.hits, p.misses = h.Counters.Get(CounterHits), h.Counters.Get(CounterMisses)
 	p.bypass, p.stale = h.Counters.Get(CounterBypass), h.Counters.Get(CounterStale)
-	p.nodes, p.pids, p.params = map[nodeKey]*nodeInfo{}, map[string]int{}, map[string]profileParams{}
-	p.pending, p.jobs, p.sems, p.notified = map[nodeKey]map[string]bool{}, map[nodeKey]*SyncJob{}, map[string]chan struct{}{}, map[string]bool{}
-	p.probing, p.queued, p.notifiedAt = map[nodeKey]map[string]bool{}, map[nodeKey]int{}, map[nodeKey]map[string]time.Time{}
 	if err := h.Params.Declare(ImportName, Declarations()...); err != nil {
 		return fmt.Errorf("declare cache parameters: %w", err)
 	}
-	// Restart: nothing is fresh, and a sync that was running is gone.
-	if _, err := h.Store.Client.PubsubNode.Update().Where(pubsubnode.Fresh(true)).SetFresh(false).Save(ctx); err != nil {
-		return fmt.Errorf("mark cached nodes not fresh: %w", err)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.w = newWriter(p)
+	interrupted, err := p.w.loadNodes(ctx)
+	if err != nil {
+		return err
 	}
 	// Syncs the daemon's end interrupted (kill -9 included) start again
 	// when their profile connects; meanwhile the node is not served.
-	interrupted, err := h.Store.Client.PubsubNode.Query().Where(pubsubnode.SyncStateEQ(StateInProgress)).WithProfile().All(ctx)
-	if err != nil {
-		return fmt.Errorf("list interrupted syncs: %w", err)
-	}
-	p.resume = map[nodeKey]bool{}
-	for _, r := range interrupted {
-		if r.Edges.Profile != nil {
-			p.resume[nodeKey{r.Edges.Profile.Name, r.Service, r.Name}] = true
-		}
-	}
-	if _, err := h.Store.Client.PubsubNode.Update().Where(pubsubnode.SyncStateEQ(StateInProgress)).
-		SetSyncState(StateNever).SetSyncStateChangedAt(time.Now()).Save(ctx); err != nil {
-		return fmt.Errorf("reset interrupted syncs: %w", err)
-	}
+	p.sync.interrupted(interrupted)
 	if len(interrupted) > 0 {
 		p.log.Info("syncs interrupted by the last stop start again when their profile connects", "nodes", len(interrupted))
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.w = newWriter(p)
 	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.w.run(p.ctx) }()
-	p.reparseNudge = make(chan struct{}, 1)
+	go func() { defer p.wg.Done(); p.w.loop(p.ctx) }()
+	p.parse = newParseQueue(p)
 	p.wg.Add(1)
-	go p.reparser()
+	go p.parse.rescan()
+	if h.Metrics != nil {
+		_ = h.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "backend_cache_writer_queue_writes",
+			Help: "Writes (notifications, sync pages, parse results) waiting for the cache's writer.",
+		}, func() float64 { return float64(p.w.depth()) }))
+	}
 	if h.API != nil {
 		path, handler := backendv1connect.NewPubSubCacheServiceHandler(&api{p: p},
 			connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
@@ -206,14 +173,14 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 			return fmt.Errorf("register cache api: %w", err)
 		}
 	}
-	if err := p.startSearch(ctx); err != nil {
+	if p.search, err = p.index.start(ctx); err != nil {
 		return fmt.Errorf("start cache search: %w", err)
 	}
 	return nil
 }
 
 // Bindings: the cache answers GetItems and observes answers, notifications,
-// the profile's own pubsub operations and the sessions.
+// the profile's own pubsub operations, the sessions and the profiles.
 func (p *Plugin) Bindings() []triggers.Binding {
 	return []triggers.Binding{
 		triggers.Intercept(xep0060.GetItems, triggers.PriorityCache, p.getItems),
@@ -229,10 +196,12 @@ func (p *Plugin) Bindings() []triggers.Binding {
 		triggers.Observe(connections.Disconnected, triggers.PriorityDefault, p.onDisconnected),
 		triggers.Observe(connections.Connected, triggers.PriorityDefault, p.onConnected),
 		triggers.Observe(profiles.ParamChanged, triggers.PriorityDefault, p.onParamChanged),
+		triggers.Observe(profiles.Deleted, triggers.PriorityDefault, p.onProfileDeleted),
 	}
 }
 
-// Close stops the syncs and the writer (queued writes are flushed first).
+// Close stops the syncs, the parse queue and the writer (queued writes
+// are flushed first).
 func (p *Plugin) Close(ctx context.Context) error {
 	if p.cancel == nil {
 		return nil
@@ -243,25 +212,8 @@ func (p *Plugin) Close(ctx context.Context) error {
 	return nil
 }
 
-// indexedPaths is the union of the analysers' declared IndexedPaths, the
-// paths the search side table holds.
-func (p *Plugin) indexedPaths() []string {
-	if p.h.Analysers == nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, a := range p.h.Analysers.All() {
-		for _, path := range a.IndexedPaths {
-			if !seen[path] {
-				seen[path] = true
-				out = append(out, path)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+// Searcher returns the cache's search engine.
+func (p *Plugin) Searcher() *search.Searcher { return p.search }
 
 // profileParams are a profile's cache parameters.
 type profileParams struct {
@@ -275,22 +227,44 @@ func defaultParams() profileParams {
 	return profileParams{enabled: true, limit: 10000, concurrency: 2}
 }
 
-// paramsOf returns the profile's cache parameters (cached until one
-// changes).
-func (p *Plugin) paramsOf(ctx context.Context, profileName string) profileParams {
-	p.mu.Lock()
-	v, ok := p.params[profileName]
-	p.mu.Unlock()
+// allowed returns the analyser filter of a profile (nil: all).
+func (pp profileParams) allowed() func(string) bool {
+	if len(pp.analysers) == 0 {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, a := range pp.analysers {
+		set[analysers.Normalize(a)] = true
+	}
+	return func(name string) bool { return set[name] }
+}
+
+// paramCache holds each profile's cache parameters, read from the
+// profiles on first use and forgotten when one changes; mu guards the map
+// only.
+type paramCache struct {
+	h   *core.Host
+	log *slog.Logger
+
+	mu sync.Mutex
+	m  map[string]profileParams
+}
+
+// of returns the profile's cache parameters.
+func (c *paramCache) of(ctx context.Context, profileName string) profileParams {
+	c.mu.Lock()
+	v, ok := c.m[profileName]
+	c.mu.Unlock()
 	if ok {
 		return v
 	}
 	v = defaultParams()
 	values := map[string]string{}
-	res, err := p.h.ProfileParams(ctx, profileName)
+	res, err := c.h.ProfileParams(ctx, profileName)
 	if errors.Is(err, core.ErrNoParamSource) {
 		err = nil // no profiles service on the host: the defaults
 	} else if err != nil {
-		p.log.Warn("cache parameters unavailable, using defaults", "profile", profileName, "err", err)
+		c.log.Warn("cache parameters unavailable, using defaults", "profile", profileName, "err", err)
 	}
 	for _, r := range res {
 		values[r.Decl.Key()] = r.Value
@@ -316,161 +290,18 @@ func (p *Plugin) paramsOf(ctx context.Context, profileName string) profileParams
 		}
 	}
 	if err == nil {
-		p.mu.Lock()
-		p.params[profileName] = v
-		p.mu.Unlock()
+		c.mu.Lock()
+		c.m[profileName] = v
+		c.mu.Unlock()
 	}
 	return v
 }
 
-// allowed returns the analyser filter of a profile (nil: all).
-func (pp profileParams) allowed() func(string) bool {
-	if len(pp.analysers) == 0 {
-		return nil
-	}
-	set := map[string]bool{}
-	for _, a := range pp.analysers {
-		set[analysers.Normalize(a)] = true
-	}
-	return func(name string) bool { return set[name] }
-}
-
-// profileID returns (and remembers) the id of a profile.
-func (p *Plugin) profileID(ctx context.Context, name string) (int, error) {
-	p.mu.Lock()
-	id, ok := p.pids[name]
-	p.mu.Unlock()
-	if ok {
-		return id, nil
-	}
-	id, err := p.db.profileID(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	p.pids[name] = id
-	p.mu.Unlock()
-	return id, nil
-}
-
-// node returns the in-memory copy of a node row (loaded on first use); ok
-// is false when the node has no row.
-func (p *Plugin) node(ctx context.Context, k nodeKey) (nodeInfo, bool, error) {
-	p.mu.Lock()
-	n, known := p.nodes[k]
-	p.mu.Unlock()
-	if known {
-		if n == nil {
-			return nodeInfo{}, false, nil
-		}
-		return *n, true, nil
-	}
-	pid, err := p.profileID(ctx, k.profile)
-	if err != nil {
-		return nodeInfo{}, false, err
-	}
-	row, ok, err := p.db.loadNode(ctx, pid, k.service, k.node)
-	if err != nil {
-		return nodeInfo{}, false, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cur, known := p.nodes[k]; known {
-		if cur == nil {
-			return nodeInfo{}, false, nil
-		}
-		return *cur, true, nil
-	}
-	if !ok {
-		p.nodes[k] = nil
-		return nodeInfo{}, false, nil
-	}
-	row.toSync = p.toSync(row)
-	p.nodes[k] = &row
-	return row, true, nil
-}
-
-// toSync tells whether the node's analyser says to sync it.
-func (p *Plugin) toSync(n nodeInfo) bool {
-	if n.analyser == "" || p.h.Analysers == nil {
-		return false
-	}
-	a, ok := p.h.Analysers.Lookup(n.analyser)
-	return ok && a.ToSync
-}
-
-// ensure returns the node, creating its row when missing.
-func (p *Plugin) ensure(ctx context.Context, k nodeKey) (nodeInfo, error) {
-	if n, ok, err := p.node(ctx, k); err != nil || ok {
-		return n, err
-	}
-	pid, err := p.profileID(ctx, k.profile)
-	if err != nil {
-		return nodeInfo{}, err
-	}
-	n, err := p.db.ensureNode(ctx, pid, k.service, k.node)
-	if err != nil {
-		return nodeInfo{}, err
-	}
-	n.toSync = p.toSync(n)
-	p.mu.Lock()
-	if cur := p.nodes[k]; cur != nil {
-		n = *cur
-	} else {
-		p.nodes[k] = &n
-	}
-	p.mu.Unlock()
-	return n, nil
-}
-
-// transition applies e to the node, writes the row, then the memory copy.
-func (p *Plugin) transition(ctx context.Context, k nodeKey, e event) (nodeInfo, error) {
-	if _, err := p.ensure(ctx, k); err != nil {
-		return nodeInfo{}, err
-	}
-	n, _, err := p.modify(ctx, k, func(n *nodeInfo) bool {
-		*n = apply(*n, e, time.Now())
-		return true
-	})
-	return n, err
-}
-
-// modify is the read-modify-write of a node's row: f changes the current
-// copy and says whether to write it. Modifications are serialised (a sync
-// finishing and a notification arriving must not write back stale
-// copies of each other). ok is false when the node has no row.
-func (p *Plugin) modify(ctx context.Context, k nodeKey, f func(n *nodeInfo) bool) (nodeInfo, bool, error) {
-	p.rowMu.Lock()
-	defer p.rowMu.Unlock()
-	n, ok, err := p.node(ctx, k)
-	if err != nil || !ok {
-		return n, ok, err
-	}
-	prev := n.state
-	if !f(&n) {
-		return n, true, nil
-	}
-	return n, true, p.save(ctx, k, n, n.state != prev)
-}
-
-// save writes n as the node's row and memory copy.
-func (p *Plugin) save(ctx context.Context, k nodeKey, n nodeInfo, stateChanged bool) error {
-	if err := saveNode(ctx, p.h.Store.Client, n, stateChanged); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	c := n
-	p.nodes[k] = &c
-	p.mu.Unlock()
-	return nil
-}
-
-// forget drops the memory copy of a node (its row was deleted).
-func (p *Plugin) forget(k nodeKey) {
-	p.mu.Lock()
-	p.nodes[k] = nil
-	delete(p.pending, k)
-	p.mu.Unlock()
+// forget drops a profile's cached parameters (one changed).
+func (c *paramCache) forget(profileName string) {
+	c.mu.Lock()
+	delete(c.m, profileName)
+	c.mu.Unlock()
 }
 
 // online reports whether the profile has a connected session.
@@ -490,4 +321,28 @@ func isPEP(service string) bool {
 // publishEvent publishes an API event of the cache.
 func (p *Plugin) publishEvent(typ, profileName string, data map[string]any) {
 	p.h.Events.Publish(core.Event{Type: typ, Profile: profileName, Time: time.Now().UTC(), Data: data})
+}
+
+// textOf returns the character data of a payload without markup.
+func textOf(payload []byte) string {
+	d := xml.NewDecoder(bytes.NewReader(payload))
+	d.Strict = false
+	var b strings.Builder
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		if cd, ok := tok.(xml.CharData); ok {
+			t := bytes.TrimSpace(cd)
+			if len(t) == 0 {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.Write(t)
+		}
+	}
+	return b.String()
 }

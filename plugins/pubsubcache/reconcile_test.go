@@ -115,7 +115,7 @@ func TestSyncFailureAndRetry(t *testing.T) {
 	if _, err := f.c.Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node}); err == nil {
 		t.Fatal("items of a missing node: no error")
 	}
-	if j := f.cache.runningJob(nodeKey{"alice", svc, node}); j != nil {
+	if j := f.cache.sync.running(nodeKey{"alice", svc, node}); j != nil {
 		t.Error("a get retried the sync before its backoff")
 	}
 	// The node now exists: `cache sync` retries at once.

@@ -48,8 +48,8 @@ func TestParityRSM(t *testing.T) {
 	req(&wire.RSMQuery{Max: intp(0)}, true)
 	first, _ := req(&wire.RSMQuery{Max: intp(2)}, true)
 	req(&wire.RSMQuery{Max: intp(3), Before: strp(first.RSM.Last)}, true)
-	pid, _ := f.cache.profileID(ctxT(t), "alice")
-	if beh := f.cache.beh.get(ctxT(t), pid, svc); beh.EmptyIndex != "absent" || beh.BeforeIndex != "unclamped" {
+	pid, _ := f.cache.store.profileID(ctxT(t), "alice")
+	if beh := f.cache.learn.get(ctxT(t), pid, svc); beh.EmptyIndex != "absent" || beh.BeforeIndex != "unclamped" {
 		t.Errorf("learned RSM index reporting: empty=%q before=%q, want absent, unclamped (ejabberd)", beh.EmptyIndex, beh.BeforeIndex)
 	}
 

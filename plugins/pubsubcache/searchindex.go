@@ -2,70 +2,75 @@ package pubsubcache
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
-	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"example.org/backend/ent"
-	"example.org/backend/ent/analyserset"
 	"example.org/backend/plugins/pubsubcache/search"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
 
-// indexScope is the analyser_sets row whose digest lists the parsed paths
-// the search side table is complete for (one per line, sorted).
-const indexScope = "search-index"
+// searchIndex keeps the search side table (pubsub_item_values) complete
+// for the paths the analysers declare. It owns the set of paths the table
+// is complete for (built, stored in the analyser_sets row "search-index")
+// and whether a rebuild runs; mu guards both (no I/O under it).
+type searchIndex struct {
+	p *Plugin
 
-// startSearch builds the searcher over the cache and mounts its API. A
-// path is searched through the side table only once every cached item has
-// its rows for it (searchablePaths); before that the engine's JSON
-// functions answer (same results, slower).
-func (p *Plugin) startSearch(ctx context.Context) error {
-	row, err := p.h.Store.Client.AnalyserSet.Query().Where(analyserset.Scope(indexScope)).Only(ctx)
-	switch {
-	case err == nil:
-		p.built = splitPaths(row.Digest)
-	case ent.IsNotFound(err):
-		p.built = nil
-	default:
-		return err
+	mu         sync.Mutex
+	built      []string
+	reindexing bool
+}
+
+// start reads the built paths, builds the searcher over the cache and
+// mounts its API. A path is searched through the side table only once
+// every cached item has its rows for it (paths); before that the engine's
+// JSON functions answer (same results, slower).
+func (ix *searchIndex) start(ctx context.Context) (*search.Searcher, error) {
+	p := ix.p
+	built, err := p.store.builtIndexPaths(ctx)
+	if err != nil {
+		return nil, err
 	}
-	p.search = search.New(p.h.Store, p.searchablePaths)
+	ix.built = built
+	s := search.New(p.h.Store, ix.paths)
 	if p.h.API == nil {
-		return nil
+		return s, nil
 	}
-	path, handler := search.NewHandler(p.search, func(id, publisher string, payload []byte) string {
+	path, handler := search.NewHandler(s, func(id, publisher string, payload []byte) string {
 		return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
 	}, connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
-	return p.h.API.Register(ImportName, path, handler)
+	return s, p.h.API.Register(ImportName, path, handler)
 }
 
-// Searcher returns the cache's search engine.
-func (p *Plugin) Searcher() *search.Searcher { return p.search }
+// inUse reports whether the side table is maintained (some analyser
+// declares indexed paths).
+func (ix *searchIndex) inUse() bool { return len(ix.p.analysers.indexedPaths()) > 0 }
 
-func splitPaths(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
+// item replaces the side-table rows of one stored item.
+func (ix *searchIndex) item(ctx context.Context, c *ent.Client, rowID int, parsed json.RawMessage, paths []string) error {
+	return search.IndexItem(ctx, c, rowID, parsed, paths)
 }
 
-// searchablePaths returns the declared indexed paths whose side table is
-// complete. When the declared set differs from the built one, the side
-// table is rebuilt in the background.
-func (p *Plugin) searchablePaths() []string {
-	declared := p.indexedPaths() // sorted
-	p.mu.Lock()
-	built := p.built
-	if !slices.Equal(declared, built) && !p.reindexing && p.ctx != nil && p.ctx.Err() == nil {
-		p.reindexing = true
+// paths returns the declared indexed paths whose side table is complete.
+// When the declared set differs from the built one, the side table is
+// rebuilt in the background.
+func (ix *searchIndex) paths() []string {
+	p := ix.p
+	declared := p.analysers.indexedPaths() // sorted
+	ix.mu.Lock()
+	built := ix.built
+	if !slices.Equal(declared, built) && !ix.reindexing && p.ctx != nil && p.ctx.Err() == nil {
+		ix.reindexing = true
 		p.wg.Add(1)
-		go p.reindex(declared)
+		go ix.reindex(declared)
 	}
-	p.mu.Unlock()
+	ix.mu.Unlock()
 	var out []string
 	for _, d := range declared {
 		if slices.Contains(built, d) {
@@ -79,26 +84,22 @@ func (p *Plugin) searchablePaths() []string {
 // Items stored meanwhile are indexed with the declared paths of their
 // time, a superset of what this run needs when the set only grew; when
 // it changed again, the next search starts another run.
-func (p *Plugin) reindex(paths []string) {
+func (ix *searchIndex) reindex(paths []string) {
+	p := ix.p
 	defer p.wg.Done()
 	start := time.Now()
-	err := search.Reindex(p.ctx, p.h.Store, paths, 500)
+	err := search.Reindex(p.ctx, paths, 500, func(ctx context.Context, fn func(c *ent.Client) error) error {
+		return p.w.run(ctx, func(ctx context.Context, t *wtx) error { return fn(t.c) })
+	})
 	if err == nil {
-		err = p.h.Store.WithTx(p.ctx, func(tx *ent.Tx) error {
-			digest := strings.Join(paths, "\n")
-			n, err := tx.AnalyserSet.Update().Where(analyserset.Scope(indexScope)).SetDigest(digest).SetChangedAt(time.Now()).Save(p.ctx)
-			if err != nil || n > 0 {
-				return err
-			}
-			return tx.AnalyserSet.Create().SetScope(indexScope).SetDigest(digest).Exec(p.ctx)
-		})
+		err = p.store.setBuiltIndexPaths(p.ctx, paths)
 	}
-	p.mu.Lock()
-	p.reindexing = false
+	ix.mu.Lock()
+	ix.reindexing = false
 	if err == nil {
-		p.built = paths
+		ix.built = paths
 	}
-	p.mu.Unlock()
+	ix.mu.Unlock()
 	if err != nil {
 		p.log.Error("rebuilding the search index failed; searches use the slower JSON path", "err", err)
 		return

@@ -24,7 +24,7 @@ func TestSearchIndex(t *testing.T) {
 	f.publish(t, "alice", svc, node, 0, 4)
 	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 	f.waitState(t, "alice", svc, node, true, StateComplete)
-	if got := f.cache.searchablePaths(); len(got) != 0 {
+	if got := f.cache.index.paths(); len(got) != 0 {
 		t.Fatalf("searchable paths before any declaration: %v", got)
 	}
 	filter, err := search.ParseFilter("id == it-0002")
@@ -32,7 +32,8 @@ func TestSearchIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := search.Query{Nodes: []string{node}, Filters: []search.Filter{filter}}
-	before, err := f.cache.Searcher().Search(ctx, q)
+	res, err := f.cache.Searcher().Search(ctx, q)
+	before := res.Rows
 	if err != nil || len(before) != 1 {
 		t.Fatalf("search through JSON functions: %v %v", before, err)
 	}
@@ -46,7 +47,7 @@ func TestSearchIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !slices.Equal(f.cache.searchablePaths(), []string{"id"}) {
+	for !slices.Equal(f.cache.index.paths(), []string{"id"}) {
 		if time.Now().After(deadline) {
 			t.Fatal("the side table is never rebuilt for the declared path")
 		}
@@ -62,7 +63,8 @@ func TestSearchIndex(t *testing.T) {
 	if rows, _ := f.host.Store.Client.PubsubItemValue.Query().Where(pubsubitemvalue.Path("id")).Count(ctx); rows != 6 {
 		t.Errorf("side table rows after two publishes: %d, want 6", rows)
 	}
-	after, err := f.cache.Searcher().Search(ctx, q)
+	res, err = f.cache.Searcher().Search(ctx, q)
+	after := res.Rows
 	if err != nil || len(after) != 1 || after[0].ItemID != "it-0002" {
 		t.Errorf("search through the side table: %v %v", after, err)
 	}

@@ -1,18 +1,32 @@
 package pubsubcache
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
-	"slices"
 	"time"
 
 	"example.org/backend/ent/serviceprofile"
-	sdk "example.org/backend/plugin-sdk"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 	"example.org/backend/triggers"
 )
+
+// The server: the GetItems handler reads the facts a decision needs,
+// decides (decide.go) and reads the answer. It holds no state of its own.
+
+// cacheCursorPrefix starts the cursors the cache issues for items whose
+// service cursor it has not seen. They are valid for paging through the
+// cache; a request carrying one goes to the network only while the node
+// is not served from the cache (the service would not know it).
+const cacheCursorPrefix = "bkc:"
+
+// cursorOut is the cursor the cache hands out for an item: the service's
+// when it saw it, else its own.
+func cursorOut(id, cursor string) string {
+	if cursor != "" {
+		return cursor
+	}
+	return cacheCursorPrefix + id
+}
 
 // internalKey marks contexts of the cache's own requests (syncs, fetches
 // by id), whose answers the ItemsReceived observer must not analyse again.
@@ -24,72 +38,43 @@ func internal(ctx context.Context) context.Context {
 
 func isInternal(ctx context.Context) bool { v, _ := ctx.Value(internalKey{}).(bool); return v }
 
-// shapeOf classifies a request.
-func shapeOf(req *xep0060.ItemsRequest) shape {
-	switch {
-	case req.SubID != "" || req.RSM != nil && (req.MaxItems > 0 || len(req.ItemIDs) > 0 || req.OrderBy != ""):
-		return shapeOther
-	case req.RSM != nil:
-		return shapeRSM
-	}
-	return shapeNoRSM
-}
-
-// version is the analyser set's version (0 without a registry).
-func (p *Plugin) version() int64 {
-	if p.h.Analysers == nil {
-		return 0
-	}
-	return p.h.Analysers.Version()
-}
-
 // getItems is the GetItems handler: it answers from the cache what it can
 // answer exactly and lets everything else go to the network.
 func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (triggers.Decision[*xep0060.ItemsPage], error) {
 	cont := triggers.Continue[*xep0060.ItemsPage]()
-	if req.NoCache {
-		p.bypass.Add(1)
-		return cont, nil
-	}
-	pp := p.paramsOf(ctx, req.Profile)
-	if !pp.enabled {
-		p.bypass.Add(1)
-		return cont, nil
-	}
 	k := nodeKey{req.Profile, req.Service, req.Node}
-	n, ok, err := p.node(ctx, k)
+	n, known := p.nodes.get(k)
+	pp := p.params.of(ctx, req.Profile)
+	f, err := p.facts(ctx, k, n, known, req, pp)
 	if err != nil {
 		p.log.Warn("cache lookup failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
 		p.misses.Add(1)
 		return cont, nil
 	}
-	if !ok {
+	v := decide(n, known, req, f, time.Now())
+	if v.act == actBypass {
+		p.bypass.Add(1)
+		return cont, nil
+	}
+	if known && (n.analysed && n.version != p.analysers.version() || !n.analysed && n.state != StateNever) {
+		p.analyseLater(k, nil, true, pp)
+	}
+	if v.startSync {
+		p.sync.launch(k, false)
+	}
+	if v.act == actNetwork {
 		p.misses.Add(1)
 		return cont, nil
 	}
-	if n.analysed && n.version != p.version() || !n.analysed && n.state != StateNever {
-		n = p.reanalyseFromCache(ctx, k, n, pp)
-	}
-	online := p.online(req.Profile)
-	act, start := decide(n, shapeOf(req), online, p.hasPending(k), time.Now())
-	if start {
-		p.launch(k, false)
-	}
-	if act == actNetwork {
+	page, ok, err := p.read(ctx, n, req, f.beh, v.window)
+	if err != nil || !ok {
+		if err != nil {
+			p.log.Warn("cache read failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
+		}
 		p.misses.Add(1)
 		return cont, nil
 	}
-	page, ok, err := p.answer(ctx, k, n, req)
-	if err != nil {
-		p.log.Warn("cache read failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
-		p.misses.Add(1)
-		return cont, nil
-	}
-	if !ok {
-		p.misses.Add(1)
-		return cont, nil
-	}
-	if act == actServeStale {
+	if v.act == actServeStale {
 		page.Stale = true
 		p.stale.Add(1)
 	} else {
@@ -98,26 +83,65 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	return triggers.Answer(page), nil
 }
 
-// answer reads the answer to a no-RSM request from the cache; ok is false
-// when the cache cannot tell what the service would answer (ids order of
-// the service not learned yet).
-func (p *Plugin) answer(ctx context.Context, k nodeKey, n nodeInfo, req *xep0060.ItemsRequest) (*xep0060.ItemsPage, bool, error) {
-	beh := p.beh.get(ctx, n.profileID, k.service)
+// facts reads what decide needs: the profile's state, pending writes, the
+// service's behaviour, and for a complete node the item count and cursor
+// position of an RSM request or the order of several ids.
+func (p *Plugin) facts(ctx context.Context, k nodeKey, n nodeInfo, known bool, req *xep0060.ItemsRequest, pp profileParams) (facts, error) {
+	f := facts{enabled: pp.enabled, cursor: -1}
+	if req.NoCache || !pp.enabled || !known {
+		return f, nil
+	}
+	f.online = p.online(k.profile)
+	f.pending = p.pubs.has(k) || p.learn.isProbing(k) || p.w.hasQueued(k)
+	if n.state != StateComplete {
+		return f, nil
+	}
+	return p.readFacts(ctx, f, n, k.service, req)
+}
+
+// readFacts fills the facts read from the cached items of node n.
+func (p *Plugin) readFacts(ctx context.Context, f facts, n nodeInfo, service string, req *xep0060.ItemsRequest) (facts, error) {
+	f.beh = p.learn.get(ctx, n.profileID, service)
+	if q := req.RSM; q != nil && f.beh.RSM == serviceprofile.RsmYes {
+		counts, err := p.store.countItems(ctx, []int{n.id}, false)
+		if err != nil {
+			return f, err
+		}
+		f.total = counts[n.id]
+		cursor := ""
+		switch {
+		case q.After != nil:
+			cursor = *q.After
+		case q.Before != nil:
+			cursor = *q.Before
+		}
+		if cursor != "" {
+			if f.cursor, err = p.store.cursorIndex(ctx, n.id, cursor); err != nil {
+				return f, err
+			}
+		}
+	}
+	if len(req.ItemIDs) > 1 && req.OrderBy == "" && f.beh.IDsOrder == serviceprofile.IdsOrderUnknown {
+		var err error
+		if f.idsSorted, err = p.store.idsSorted(ctx, n.id, req.ItemIDs); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// read reads the answer to req from the cache (w: the RSM window decide
+// chose); ok is false when the node changed under the read (the service
+// answers then).
+func (p *Plugin) read(ctx context.Context, n nodeInfo, req *xep0060.ItemsRequest, beh behaviour, w window) (*xep0060.ItemsPage, bool, error) {
 	if req.RSM != nil {
-		return p.answerRSM(ctx, n, beh, req.RSM)
+		return p.readWindow(ctx, n, w)
 	}
 	q := readQuery{nodeID: n.id, maxItems: req.MaxItems, ids: req.ItemIDs, orderBy: req.OrderBy,
 		idsInRequestOrder: beh.IDsOrder == serviceprofile.IdsOrderRequest}
-	items, err := p.db.readItems(ctx, q)
+	items, err := p.store.readItems(ctx, q)
 	if err != nil {
 		return nil, false, err
-	}
-	if len(req.ItemIDs) > 1 && beh.IDsOrder == serviceprofile.IdsOrderUnknown && req.OrderBy == "" {
-		// Node order and request order differ: the service's choice is not
-		// known yet (it is learned from the network answer).
-		if !sameOrder(items, req.ItemIDs) {
-			return nil, false, nil
-		}
 	}
 	page := &xep0060.ItemsPage{Items: items, FromCache: true}
 	if req.MaxItems > 0 && len(req.ItemIDs) == 0 && beh.MaxItemsRSM == serviceprofile.MaxItemsRsmYes {
@@ -133,229 +157,88 @@ func (p *Plugin) answer(ctx context.Context, k nodeKey, n nodeInfo, req *xep0060
 	return page, true, nil
 }
 
-// sameOrder reports whether items come in the order of ids (ids that are
-// missing ignored).
-func sameOrder(items []wire.Item, ids []string) bool {
-	pos := make(map[string]int, len(ids))
-	for i, id := range ids {
-		if _, dup := pos[id]; !dup {
-			pos[id] = i
-		}
+// readWindow reads an RSM window.
+func (p *Plugin) readWindow(ctx context.Context, n nodeInfo, w window) (*xep0060.ItemsPage, bool, error) {
+	count := w.count
+	set := &wire.RSMSet{Count: &count, FirstIndex: w.index}
+	if w.start == w.end {
+		return &xep0060.ItemsPage{Items: []wire.Item{}, RSM: set, FromCache: true, Complete: xep0060.SetComplete(set, 0)}, true, nil
 	}
-	last := -1
-	for _, it := range items {
-		if pos[it.ID] < last {
-			return false
-		}
-		last = pos[it.ID]
+	page, err := p.store.readPage(ctx, n.id, w.start, w.end-w.start)
+	if err != nil {
+		return nil, false, err
 	}
-	return true
+	if len(page) != w.end-w.start {
+		return nil, false, nil // changed meanwhile: let the service answer
+	}
+	items := make([]wire.Item, len(page))
+	for i, it := range page {
+		items[i] = it.Item
+	}
+	first, last := page[0], page[len(page)-1]
+	set.First, set.Last = cursorOut(first.ID, first.cursor), cursorOut(last.ID, last.cursor)
+	return &xep0060.ItemsPage{Items: items, RSM: set, FromCache: true, Complete: xep0060.SetComplete(set, len(items))}, true, nil
 }
 
-// payloadNamespace returns the namespace of the payload's first element.
-func payloadNamespace(payload []byte) string {
-	d := xml.NewDecoder(bytes.NewReader(payload))
-	d.Strict = false
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return ""
+// maxItemsSet is the <set/> a service that pages max_items answers
+// (ejabberd) puts on its answer.
+func (p *Plugin) maxItemsSet(ctx context.Context, n nodeInfo, items []wire.Item, maxItems int, emptyIndex string) (*wire.RSMSet, error) {
+	if len(items) == 0 {
+		// An empty node: a count of 0 (ejabberd gives no index).
+		zero := 0
+		set := &wire.RSMSet{Count: &zero}
+		if emptyIndex == "minus_one" {
+			set.FirstIndex = intPtr(-1)
 		}
-		if se, ok := tok.(xml.StartElement); ok {
-			return se.Name.Space
-		}
+		return set, nil
 	}
-}
-
-// analyse runs the analyser registry on a node (no network request: the
-// first item comes from an answer or from the cache) and stores the
-// analysis with the set's version. Without items and without a matching
-// node prefix nothing is stored (ok false).
-func (p *Plugin) analyse(ctx context.Context, k nodeKey, first *wire.Item, pp profileParams) (nodeInfo, bool, error) {
-	if p.h.Analysers == nil {
-		return nodeInfo{}, false, nil
-	}
-	version := p.version()
-	ns := ""
-	if first != nil {
-		ns = payloadNamespace(first.Payload)
-	}
-	a, matched := p.h.Analysers.Match(k.node, ns, pp.allowed())
-	if !matched && first == nil {
-		return nodeInfo{}, false, nil
-	}
-	n, err := p.ensure(ctx, k)
+	counts, err := p.store.countItems(ctx, []int{n.id}, false)
 	if err != nil {
-		return nodeInfo{}, false, err
+		return nil, err
 	}
-	n.analyser, n.typ, n.subtype = "", "", ""
-	toSync := false
-	if matched {
-		n.analyser, n.typ, n.subtype, toSync = a.Name, a.Type, a.Subtype, a.ToSync
-		if a.Match {
-			mr := sdk.MatchRequest{Profile: k.profile, Service: k.service, Node: k.node, Analyser: a.Name}
-			if first != nil {
-				mr.FirstItem = &sdk.Item{ID: first.ID, Publisher: first.Publisher, Payload: first.Payload}
-			}
-			res, err := p.h.Analysers.Refine(ctx, mr)
-			switch {
-			case err != nil:
-				p.log.Info("analyser match callback unavailable; keeping its declaration", "analyser", a.Name, "err", err)
-			case res.Drop:
-				n.analyser, n.typ, n.subtype, toSync = "", "", "", false
-			case res.Subtype != "":
-				n.subtype = res.Subtype
-			}
-		}
-	}
-	analysis := n
-	n, _, err = p.modify(ctx, k, func(cur *nodeInfo) bool {
-		cur.analyser, cur.typ, cur.subtype = analysis.analyser, analysis.typ, analysis.subtype
-		*cur = apply(*cur, event{kind: evAnalysed, toSync: toSync}, time.Now())
-		cur.version = version
-		return true
-	})
+	total := counts[n.id]
+	idx := total - maxItems
+	first, last := items[0].ID, items[len(items)-1].ID
+	cursors, err := p.store.cursorsOf(ctx, n.id, first, last)
 	if err != nil {
-		return nodeInfo{}, false, err
+		return nil, err
 	}
-	return n, true, nil
-}
-
-// reanalyseFromCache analyses a node again from its first cached item (the
-// analyser set changed); on failure the node keeps its analysis.
-func (p *Plugin) reanalyseFromCache(ctx context.Context, k nodeKey, n nodeInfo, pp profileParams) nodeInfo {
-	items, err := p.db.readPage(ctx, n.id, 0, 1)
-	if err != nil {
-		return n
-	}
-	var first *wire.Item
-	if len(items) > 0 {
-		first = &items[0].Item
-	}
-	if m, ok, err := p.analyse(ctx, k, first, pp); err == nil && ok {
-		return m
-	}
-	return n
+	return &wire.RSMSet{Count: &total, FirstIndex: &idx, First: cursorOut(first, cursors[first]), Last: cursorOut(last, cursors[last])}, nil
 }
 
 // itemsReceived observes answers of services: it learns the service's
-// behaviour and analyses nodes from their items (no extra request).
+// behaviour and analyses nodes from their items (no extra request, in the
+// background).
 func (p *Plugin) itemsReceived(ctx context.Context, res *xep0060.ItemsResult) error {
 	if isInternal(ctx) || res == nil || res.Request == nil || res.Page == nil {
 		return nil
 	}
 	req, page := res.Request, res.Page
-	pid, err := p.profileID(ctx, req.Profile)
+	pid, err := p.store.profileID(ctx, req.Profile)
 	if err != nil {
 		return nil
 	}
 	k := nodeKey{req.Profile, req.Service, req.Node}
-	p.learnFromAnswer(ctx, pid, k, req, page)
+	p.learn.fromAnswer(ctx, pid, k, req, page)
 	if req.NoCache {
 		return nil
 	}
-	pp := p.paramsOf(ctx, req.Profile)
+	pp := p.params.of(ctx, req.Profile)
 	if !pp.enabled {
 		return nil
 	}
-	n, ok, err := p.node(ctx, k)
-	if err != nil {
-		return err
-	}
-	if !ok || !n.analysed || n.version != p.version() {
+	n, ok := p.nodes.get(k)
+	if !ok || !n.analysed || n.version != p.analysers.version() {
 		var first *wire.Item
 		if len(page.Items) > 0 && len(req.ItemIDs) == 0 {
-			first = &page.Items[0]
+			it := page.Items[0]
+			first = &it
 		}
-		var analysed bool
-		n, analysed, err = p.analyse(ctx, k, first, pp)
-		if err != nil || !analysed {
-			return err
-		}
+		p.analyseLater(k, first, false, pp)
+		return nil
 	}
 	if n.toSync && n.state == StateNever {
-		p.launch(k, false)
+		p.sync.launch(k, false)
 	}
 	return nil
-}
-
-// learnFromAnswer updates the service's behaviour profile from an answer.
-func (p *Plugin) learnFromAnswer(ctx context.Context, pid int, k nodeKey, req *xep0060.ItemsRequest, page *xep0060.ItemsPage) {
-	before := p.beforeIndexKind(ctx, k, req, page)
-	err := p.beh.learn(ctx, pid, k.service, func(b *behaviour) {
-		if page.RSM != nil {
-			b.RSM = serviceprofile.RsmYes
-		} else if req.RSM != nil && b.RSM == serviceprofile.RsmUnknown {
-			b.RSM = serviceprofile.RsmNo
-		}
-		if len(page.Items) > 0 {
-			b.PublisherInResults = publisherSeen(page.Items)
-		}
-		if req.MaxItems > 0 && req.RSM == nil && len(req.ItemIDs) == 0 {
-			if page.RSM != nil {
-				b.MaxItemsRSM = serviceprofile.MaxItemsRsmYes
-			} else {
-				b.MaxItemsRSM = serviceprofile.MaxItemsRsmNo
-			}
-		}
-		if req.RSM != nil && page.RSM != nil {
-			idx := "absent"
-			if fi := page.RSM.FirstIndex; fi != nil {
-				idx = "real"
-				if *fi < 0 {
-					idx = "minus_one"
-				}
-			}
-			switch {
-			case len(page.Items) == 0 && idx != "real":
-				b.EmptyIndex = idx
-			case len(page.Items) > 0 && req.RSM.Before != nil && *req.RSM.Before != "":
-				if idx == "absent" {
-					b.BeforeIndex = idx
-				} else if before != "" {
-					b.BeforeIndex = before
-				}
-			}
-		}
-	})
-	if err != nil {
-		p.log.Warn("learning service behaviour", "service", k.service, "err", err)
-	}
-	p.storeCursors(ctx, k, page)
-	if len(req.ItemIDs) < 2 || len(page.Items) < 2 || req.OrderBy != "" {
-		return
-	}
-	if p.beh.get(ctx, pid, k.service).IDsOrder != serviceprofile.IdsOrderUnknown {
-		return
-	}
-	got := make([]string, len(page.Items))
-	for i, it := range page.Items {
-		got[i] = it.ID
-	}
-	if !sameOrder(page.Items, req.ItemIDs) {
-		_ = p.beh.learn(ctx, pid, k.service, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderCreation })
-		return
-	}
-	// In request order: it tells only when the node's order differs.
-	n, ok, err := p.node(ctx, k)
-	if err != nil || !ok {
-		return
-	}
-	pos, err := p.db.itemPositions(ctx, p.h.Store.Client, n.id, got)
-	if err != nil || len(pos) != len(got) {
-		return
-	}
-	if !slices.IsSortedFunc(got, func(a, b string) int { return int(pos[a] - pos[b]) }) {
-		_ = p.beh.learn(ctx, pid, k.service, func(b *behaviour) { b.IDsOrder = serviceprofile.IdsOrderRequest })
-	}
-}
-
-// publisherSeen tells whether any item carries a publisher ("yes"/"no").
-func publisherSeen(items []wire.Item) string {
-	for _, it := range items {
-		if it.Publisher != "" {
-			return "yes"
-		}
-	}
-	return "no"
 }

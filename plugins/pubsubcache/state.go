@@ -23,19 +23,17 @@ const (
 // nodeKey identifies a cached node: the cache is keyed by profile.
 type nodeKey struct{ profile, service, node string }
 
-// nodeInfo is the in-memory copy of a pubsub_nodes row (the row is the
-// truth; every change is written to it first).
+// nodeInfo is a node's state: the memory copy of its pubsub_nodes row. It
+// changes only through apply, in the writer (nodes.go).
 type nodeInfo struct {
 	id        int
 	profileID int
 	// Analysis: analysed is false until the node was analysed under
-	// version; analyser is "" when nothing matched.
+	// version; analyser is "" when nothing matched. toSync and parser are
+	// what the analyser declares (derived from the registry, not stored).
 	analysed bool
 	version  int64
-	analyser string
-	typ      string
-	subtype  string
-	toSync   bool
+	analysis
 
 	state      State
 	fresh      bool
@@ -50,16 +48,31 @@ type nodeInfo struct {
 	maxItems *int
 }
 
+// analysis is what the analysers decided for a node.
+type analysis struct {
+	analyser, typ, subtype string
+	toSync                 bool
+	// parser: the analyser has a parser (its items are parsed).
+	parser bool
+}
+
+// cached reports whether the cache holds (or is storing) items of the node.
+func (n nodeInfo) cached() bool {
+	return n.state == StateComplete || n.state == StatePartial || n.state == StateInProgress
+}
+
 // evKind is what happened to a node.
 type evKind int
 
 const (
-	// evAnalysed: the node was analysed (toSync says what the analyser says).
+	// evAnalysed: the node was analysed (analysis, under version).
 	evAnalysed evKind = iota
 	// evSyncStarted: a sync (or a reconciliation) started.
 	evSyncStarted
 	// evSyncDone: the whole node (or item_limit items: partial) is stored;
-	// secured says notifications flow (subscription or +notify).
+	// secured says notifications flow (subscription or +notify) and were
+	// not overtaken by a change the listing may have missed; subscribed
+	// says the profile is subscribed.
 	evSyncDone
 	// evSyncFailed: the sync failed (err).
 	evSyncFailed
@@ -73,21 +86,39 @@ const (
 	// evSubscriptionGone: the profile's subscription ended: notifications
 	// stop, the node is no longer served.
 	evSubscriptionGone
-	// evReanalyse: the analyser set changed; the node must be analysed again.
+	// evReanalyse: the analysers that apply changed (cache.analysers); the
+	// node must be analysed again.
 	evReanalyse
 	// evOverLimit: notifications took the node beyond cache.item_limit
 	// (the oldest items were dropped): it is partial.
 	evOverLimit
+	// evConfigured: the node's configuration changed (maxItemsSet:
+	// pubsub#max_items is maxItems, nil when unreadable). It is analysed
+	// again; a lowered max_items makes a cached node not fresh (servers
+	// differ in when they drop the extra items: the listing tells).
+	evConfigured
+	// evNotFresh: what is cached may differ from the service (a
+	// re-published item's place is unknown, a published item could not be
+	// fetched, the profile's cache was turned off): the node goes to the
+	// network until reconciled.
+	evNotFresh
 )
 
 // event is one input of the state machine.
 type event struct {
-	kind      evKind
-	toSync    bool
-	partial   bool
-	secured   bool
-	err       string
+	kind evKind
+	// evAnalysed
+	analysis analysis
+	version  int64
+	// evSyncDone
+	partial, secured, subscribed bool
+	// evSyncFailed
+	err string
+	// evPurged
 	remaining int
+	// evConfigured
+	maxItemsSet bool
+	maxItems    *int
 }
 
 // backoff is the delay before the next attempt after n failed attempts.
@@ -102,19 +133,21 @@ func backoff(n int) time.Duration {
 	return min(d, time.Hour)
 }
 
-// apply is the state machine: it returns n after e at time now.
+// apply is the state machine: it returns n after e at time now. It is the
+// only way a node's state changes.
 func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 	switch e.kind {
 	case evAnalysed:
 		n.analysed = true
-		n.toSync = e.toSync
+		n.version = e.version
+		n.analysis = e.analysis
 		switch {
 		case n.state == StateInProgress || n.state == StateComplete || n.state == StatePartial:
 			// A node already (being) synced stays so: `cache sync` syncs
 			// nodes whatever the analysers say.
-		case e.toSync && n.state == StateNoSync:
+		case e.analysis.toSync && n.state == StateNoSync:
 			n.state = StateNever
-		case !e.toSync && n.state == StateNever:
+		case !e.analysis.toSync && n.state == StateNever:
 			n.state = StateNoSync
 		}
 	case evSyncStarted:
@@ -125,6 +158,7 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		n.nextAttempt = time.Time{}
 		n.lastError = ""
 		n.syncedAt = now
+		n.subscribed = e.subscribed
 		if e.partial {
 			n.state = StatePartial
 			n.fresh = false
@@ -169,60 +203,22 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 			n.state = StatePartial
 			n.fresh = false
 		}
+	case evConfigured:
+		n.analysed = false // analysed again on next use (no network request)
+		if e.maxItemsSet {
+			if lowers(n.maxItems, e.maxItems) && n.cached() {
+				n.fresh = false
+			}
+			n.maxItems = e.maxItems
+		}
+	case evNotFresh:
+		n.fresh = false
 	}
 	return n
 }
 
-// Request shapes the cache knows.
-type shape int
-
-const (
-	// shapeNoRSM: no arguments, max_items or item ids (order_by allowed).
-	shapeNoRSM shape = iota
-	// shapeRSM: RSM paging (index, after, before, max), answered from the
-	// cache on services that honour RSM (answerRSM tells).
-	shapeRSM
-	// shapeOther: sub id, RSM mixed with other arguments: the network.
-	shapeOther
-)
-
-// action is what the GetItems handler does with a request.
-type action int
-
-const (
-	// actNetwork: let the request go to the service.
-	actNetwork action = iota
-	// actServe: answer from the cache.
-	actServe
-	// actServeStale: answer from the cache with stale: true (profile offline).
-	actServeStale
-)
-
-// decide says how to answer a request of shape s on node n, and whether a
-// background sync should start. online says the profile is connected;
-// pending says the profile published items whose server copy has not
-// arrived yet.
-func decide(n nodeInfo, s shape, online, pending bool, now time.Time) (act action, startSync bool) {
-	switch n.state {
-	case StateNever:
-		startSync = n.analysed && n.toSync && online
-	case StateError:
-		startSync = n.toSync && online && !now.Before(n.nextAttempt)
-	case StateComplete:
-		if !n.fresh && online && (n.subscribed || n.pep) {
-			// Reconcile: a node that is not fresh (and whose notifications
-			// can be secured) is synced again.
-			startSync = true
-		}
-	}
-	if s == shapeOther || n.state != StateComplete {
-		return actNetwork, startSync
-	}
-	switch {
-	case !online:
-		return actServeStale, false
-	case n.fresh && !pending:
-		return actServe, false
-	}
-	return actNetwork, startSync
+// lowers reports whether a new pubsub#max_items (next) is a lower cap than
+// the current one (cur; nil or -1: none known).
+func lowers(cur, next *int) bool {
+	return next != nil && *next > 0 && (cur == nil || *cur <= 0 || *next < *cur)
 }

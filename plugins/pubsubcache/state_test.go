@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
@@ -18,20 +19,20 @@ func TestStateTransitions(t *testing.T) {
 		fresh bool
 		check func(t *testing.T, n nodeInfo)
 	}{
-		{"analysed to sync", nodeInfo{state: StateNever}, event{kind: evAnalysed, toSync: true}, StateNever, false,
+		{"analysed to sync", nodeInfo{state: StateNever}, event{kind: evAnalysed, analysis: analysis{analyser: "a", toSync: true, parser: true}, version: 3}, StateNever, false,
 			func(t *testing.T, n nodeInfo) {
-				if !n.analysed || !n.toSync {
-					t.Errorf("analysed=%v toSync=%v", n.analysed, n.toSync)
+				if !n.analysed || !n.toSync || !n.parser || n.analyser != "a" || n.version != 3 {
+					t.Errorf("analysis not recorded: %+v", n)
 				}
 			}},
 		{"analysed not to sync", nodeInfo{state: StateNever}, event{kind: evAnalysed}, StateNoSync, false, nil},
-		{"no_sync becomes to sync", nodeInfo{state: StateNoSync}, event{kind: evAnalysed, toSync: true}, StateNever, false, nil},
+		{"no_sync becomes to sync", nodeInfo{state: StateNoSync}, event{kind: evAnalysed, analysis: analysis{toSync: true}}, StateNever, false, nil},
 		{"manually synced node stays complete", nodeInfo{state: StateComplete, fresh: true}, event{kind: evAnalysed}, StateComplete, true, nil},
 		{"sync starts", nodeInfo{state: StateNever}, event{kind: evSyncStarted}, StateInProgress, false, nil},
 		{"reconcile starts", nodeInfo{state: StateComplete, fresh: true}, event{kind: evSyncStarted}, StateInProgress, false, nil},
-		{"sync done secured", nodeInfo{state: StateInProgress, attempts: 3, lastError: "x", nextAttempt: now}, event{kind: evSyncDone, secured: true}, StateComplete, true,
+		{"sync done secured", nodeInfo{state: StateInProgress, attempts: 3, lastError: "x", nextAttempt: now}, event{kind: evSyncDone, secured: true, subscribed: true}, StateComplete, true,
 			func(t *testing.T, n nodeInfo) {
-				if n.attempts != 0 || n.lastError != "" || !n.nextAttempt.IsZero() || !n.syncedAt.Equal(now) {
+				if n.attempts != 0 || n.lastError != "" || !n.nextAttempt.IsZero() || !n.syncedAt.Equal(now) || !n.subscribed {
 					t.Errorf("error bookkeeping not reset: %+v", n)
 				}
 			}},
@@ -65,6 +66,23 @@ func TestStateTransitions(t *testing.T) {
 					t.Error("still analysed")
 				}
 			}},
+		{"configured: max_items lowered on a cached node", nodeInfo{state: StateComplete, fresh: true, analysed: true, maxItems: intPtr(-1)},
+			event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(10)}, StateComplete, false,
+			func(t *testing.T, n nodeInfo) {
+				if n.analysed || n.maxItems == nil || *n.maxItems != 10 {
+					t.Errorf("analysed=%v max_items=%v", n.analysed, n.maxItems)
+				}
+			}},
+		{"configured: max_items raised", nodeInfo{state: StateComplete, fresh: true, maxItems: intPtr(10)},
+			event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(20)}, StateComplete, true, nil},
+		{"configured: max_items lowered, not cached", nodeInfo{state: StateNoSync}, event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(1)}, StateNoSync, false, nil},
+		{"configured without max_items", nodeInfo{state: StateComplete, fresh: true, analysed: true, maxItems: intPtr(5)}, event{kind: evConfigured}, StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if n.analysed || *n.maxItems != 5 {
+					t.Errorf("analysed=%v max_items=%v", n.analysed, *n.maxItems)
+				}
+			}},
+		{"not fresh", nodeInfo{state: StateComplete, fresh: true}, event{kind: evNotFresh}, StateComplete, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,43 +111,105 @@ func TestBackoff(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	fresh := nodeInfo{state: StateComplete, fresh: true, analysed: true, toSync: true}
-	stale := nodeInfo{state: StateComplete, analysed: true, toSync: true, subscribed: true}
+	fresh := nodeInfo{state: StateComplete, fresh: true, analysed: true, analysis: analysis{toSync: true}}
+	stale := nodeInfo{state: StateComplete, analysed: true, analysis: analysis{toSync: true}, subscribed: true}
+	rsm := &wire.RSMQuery{Max: intPtr(10)}
+	noRSM := xep0060.ItemsRequest{}
+	paged := xep0060.ItemsRequest{RSM: rsm}
+	other := xep0060.ItemsRequest{SubID: "s"}
+	pages := unknownBehaviour()
+	pages.RSM = serviceprofile.RsmYes
+	online := facts{enabled: true, online: true, beh: pages, total: 30, cursor: -1}
+	offline := facts{enabled: true, beh: pages, total: 30, cursor: -1}
+	pending := online
+	pending.pending = true
 	tests := []struct {
-		name    string
-		n       nodeInfo
-		s       shape
-		online  bool
-		pending bool
-		act     action
-		sync    bool
+		name  string
+		n     nodeInfo
+		known bool
+		req   xep0060.ItemsRequest
+		f     facts
+		act   action
+		sync  bool
 	}{
-		{"complete fresh", fresh, shapeNoRSM, true, false, actServe, false},
-		{"complete fresh, rsm", fresh, shapeRSM, true, false, actServe, false},
-		{"complete fresh, sub id or mixed rsm", fresh, shapeOther, true, false, actNetwork, false},
-		{"partial, rsm", nodeInfo{state: StatePartial, toSync: true}, shapeRSM, true, false, actNetwork, false},
-		{"complete fresh, own publish pending", fresh, shapeNoRSM, true, true, actNetwork, false},
-		{"complete not fresh online: network and reconcile", stale, shapeNoRSM, true, false, actNetwork, true},
-		{"complete not fresh, notifications not secured: no reconcile loop", nodeInfo{state: StateComplete, analysed: true}, shapeNoRSM, true, false, actNetwork, false},
-		{"complete not fresh PEP: reconcile", nodeInfo{state: StateComplete, pep: true}, shapeNoRSM, true, false, actNetwork, true},
-		{"complete offline: stale answer", stale, shapeNoRSM, false, false, actServeStale, false},
-		{"complete offline, rsm", stale, shapeRSM, false, false, actServeStale, false},
-		{"complete offline, sub id", stale, shapeOther, false, false, actNetwork, false},
-		{"never to sync: first get starts the sync", nodeInfo{state: StateNever, analysed: true, toSync: true}, shapeNoRSM, true, false, actNetwork, true},
-		{"never not analysed", nodeInfo{state: StateNever}, shapeNoRSM, true, false, actNetwork, false},
-		{"never offline", nodeInfo{state: StateNever, analysed: true, toSync: true}, shapeNoRSM, false, false, actNetwork, false},
-		{"no_sync", nodeInfo{state: StateNoSync, analysed: true}, shapeNoRSM, true, false, actNetwork, false},
-		{"in progress", nodeInfo{state: StateInProgress, toSync: true}, shapeNoRSM, true, false, actNetwork, false},
-		{"partial", nodeInfo{state: StatePartial, toSync: true}, shapeNoRSM, true, false, actNetwork, false},
-		{"partial offline", nodeInfo{state: StatePartial, toSync: true}, shapeNoRSM, false, false, actNetwork, false},
-		{"error due: retried", nodeInfo{state: StateError, toSync: true, nextAttempt: now}, shapeNoRSM, true, false, actNetwork, true},
-		{"error not due", nodeInfo{state: StateError, toSync: true, nextAttempt: now.Add(time.Second)}, shapeNoRSM, true, false, actNetwork, false},
+		{"complete fresh", fresh, true, noRSM, online, actServe, false},
+		{"complete fresh, rsm", fresh, true, paged, online, actServe, false},
+		{"no-cache", fresh, true, xep0060.ItemsRequest{NoCache: true}, online, actBypass, false},
+		{"cache disabled", fresh, true, noRSM, facts{online: true}, actBypass, false},
+		{"unknown node", nodeInfo{}, false, noRSM, online, actNetwork, false},
+		{"complete fresh, sub id or mixed rsm", fresh, true, other, online, actNetwork, false},
+		{"partial, rsm", nodeInfo{state: StatePartial, analysis: analysis{toSync: true}}, true, paged, online, actNetwork, false},
+		{"complete fresh, own publish pending", fresh, true, noRSM, pending, actNetwork, false},
+		{"complete not fresh online: network and reconcile", stale, true, noRSM, online, actNetwork, true},
+		{"complete not fresh, notifications not secured: no reconcile loop", nodeInfo{state: StateComplete, analysed: true}, true, noRSM, online, actNetwork, false},
+		{"complete not fresh PEP: reconcile", nodeInfo{state: StateComplete, pep: true}, true, noRSM, online, actNetwork, true},
+		{"complete offline: stale answer", stale, true, noRSM, offline, actServeStale, false},
+		{"complete offline, rsm", stale, true, paged, offline, actServeStale, false},
+		{"complete offline, sub id", stale, true, other, offline, actNetwork, false},
+		{"never to sync: first get starts the sync", nodeInfo{state: StateNever, analysed: true, analysis: analysis{toSync: true}}, true, noRSM, online, actNetwork, true},
+		{"never not analysed", nodeInfo{state: StateNever}, true, noRSM, online, actNetwork, false},
+		{"never offline", nodeInfo{state: StateNever, analysed: true, analysis: analysis{toSync: true}}, true, noRSM, offline, actNetwork, false},
+		{"no_sync", nodeInfo{state: StateNoSync, analysed: true}, true, noRSM, online, actNetwork, false},
+		{"in progress", nodeInfo{state: StateInProgress, analysis: analysis{toSync: true}}, true, noRSM, online, actNetwork, false},
+		{"partial", nodeInfo{state: StatePartial, analysis: analysis{toSync: true}}, true, noRSM, online, actNetwork, false},
+		{"partial offline", nodeInfo{state: StatePartial, analysis: analysis{toSync: true}}, true, noRSM, offline, actNetwork, false},
+		{"error due: retried", nodeInfo{state: StateError, analysis: analysis{toSync: true}, nextAttempt: now}, true, noRSM, online, actNetwork, true},
+		{"error not due", nodeInfo{state: StateError, analysis: analysis{toSync: true}, nextAttempt: now.Add(time.Second)}, true, noRSM, online, actNetwork, false},
+		{"rsm on a service that does not page", fresh, true, paged, facts{enabled: true, online: true, cursor: -1}, actNetwork, false},
+		{"several ids, order unknown, not in node order", fresh, true, xep0060.ItemsRequest{ItemIDs: []string{"b", "a"}}, online, actNetwork, false},
+		{"several ids, order unknown, in node order", fresh, true, xep0060.ItemsRequest{ItemIDs: []string{"a", "b"}}, facts{enabled: true, online: true, beh: pages, idsSorted: true}, actServe, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			act, sync := decide(tt.n, tt.s, tt.online, tt.pending, now)
-			if act != tt.act || sync != tt.sync {
-				t.Errorf("decide = %v, %v; want %v, %v", act, sync, tt.act, tt.sync)
+			v := decide(tt.n, tt.known, &tt.req, tt.f, now)
+			if v.act != tt.act || v.startSync != tt.sync {
+				t.Errorf("decide = %v, %v (%s); want %v, %v", v.act, v.startSync, v.why, tt.act, tt.sync)
+			}
+		})
+	}
+}
+
+// TestAnswerableRSM: the RSM windows the cache answers, and the requests
+// it leaves to the service (ejabberd's index reporting).
+func TestAnswerableRSM(t *testing.T) {
+	ej := behaviour{RSM: serviceprofile.RsmYes, EmptyIndex: "minus_one", BeforeIndex: "unclamped"}
+	unlearned := behaviour{RSM: serviceprofile.RsmYes}
+	s := func(v string) *string { return &v }
+	tests := []struct {
+		name            string
+		q               wire.RSMQuery
+		beh             behaviour
+		cursor          int
+		ok              bool
+		start, end, idx int
+		noIndex         bool
+	}{
+		{"first page", wire.RSMQuery{Max: intPtr(10)}, ej, -1, true, 0, 10, 0, false},
+		{"index", wire.RSMQuery{Max: intPtr(10), Index: intPtr(25)}, ej, -1, true, 25, 30, 25, false},
+		{"index past the end", wire.RSMQuery{Max: intPtr(10), Index: intPtr(30)}, ej, -1, false, 0, 0, 0, false},
+		{"after a known cursor", wire.RSMQuery{Max: intPtr(10), After: s("c")}, ej, 4, true, 5, 15, 5, false},
+		{"after an unknown cursor", wire.RSMQuery{Max: intPtr(10), After: s("c")}, ej, -1, false, 0, 0, 0, false},
+		{"last page", wire.RSMQuery{Max: intPtr(10), Before: s("")}, ej, -1, true, 20, 30, 20, false},
+		{"before a cursor near the start (unclamped)", wire.RSMQuery{Max: intPtr(10), Before: s("c")}, ej, 3, true, 0, 3, -7, false},
+		{"before a cursor, index kind unknown", wire.RSMQuery{Max: intPtr(10), Before: s("c")}, unlearned, 3, false, 0, 0, 0, false},
+		{"count only", wire.RSMQuery{Max: intPtr(0)}, ej, -1, true, 0, 0, -1, false},
+		{"count only, empty index unknown", wire.RSMQuery{Max: intPtr(0)}, unlearned, -1, false, 0, 0, 0, false},
+		{"count only, no index", wire.RSMQuery{Max: intPtr(0)}, behaviour{RSM: serviceprofile.RsmYes, EmptyIndex: "absent"}, -1, true, 0, 0, 0, true},
+		{"negative max", wire.RSMQuery{Max: intPtr(-1)}, ej, -1, false, 0, 0, 0, false},
+		{"after and before", wire.RSMQuery{After: s("a"), Before: s("b")}, ej, 2, false, 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := tt.q
+			w, why, ok := answerable(&xep0060.ItemsRequest{RSM: &q}, facts{beh: tt.beh, total: 30, cursor: tt.cursor})
+			if ok != tt.ok {
+				t.Fatalf("answerable = %v (%s), want %v", ok, why, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if w.start != tt.start || w.end != tt.end || w.count != 30 || (w.index == nil) != tt.noIndex || w.index != nil && *w.index != tt.idx {
+				t.Errorf("window = %+v (index %v), want [%d,%d) index %d", w, w.index, tt.start, tt.end, tt.idx)
 			}
 		})
 	}

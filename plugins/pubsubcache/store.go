@@ -3,55 +3,89 @@ package pubsubcache
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"example.org/backend/core/storage"
 	"example.org/backend/ent"
+	"example.org/backend/ent/analyserset"
 	"example.org/backend/ent/profile"
-	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/pubsubnode"
-	"example.org/backend/plugins/xep0060/wire"
+	"example.org/backend/ent/serviceprofile"
 )
 
-// db is the cache's storage: node rows through Ent, the hot item reads in
-// plain SQL (one query per cache answer).
-type db struct {
-	store *storage.Store
-	// indexPaths returns the JSON paths the search side table indexes (nil:
-	// no side table maintenance).
-	indexPaths func() []string
-	index      func(ctx context.Context, tx *ent.Tx, itemID int, parsed json.RawMessage, paths []string) error
+// nodeStore is the cache's storage: every SQL statement of the package is
+// in store.go and store_items.go. It owns the profile id cache; it holds
+// no other state. Methods taking an *ent.Client run on it (a transaction's
+// client, or the store's).
+type nodeStore struct {
+	db *storage.Store
+
+	mu   sync.Mutex
+	pids map[string]int // profile name → id, filled on first use
 }
 
+func newNodeStore(db *storage.Store) *nodeStore {
+	return &nodeStore{db: db, pids: map[string]int{}}
+}
+
+var errUnknownProfile = errors.New("unknown profile")
+
 // ph returns the i-th (1-based) placeholder of the dialect.
-func (d *db) ph(i int) string {
-	if d.store.Dialect == storage.DriverPostgres {
+func (s *nodeStore) ph(i int) string {
+	if s.db.Dialect == storage.DriverPostgres {
 		return "$" + strconv.Itoa(i)
 	}
 	return "?"
 }
 
+// placeholders returns n placeholders from the (from+1)-th on, comma
+// separated.
+func (s *nodeStore) placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s.ph(from + i + 1))
+	}
+	return b.String()
+}
+
 // profileID returns the id of the profile called name.
-func (d *db) profileID(ctx context.Context, name string) (int, error) {
-	id, err := d.store.Client.Profile.Query().Where(profile.NameEQ(name)).OnlyID(ctx)
+func (s *nodeStore) profileID(ctx context.Context, name string) (int, error) {
+	s.mu.Lock()
+	id, ok := s.pids[name]
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := s.db.Client.Profile.Query().Where(profile.NameEQ(name)).OnlyID(ctx)
 	if err != nil {
 		if ent.IsNotFound(err) {
 			return 0, fmt.Errorf("profile %q: %w", name, errUnknownProfile)
 		}
 		return 0, fmt.Errorf("look up profile %q: %w", name, err)
 	}
+	s.mu.Lock()
+	s.pids[name] = id
+	s.mu.Unlock()
 	return id, nil
 }
 
-var errUnknownProfile = errors.New("unknown profile")
+// forgetProfile drops the cached id of a profile (it was deleted).
+func (s *nodeStore) forgetProfile(name string) {
+	s.mu.Lock()
+	delete(s.pids, name)
+	s.mu.Unlock()
+}
 
-// fromRow converts a node row.
+// fromRow converts a node row (its analysis as stored; toSync and parser
+// are filled from the registry by the caller).
 func fromRow(r *ent.PubsubNode) nodeInfo {
 	n := nodeInfo{id: r.ID, profileID: r.ProfileID, state: r.SyncState, fresh: r.Fresh, subscribed: r.Subscribed,
 		attempts: r.Attempts, maxItems: r.MaxItems, pep: isPEP(r.Service)}
@@ -79,36 +113,40 @@ func fromRow(r *ent.PubsubNode) nodeInfo {
 	return n
 }
 
-// loadNode reads a node row; ok is false when there is none.
-func (d *db) loadNode(ctx context.Context, profileID int, service, node string) (nodeInfo, bool, error) {
-	r, err := d.store.Client.PubsubNode.Query().
-		Where(pubsubnode.ProfileID(profileID), pubsubnode.Service(service), pubsubnode.Name(node)).Only(ctx)
-	switch {
-	case ent.IsNotFound(err):
-		return nodeInfo{}, false, nil
-	case err != nil:
-		return nodeInfo{}, false, fmt.Errorf("read node %s on %s: %w", node, service, err)
-	}
-	return fromRow(r), true, nil
+// loadedNode is a node row with its key.
+type loadedNode struct {
+	key nodeKey
+	n   nodeInfo
 }
 
-// ensureNode returns the node row, creating it (state never) when missing;
-// concurrent creations of the same node end with the same row.
-func (d *db) ensureNode(ctx context.Context, profileID int, service, node string) (nodeInfo, error) {
-	n, ok, err := d.loadNode(ctx, profileID, service, node)
-	if err != nil || ok {
-		return n, err
+// loadNodes reads every node row (with its profile's name).
+func (s *nodeStore) loadNodes(ctx context.Context, c *ent.Client) ([]loadedNode, error) {
+	rows, err := c.PubsubNode.Query().WithProfile().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cached nodes: %w", err)
 	}
-	err = d.store.Client.PubsubNode.Create().SetProfileID(profileID).SetService(service).SetName(node).
+	out := make([]loadedNode, 0, len(rows))
+	for _, r := range rows {
+		if r.Edges.Profile == nil {
+			continue
+		}
+		out = append(out, loadedNode{key: nodeKey{r.Edges.Profile.Name, r.Service, r.Name}, n: fromRow(r)})
+	}
+	return out, nil
+}
+
+// createNode returns the node row (state never), creating it when missing.
+func (s *nodeStore) createNode(ctx context.Context, c *ent.Client, profileID int, service, node string) (nodeInfo, error) {
+	err := c.PubsubNode.Create().SetProfileID(profileID).SetService(service).SetName(node).
 		OnConflictColumns(pubsubnode.FieldProfileID, pubsubnode.FieldService, pubsubnode.FieldName).DoNothing().Exec(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nodeInfo{}, fmt.Errorf("create node %s on %s: %w", node, service, err)
 	}
-	n, ok, err = d.loadNode(ctx, profileID, service, node)
-	if err == nil && !ok {
-		err = fmt.Errorf("create node %s on %s: row vanished", node, service)
+	r, err := c.PubsubNode.Query().Where(pubsubnode.ProfileID(profileID), pubsubnode.Service(service), pubsubnode.Name(node)).Only(ctx)
+	if err != nil {
+		return nodeInfo{}, fmt.Errorf("read node %s on %s: %w", node, service, err)
 	}
-	return n, err
+	return fromRow(r), nil
 }
 
 func nilIfEmpty(s string) *string {
@@ -125,9 +163,8 @@ func nilIfZero(t time.Time) *time.Time {
 	return &t
 }
 
-// saveNode writes the node's analysis and state (c may be a transaction's
-// client).
-func saveNode(ctx context.Context, c *ent.Client, n nodeInfo, stateChanged bool) error {
+// saveNode writes the node's analysis and state.
+func (s *nodeStore) saveNode(ctx context.Context, c *ent.Client, n nodeInfo, stateChanged bool) error {
 	u := c.PubsubNode.UpdateOneID(n.id).
 		SetNillableAnalyser(nilIfEmpty(n.analyser)).SetNillableType(nilIfEmpty(n.typ)).SetNillableSubtype(nilIfEmpty(n.subtype)).
 		SetSyncState(n.state).SetFresh(n.fresh).SetSubscribed(n.subscribed).SetAttempts(n.attempts).
@@ -159,233 +196,83 @@ func saveNode(ctx context.Context, c *ent.Client, n nodeInfo, stateChanged bool)
 	return nil
 }
 
-// storedItem is one item to write.
-type storedItem struct {
-	wire.Item
-	cursor     string
-	parsed     json.RawMessage
-	parseState pubsubitem.ParseState
-	parseErr   string
-	searchText string
-	position   int64
-}
-
-// upsertItems writes items of node nodeID in tx (insert, or replace the
-// payload, parse results and position of an existing id). A stored cursor
-// is replaced only by one the item brings (sync pages hand out the cursors
-// of their first and last items; the others keep what was learned).
-func (d *db) upsertItems(ctx context.Context, tx *ent.Tx, nodeID int, items []storedItem) error {
-	if len(items) == 0 {
-		return nil
-	}
-	// Rows with a cursor and rows without go in separate statements: a
-	// bulk insert lists the same columns for every row, and a NULL cursor
-	// would overwrite a stored one.
-	var with, without []storedItem
-	for _, it := range items {
-		if it.cursor != "" {
-			with = append(with, it)
-		} else {
-			without = append(without, it)
-		}
-	}
-	const chunk = 400
-	for _, group := range [][]storedItem{without, with} {
-		for start := 0; start < len(group); start += chunk {
-			part := group[start:min(start+chunk, len(group))]
-			bs := make([]*ent.PubsubItemCreate, len(part))
-			for i, it := range part {
-				c := tx.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
-					SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
-					SetParseState(it.parseState).SetNillableParseError(nilIfEmpty(it.parseErr)).
-					SetSearchText(it.searchText).SetPosition(it.position)
-				if m := parsedMap(it.parsed); m != nil {
-					c.SetParsed(m)
-				}
-				bs[i] = c
-			}
-			err := tx.PubsubItem.CreateBulk(bs...).
-				OnConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID).
-				UpdateNewValues().
-				Update(func(u *ent.PubsubItemUpsert) {
-					u.UpdatePublisher().UpdateParsed().UpdateParseError().SetUpdatedAt(time.Now())
-				}).Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("store %d items of node %d: %w", len(part), nodeID, err)
-			}
-		}
-	}
-	if d.index == nil {
-		return nil
-	}
-	paths := d.indexPaths()
-	if len(paths) == 0 {
-		return nil
-	}
-	ids := make([]string, len(items))
-	parsed := make(map[string]json.RawMessage, len(items))
-	for i, it := range items {
-		ids[i] = it.ID
-		parsed[it.ID] = it.parsed
-	}
-	for start := 0; start < len(ids); start += 500 {
-		rows, err := tx.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...)).
-			Select(pubsubitem.FieldID, pubsubitem.FieldItemID).All(ctx)
-		if err != nil {
-			return fmt.Errorf("read stored item ids of node %d: %w", nodeID, err)
-		}
-		for _, r := range rows {
-			if err := d.index(ctx, tx, r.ID, parsed[r.ItemID], paths); err != nil {
-				return fmt.Errorf("index item %s of node %d: %w", r.ItemID, nodeID, err)
-			}
-		}
+// deleteNode removes a node row (its items go with it).
+func (s *nodeStore) deleteNode(ctx context.Context, c *ent.Client, id int) error {
+	if _, err := c.PubsubNode.Delete().Where(pubsubnode.ID(id)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete cached node: %w", err)
 	}
 	return nil
 }
 
-// parsedMap is parsed JSON as the parsed column takes it (nil when there
-// is none: the plugin's result was validated as a JSON object).
-func parsedMap(raw json.RawMessage) map[string]any {
-	if len(raw) == 0 {
-		return nil
+// deleteAllNodes removes every node row and item; it returns how many
+// nodes there were.
+func (s *nodeStore) deleteAllNodes(ctx context.Context, c *ent.Client) (int, error) {
+	if _, err := c.PubsubItem.Delete().Exec(ctx); err != nil {
+		return 0, fmt.Errorf("delete cached items: %w", err)
 	}
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
-		return nil
-	}
-	return m
-}
-
-// itemPositions returns the stored positions of the node's items by id
-// (all items when ids is empty).
-func (d *db) itemPositions(ctx context.Context, c *ent.Client, nodeID int, ids []string) (map[string]int64, error) {
-	q := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID))
-	if len(ids) > 0 {
-		q.Where(pubsubitem.ItemIDIn(ids...))
-	}
-	rows, err := q.Select(pubsubitem.FieldItemID, pubsubitem.FieldPosition).All(ctx)
+	n, err := c.PubsubNode.Delete().Exec(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read positions of node %d: %w", nodeID, err)
+		return 0, fmt.Errorf("delete cached nodes: %w", err)
 	}
-	out := make(map[string]int64, len(rows))
-	for _, r := range rows {
-		out[r.ItemID] = r.Position
-	}
-	return out, nil
+	return n, nil
 }
 
-// maxPosition returns the largest position of the node (-1 when empty).
-func maxPosition(ctx context.Context, c *ent.Client, nodeID int) (int64, error) {
-	r, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Order(ent.Desc(pubsubitem.FieldPosition)).
-		Select(pubsubitem.FieldPosition).First(ctx)
+// loadBehaviour reads the stored behaviour of service as seen by a
+// profile (ok false: none stored).
+func (s *nodeStore) loadBehaviour(ctx context.Context, profileID int, service string) (behaviour, bool, error) {
+	r, err := s.db.Client.ServiceProfile.Query().Where(serviceprofile.ProfileID(profileID), serviceprofile.Service(service)).Only(ctx)
 	switch {
 	case ent.IsNotFound(err):
-		return -1, nil
+		return behaviour{}, false, nil
 	case err != nil:
-		return 0, fmt.Errorf("read last position of node %d: %w", nodeID, err)
+		return behaviour{}, false, fmt.Errorf("read behaviour of %s: %w", service, err)
 	}
-	return r.Position, nil
+	v := behaviour{RSM: r.Rsm, IDsOrder: r.IdsOrder, RepublishMoves: r.RepublishMoves, MaxItemsRSM: r.MaxItemsRsm}
+	v.PublisherInResults, _ = r.Extra[extraPublisher].(string)
+	v.EmptyIndex, _ = r.Extra[extraEmptyIndex].(string)
+	v.BeforeIndex, _ = r.Extra[extraBeforeIndex].(string)
+	return v, true, nil
 }
 
-// countItems returns the number of cached items of each node id.
-func (d *db) countItems(ctx context.Context, nodeIDs []int) (map[int]int, error) {
-	out := map[int]int{}
-	if len(nodeIDs) == 0 {
-		return out, nil
-	}
-	var rows []struct {
-		NodeID int `json:"node_id"`
-		Count  int `json:"count"`
-	}
-	err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeIDIn(nodeIDs...)).
-		GroupBy(pubsubitem.FieldNodeID).Aggregate(ent.Count()).Scan(ctx, &rows)
+// saveBehaviour stores the behaviour of service as seen by a profile.
+func (s *nodeStore) saveBehaviour(ctx context.Context, profileID int, service string, b behaviour) error {
+	err := s.db.Client.ServiceProfile.Create().SetProfileID(profileID).SetService(service).
+		SetRsm(b.RSM).SetIdsOrder(b.IDsOrder).SetRepublishMoves(b.RepublishMoves).SetMaxItemsRsm(b.MaxItemsRSM).
+		SetExtra(map[string]any{extraPublisher: b.PublisherInResults, extraEmptyIndex: b.EmptyIndex, extraBeforeIndex: b.BeforeIndex}).
+		OnConflictColumns(serviceprofile.FieldProfileID, serviceprofile.FieldService).UpdateNewValues().Exec(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("count cached items: %w", err)
+		return fmt.Errorf("store behaviour of %s: %w", service, err)
 	}
-	for _, r := range rows {
-		out[r.NodeID] = r.Count
-	}
-	return out, nil
+	return nil
 }
 
-// readQuery is a cache read: all items, the last max, or ids, in the
-// service's order or by creation/modification as the cache saw them.
-type readQuery struct {
-	nodeID   int
-	maxItems int
-	ids      []string
-	// idsInRequestOrder answers ids in the order of the request (Prosody);
-	// otherwise in the node's order (ejabberd).
-	idsInRequestOrder bool
-	orderBy           string
+// indexScope is the analyser_sets row whose digest lists the parsed paths
+// the search side table is complete for (one per line, sorted).
+const indexScope = "search-index"
+
+// builtIndexPaths returns the paths the search side table is complete for.
+func (s *nodeStore) builtIndexPaths(ctx context.Context) ([]string, error) {
+	row, err := s.db.Client.AnalyserSet.Query().Where(analyserset.Scope(indexScope)).Only(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read the search index state: %w", err)
+	}
+	if row.Digest == "" {
+		return nil, nil
+	}
+	return strings.Split(row.Digest, "\n"), nil
 }
 
-// readItems answers q with one SQL query.
-func (d *db) readItems(ctx context.Context, q readQuery) ([]wire.Item, error) {
-	var b strings.Builder
-	args := []any{q.nodeID}
-	b.WriteString("SELECT item_id, publisher, payload FROM pubsub_items WHERE node_id = " + d.ph(1))
-	if len(q.ids) > 0 {
-		b.WriteString(" AND item_id IN (")
-		for i, id := range q.ids {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			args = append(args, id)
-			b.WriteString(d.ph(len(args)))
+// setBuiltIndexPaths records the paths the side table is complete for.
+func (s *nodeStore) setBuiltIndexPaths(ctx context.Context, paths []string) error {
+	return s.db.WithTx(ctx, func(tx *ent.Tx) error {
+		digest := strings.Join(paths, "\n")
+		n, err := tx.AnalyserSet.Update().Where(analyserset.Scope(indexScope)).SetDigest(digest).SetChangedAt(time.Now()).Save(ctx)
+		if err != nil || n > 0 {
+			return err
 		}
-		b.WriteByte(')')
-	}
-	// The (node_id, position) index gives the service's order (SQLite
-	// appends the rowid to index keys: no sort step).
-	order := "position, id"
-	switch q.orderBy {
-	case "creation":
-		order = "created_at, position, id"
-	case "modification":
-		order = "updated_at, position, id"
-	}
-	desc := q.maxItems > 0 && len(q.ids) == 0
-	if desc {
-		order = strings.ReplaceAll(order, ",", " DESC,") + " DESC LIMIT " + strconv.Itoa(q.maxItems)
-	}
-	b.WriteString(" ORDER BY " + order)
-	rows, err := d.store.DB.QueryContext(ctx, b.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("read cached items: %w", err)
-	}
-	defer rows.Close()
-	var out []wire.Item
-	for rows.Next() {
-		var it wire.Item
-		var pub sql.NullString
-		if err := rows.Scan(&it.ID, &pub, &it.Payload); err != nil {
-			return nil, fmt.Errorf("read cached items: %w", err)
-		}
-		it.Publisher = pub.String
-		out = append(out, it)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read cached items: %w", err)
-	}
-	if desc {
-		slices.Reverse(out)
-	}
-	if len(q.ids) > 0 && q.idsInRequestOrder {
-		byID := make(map[string]wire.Item, len(out))
-		for _, it := range out {
-			byID[it.ID] = it
-		}
-		out = out[:0]
-		// An id requested twice comes twice (as Prosody answers).
-		for _, id := range q.ids {
-			if it, ok := byID[id]; ok {
-				out = append(out, it)
-			}
-		}
-	}
-	if out == nil {
-		out = []wire.Item{}
-	}
-	return out, nil
+		return tx.AnalyserSet.Create().SetScope(indexScope).SetDigest(digest).Exec(ctx)
+	})
 }

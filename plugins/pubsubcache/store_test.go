@@ -38,7 +38,7 @@ var engines = []struct {
 	}},
 }
 
-func openDB(t *testing.T, cfg storage.Config) (*db, int) {
+func openDB(t *testing.T, cfg storage.Config) (*nodeStore, int) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := storage.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -50,7 +50,23 @@ func openDB(t *testing.T, cfg storage.Config) (*db, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &db{store: store}, pr.ID
+	return newNodeStore(store), pr.ID
+}
+
+// loadNode reads one node row.
+func (s *nodeStore) loadNode(ctx context.Context, t *testing.T, service, node string) nodeInfo {
+	t.Helper()
+	rows, err := s.loadNodes(ctx, s.db.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.key.service == service && r.key.node == node {
+			return r.n
+		}
+	}
+	t.Fatalf("no node %s on %s", node, service)
+	return nodeInfo{}
 }
 
 func TestStorage(t *testing.T) {
@@ -69,7 +85,7 @@ func TestStorage(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					n, err := d.ensureNode(ctx, pid, "svc", "node")
+					n, err := d.createNode(ctx, d.db.Client, pid, "svc", "node")
 					if err != nil {
 						t.Error(err)
 						return
@@ -80,50 +96,89 @@ func TestStorage(t *testing.T) {
 			wg.Wait()
 			for _, id := range ids {
 				if id != ids[0] {
-					t.Fatalf("ensureNode created several rows: %v", ids)
+					t.Fatalf("createNode created several rows: %v", ids)
 				}
 			}
-			n, _, err := d.loadNode(ctx, pid, "svc", "node")
-			if err != nil || n.state != StateNever || n.analysed {
-				t.Fatalf("new node: %+v %v", n, err)
+			n := d.loadNode(ctx, t, "svc", "node")
+			if n.state != StateNever || n.analysed {
+				t.Fatalf("new node: %+v", n)
 			}
 			// State round trip.
 			max := 50
 			n.analysed, n.version, n.analyser, n.typ, n.subtype = true, 7, "a", "blog", "comment"
 			n.state, n.fresh, n.subscribed, n.attempts, n.lastError = StateError, false, true, 2, "boom"
 			n.nextAttempt, n.maxItems = time.Now().Add(time.Minute).Truncate(time.Second), &max
-			if err := saveNode(ctx, d.store.Client, n, true); err != nil {
+			if err := d.saveNode(ctx, d.db.Client, n, true); err != nil {
 				t.Fatal(err)
 			}
-			got, _, err := d.loadNode(ctx, pid, "svc", "node")
-			if err != nil || got.version != 7 || got.analyser != "a" || got.subtype != "comment" || got.state != StateError ||
+			got := d.loadNode(ctx, t, "svc", "node")
+			if got.version != 7 || got.analyser != "a" || got.subtype != "comment" || got.state != StateError ||
 				got.attempts != 2 || got.lastError != "boom" || !got.subscribed || *got.maxItems != 50 || !got.nextAttempt.Equal(n.nextAttempt) {
-				t.Fatalf("round trip: %+v %v", got, err)
+				t.Fatalf("round trip: %+v", got)
 			}
 			got.analysed, got.analyser, got.maxItems, got.lastError, got.nextAttempt = false, "", nil, "", time.Time{}
-			if err := saveNode(ctx, d.store.Client, got, false); err != nil {
+			if err := d.saveNode(ctx, d.db.Client, got, false); err != nil {
 				t.Fatal(err)
 			}
-			if again, _, _ := d.loadNode(ctx, pid, "svc", "node"); again.analysed || again.analyser != "" || again.typ != "" || again.maxItems != nil || again.lastError != "" {
+			if again := d.loadNode(ctx, t, "svc", "node"); again.analysed || again.analyser != "" || again.typ != "" || again.maxItems != nil || again.lastError != "" {
 				t.Fatalf("cleared fields: %+v", again)
 			}
 
-			// Items: exact bytes, upsert, orders.
+			// Items: exact bytes, upsert, orders; even items parsed.
 			var items []storedItem
+			var parsed []parsedItem
 			for i := 0; i < 10; i++ {
 				it := storedItem{Item: wire.Item{ID: fmt.Sprintf("i%d", i), Payload: payload(i)}, position: int64(i),
 					parseState: pubsubitem.ParseStateNone, searchText: textOf(payload(i))}
 				if i%2 == 0 {
 					it.Publisher = "bob@example.org"
-					it.parsed, it.parseState = json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), pubsubitem.ParseStateOk
+					it.parseState = pubsubitem.ParseStatePending
+					parsed = append(parsed, parsedItem{id: it.ID, payload: it.Payload, state: pubsubitem.ParseStateOk,
+						parsed: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), searchText: it.searchText + " parsed"})
 				}
 				items = append(items, it)
 			}
 			items[3].cursor = "cur-3"
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, items) })
+			upsert := func(republished bool, items ...storedItem) []string {
+				t.Helper()
+				var pending []string
+				err := d.db.WithTx(ctx, func(tx *ent.Tx) error {
+					var err error
+					pending, err = d.upsertItems(ctx, tx.Client(), n.id, items, false, republished)
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pending
+			}
+			if pending := upsert(false, items...); strings.Join(pending, ",") != "i0,i2,i4,i6,i8" {
+				t.Errorf("pending after the first store: %v", pending)
+			}
+			err := d.db.WithTx(ctx, func(tx *ent.Tx) error {
+				written, err := d.storeParsed(ctx, tx.Client(), n.id, parsed, nil, nil)
+				if written != 5 {
+					t.Errorf("stored %d parses, want 5", written)
+				}
+				return err
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Stored again unchanged (a new listing): the parse is kept; a
+			// changed payload loses it.
+			changed := items[2]
+			changed.Payload = []byte("<changed xmlns='urn:x'/>")
+			if pending := upsert(false, items[0], changed); strings.Join(pending, ",") != "i2" {
+				t.Errorf("pending after storing i0 unchanged and i2 changed: %v", pending)
+			}
+			for id, want := range map[string]pubsubitem.ParseState{"i0": pubsubitem.ParseStateOk, "i2": pubsubitem.ParseStatePending} {
+				row := d.db.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID(id)).OnlyX(ctx)
+				if row.ParseState != want || (want == pubsubitem.ParseStateOk) != (row.Parsed != nil) {
+					t.Errorf("%s: parse_state %s parsed %v, want %s", id, row.ParseState, row.Parsed, want)
+				}
+			}
+			upsert(false, items[2])
 			all, err := d.readItems(ctx, readQuery{nodeID: n.id})
 			if err != nil || len(all) != 10 {
 				t.Fatalf("read all: %d %v", len(all), err)
@@ -158,11 +213,8 @@ func TestStorage(t *testing.T) {
 			// Update: new payload, position kept, cursor kept when asked.
 			up := items[3]
 			up.Payload, up.cursor, up.position = []byte("<new xmlns='urn:x'>é &amp;</new>"), "", 3
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			row, err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID("i3")).Only(ctx)
+			upsert(false, up)
+			row, err := d.db.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID("i3")).Only(ctx)
 			if err != nil || string(row.Payload) != string(up.Payload) || row.Cursor == nil || *row.Cursor != "cur-3" || row.Position != 3 {
 				t.Errorf("updated row: %+v %v", row, err)
 			}
@@ -170,40 +222,38 @@ func TestStorage(t *testing.T) {
 			// page): a row without one keeps the stored cursor.
 			withCur := items[4]
 			withCur.cursor = "cur-4b"
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up, withCur}) })
-			if err != nil {
-				t.Fatal(err)
-			}
+			upsert(false, up, withCur)
 			for id, want := range map[string]string{"i3": "cur-3", "i4": "cur-4b"} {
-				row, err := d.store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID(id)).Only(ctx)
+				row, err := d.db.Client.PubsubItem.Query().Where(pubsubitem.NodeID(n.id), pubsubitem.ItemID(id)).Only(ctx)
 				if err != nil || row.Cursor == nil || *row.Cursor != want {
 					t.Errorf("cursor of %s after a mixed upsert: %+v %v, want %s", id, row, err, want)
 				}
 			}
-			if p, _ := d.itemPositions(ctx, d.store.Client, n.id, []string{"i3", "i9"}); p["i3"] != 3 || p["i9"] != 9 {
+			if p, _ := d.itemPositions(ctx, d.db.Client, n.id, []string{"i3", "i9"}); p["i3"] != 3 || p["i9"] != 9 {
 				t.Errorf("positions = %v", p)
 			}
-			if m, _ := maxPosition(ctx, d.store.Client, n.id); m != 9 {
+			if m, _ := d.maxPosition(ctx, d.db.Client, n.id); m != 9 {
 				t.Errorf("max position = %d", m)
 			}
-			counts, _ := d.countItems(ctx, []int{n.id})
+			counts, _ := d.countItems(ctx, []int{n.id}, false)
 			if counts[n.id] != 10 {
 				t.Errorf("count = %v", counts)
 			}
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { _, err := trim(ctx, tx, n.id, 4); return err })
+			err = d.db.WithTx(ctx, func(tx *ent.Tx) error { _, err := d.trim(ctx, tx.Client(), n.id, 4); return err })
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rest, _ := d.readItems(ctx, readQuery{nodeID: n.id}); idsOf(rest) != "i6,i7,i8,i9" {
 				t.Errorf("after trim = %s", idsOf(rest))
 			}
-			// Order by modification as the cache saw it.
+			// Order by modification as the cache saw it: a listing storing
+			// an unchanged item moves nothing, a re-publish does.
 			time.Sleep(10 * time.Millisecond)
-			up = items[6]
-			err = d.store.WithTx(ctx, func(tx *ent.Tx) error { return d.upsertItems(ctx, tx, n.id, []storedItem{up}) })
-			if err != nil {
-				t.Fatal(err)
+			upsert(false, items[7])
+			if mod, _ := d.readItems(ctx, readQuery{nodeID: n.id, orderBy: "modification"}); strings.HasSuffix(idsOf(mod), ",i7") {
+				t.Errorf("by modification after an unchanged listing = %s", idsOf(mod))
 			}
+			upsert(true, items[6])
 			if mod, _ := d.readItems(ctx, readQuery{nodeID: n.id, orderBy: "modification"}); !strings.HasSuffix(idsOf(mod), ",i6") {
 				t.Errorf("by modification = %s", idsOf(mod))
 			}

@@ -3,58 +3,41 @@ package pubsubcache
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"time"
 
+	"example.org/backend/ent"
 	"example.org/backend/plugins/xep0060/wire"
 )
 
-// opKind is a kind of write the writer applies.
-type opKind int
-
-const (
-	opItems opKind = iota
-	opPurgeItems
-	opDeleteNode
-	opConfig
-	opSubGone
-	// opFunc runs fn in the writer (sync pages: totally ordered with
-	// notifications).
-	opFunc
-)
-
-// op is one write coming from a notification or from the profile's own
-// pubsub operations.
-type op struct {
-	kind      opKind
-	key       nodeKey
-	items     []wire.Item
-	retracted []string
-	// maxItemsSet (opConfig): the new configuration has pubsub#max_items,
-	// maxItems (nil: unknown value).
-	maxItemsSet bool
-	maxItems    *int
-	// refetched: items fetched by id because their notification did not
-	// come (not evidence of where the service puts re-published items).
-	refetched bool
-	fn        func(ctx context.Context) error
-	done      chan error
-}
-
-// writer applies notifications in arrival order, many per transaction, so
-// that bursts are stored whole (no "database is locked" losses: one writer,
-// and WithTx retries transient contention).
+// writer is the one owner of node state and the only writer of cached
+// items: one goroutine applies, in arrival order, item notifications (many
+// per transaction, so that bursts are stored whole), node notifications,
+// sync pages, parse results and every transition of a node's state
+// (state.go's apply, through wtx.transition). It never waits for the
+// network or a parser: what it stores raw is parsed by the parse queue.
+//
+// Its lock guards the queue (ops, queued, busy) only, never held across
+// I/O.
 type writer struct {
-	p    *Plugin
-	mu   sync.Mutex
-	ops  []op
-	wake chan struct{}
-	idle *sync.Cond
-	busy bool
+	p *Plugin
+
+	mu  sync.Mutex
+	ops []op
+	// queued counts the item writes of each node waiting in ops: while
+	// there are some, the node is not answered from the cache (the answer
+	// would miss what the service already notified).
+	queued map[nodeKey]int
+	busy   bool
+	wake   chan struct{}
+	idle   *sync.Cond
 }
 
 func newWriter(p *Plugin) *writer {
-	w := &writer{p: p, wake: make(chan struct{}, 1)}
+	w := &writer{p: p, queued: map[nodeKey]int{}, wake: make(chan struct{}, 1)}
 	w.idle = sync.NewCond(&w.mu)
 	return w
 }
@@ -62,11 +45,48 @@ func newWriter(p *Plugin) *writer {
 // maxBatch bounds the writes of one transaction.
 const maxBatch = 1000
 
-func (w *writer) enqueue(o op) {
-	if o.kind == opItems {
-		w.p.queue(o.key, 1)
+// opKind is a kind of write.
+type opKind int
+
+const (
+	// opItems: item notifications (published and retracted items), the
+	// profile's own retractions and items refetched by id; consecutive
+	// ones share a transaction.
+	opItems opKind = iota
+	// opFunc: fn runs in the writer, in a transaction of its own.
+	opFunc
+)
+
+// op is one write.
+type op struct {
+	kind opKind
+	key  nodeKey
+	// opItems
+	items     []wire.Item
+	texts     []string // search text of each item (computed before queueing)
+	retracted []string
+	// refetched: items fetched by id because their notification did not
+	// come (not evidence of where the service puts re-published items).
+	refetched bool
+	// opFunc
+	fn   func(ctx context.Context, t *wtx) error
+	done chan error
+}
+
+// itemsOp returns the write of notified (or refetched) items.
+func itemsOp(k nodeKey, items []wire.Item, retracted []string, refetched bool) op {
+	texts := make([]string, len(items))
+	for i, it := range items {
+		texts[i] = textOf(it.Payload)
 	}
+	return op{kind: opItems, key: k, items: items, texts: texts, retracted: retracted, refetched: refetched}
+}
+
+func (w *writer) enqueue(o op) {
 	w.mu.Lock()
+	if o.kind == opItems {
+		w.queued[o.key]++
+	}
 	w.ops = append(w.ops, o)
 	w.mu.Unlock()
 	select {
@@ -87,6 +107,25 @@ func (w *writer) do(ctx context.Context, o op) error {
 	}
 }
 
+// run runs fn in the writer (in a transaction of its own) and waits.
+func (w *writer) run(ctx context.Context, fn func(ctx context.Context, t *wtx) error) error {
+	return w.do(ctx, op{kind: opFunc, fn: fn})
+}
+
+// hasQueued reports whether item writes of k wait in the queue.
+func (w *writer) hasQueued(k nodeKey) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued[k] > 0
+}
+
+// depth is the number of writes waiting.
+func (w *writer) depth() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.ops)
+}
+
 // flush waits until every queued write is applied (or ctx ends).
 func (w *writer) flush(ctx context.Context) {
 	done := make(chan struct{})
@@ -104,12 +143,19 @@ func (w *writer) flush(ctx context.Context) {
 	}
 }
 
-func (w *writer) run(ctx context.Context) {
+// loop is the writer's goroutine.
+func (w *writer) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			w.mu.Lock()
 			w.busy = false
+			for _, o := range w.ops {
+				if o.done != nil {
+					o.done <- errors.New("pubsub cache is stopped")
+				}
+			}
+			w.ops = nil
 			w.idle.Broadcast()
 			w.mu.Unlock()
 			return
@@ -124,7 +170,7 @@ func (w *writer) run(ctx context.Context) {
 				break
 			}
 			n := min(len(w.ops), maxBatch)
-			batch := append([]op(nil), w.ops[:n]...)
+			batch := slices.Clone(w.ops[:n])
 			w.ops = append(w.ops[:0], w.ops[n:]...)
 			w.busy = true
 			w.mu.Unlock()
@@ -142,12 +188,19 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 			i++
 		}
 		if i > 0 {
-			err := w.p.applyItems(ctx, batch[:i])
+			items := batch[:i]
+			err := w.inTx(ctx, func(ctx context.Context, t *wtx) error { return w.p.applyItems(ctx, t, items) })
 			if err != nil {
 				w.p.log.Error("storing notified items failed", "ops", i, "err", err)
 			}
-			for _, o := range batch[:i] {
-				w.p.queue(o.key, -1)
+			w.mu.Lock()
+			for _, o := range items {
+				if w.queued[o.key]--; w.queued[o.key] <= 0 {
+					delete(w.queued, o.key)
+				}
+			}
+			w.mu.Unlock()
+			for _, o := range items {
 				if o.done != nil {
 					o.done <- err
 				}
@@ -156,14 +209,9 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 			continue
 		}
 		o := batch[0]
-		var err error
-		if o.kind == opFunc {
-			err = o.fn(ctx)
-		} else {
-			err = w.p.applyNodeOp(ctx, o)
-		}
+		err := w.inTx(ctx, o.fn)
 		if err != nil {
-			w.p.log.Error("applying a node notification failed", "profile", o.key.profile, "service", o.key.service, "node", o.key.node, "err", err)
+			w.p.log.Error("a cache write failed", "profile", o.key.profile, "service", o.key.service, "node", o.key.node, "err", err)
 		}
 		if o.done != nil {
 			o.done <- err
@@ -171,6 +219,97 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 		batch = batch[1:]
 	}
 }
+
+// inTx runs fn in a transaction (retried on transient contention); once it
+// committed, the node state changes fn made are published and its
+// afterwards functions run.
+func (w *writer) inTx(ctx context.Context, fn func(ctx context.Context, t *wtx) error) error {
+	var t *wtx
+	err := w.p.store.db.WithTx(ctx, func(tx *ent.Tx) error {
+		t = &wtx{p: w.p, c: tx.Client(), changes: map[nodeKey]*nodeInfo{}}
+		return fn(ctx, t)
+	})
+	if err != nil {
+		return err
+	}
+	w.p.nodes.publish(t.changes)
+	for _, f := range t.after {
+		f()
+	}
+	return nil
+}
+
+// wtx is one writer transaction: the database client of the transaction,
+// the node state changes to publish once it commits and what to do then.
+// Only the writer makes one.
+type wtx struct {
+	p       *Plugin
+	c       *ent.Client
+	changes map[nodeKey]*nodeInfo
+	after   []func()
+}
+
+// node returns the node's state as this transaction sees it.
+func (t *wtx) node(k nodeKey) (nodeInfo, bool) {
+	if n, ok := t.changes[k]; ok {
+		if n == nil {
+			return nodeInfo{}, false
+		}
+		return *n, true
+	}
+	return t.p.nodes.get(k)
+}
+
+// ensure returns the node, creating its row (state never) when missing.
+func (t *wtx) ensure(ctx context.Context, k nodeKey) (nodeInfo, error) {
+	if n, ok := t.node(k); ok {
+		return n, nil
+	}
+	pid, err := t.p.store.profileID(ctx, k.profile)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	n, err := t.p.store.createNode(ctx, t.c, pid, k.service, k.node)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	t.changes[k] = &n
+	return n, nil
+}
+
+// transition applies e to the node (ok false: it has no row), writes the
+// row and stages the change.
+func (t *wtx) transition(ctx context.Context, k nodeKey, e event) (nodeInfo, bool, error) {
+	n, ok := t.node(k)
+	if !ok {
+		return nodeInfo{}, false, nil
+	}
+	next := apply(n, e, time.Now())
+	if next == n {
+		return n, true, nil
+	}
+	if err := t.p.store.saveNode(ctx, t.c, next, next.state != n.state); err != nil {
+		return n, true, err
+	}
+	t.changes[k] = &next
+	return next, true, nil
+}
+
+// remove deletes the node's row (its items go with it).
+func (t *wtx) remove(ctx context.Context, k nodeKey) error {
+	n, ok := t.node(k)
+	if !ok {
+		return nil
+	}
+	if err := t.p.store.deleteNode(ctx, t.c, n.id); err != nil {
+		return err
+	}
+	t.changes[k] = nil
+	return nil
+}
+
+// afterwards runs f once the transaction committed.
+func (t *wtx) afterwards(f func()) { t.after = append(t.after, f) }
 
 // repeats marks the item writes of a batch (applied in one transaction)
 // that repeat the previous notification of the same node in that batch: a
@@ -203,4 +342,42 @@ func sameWrite(a, b op) bool {
 	return slices.EqualFunc(a.items, b.items, func(x, y wire.Item) bool {
 		return x.ID == y.ID && x.Publisher == y.Publisher && bytes.Equal(x.Payload, y.Payload)
 	}) && slices.Equal(a.retracted, b.retracted)
+}
+
+// loadNodes loads every node row into the table, applying evRestarted
+// (nothing is fresh after a start; a sync that was running is gone) in
+// one transaction. It runs before the writer's goroutine starts, which
+// owns the table from then on. It returns the nodes whose sync the last
+// stop interrupted.
+func (w *writer) loadNodes(ctx context.Context) ([]nodeKey, error) {
+	var interrupted []nodeKey
+	m := map[nodeKey]nodeInfo{}
+	err := w.p.store.db.WithTx(ctx, func(tx *ent.Tx) error {
+		interrupted, m = nil, map[nodeKey]nodeInfo{}
+		rows, err := w.p.store.loadNodes(ctx, tx.Client())
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		for _, r := range rows {
+			n := r.n
+			n.toSync, n.parser = w.p.analysers.declared(n.analyser)
+			next := apply(n, event{kind: evRestarted}, now)
+			if n.state == StateInProgress {
+				interrupted = append(interrupted, r.key)
+			}
+			if next != n {
+				if err := w.p.store.saveNode(ctx, tx.Client(), next, next.state != n.state); err != nil {
+					return err
+				}
+			}
+			m[r.key] = next
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load cached nodes: %w", err)
+	}
+	w.p.nodes.replace(m)
+	return interrupted, nil
 }

@@ -152,7 +152,7 @@ func BenchmarkSearch(b *testing.B) {
 			for _, qq := range queries {
 				b.Run(qq.name, func(b *testing.B) {
 					// Warm up and check the answer.
-					rows, err := sr.Search(ctx, qq.q)
+					rows, err := sr.rows(ctx, qq.q)
 					if err != nil || len(rows) != qq.want {
 						b.Fatalf("%d rows, %v", len(rows), err)
 					}

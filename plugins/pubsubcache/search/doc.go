@@ -11,11 +11,15 @@
 //
 // # Operators
 //
-// Every operator is evaluated on the value at the path; a missing value
-// makes every positive operator false. The negated operators (!=, not_in,
+// A filter never matches an item without parsed data (parse pending, no
+// parser, parse error), positive or negated: Search reports how many items
+// were left out that way (Result.SkippedUnparsed) and which searched nodes
+// are not complete (Result.IncompleteNodes). On parsed items, every
+// operator is evaluated on the value at the path; a missing value makes
+// every positive operator false. The negated operators (!=, not_in,
 // not_like, not_ilike, disjoint, idisjoint) are the exact complements of
-// ==, in, like, ilike, overlap and ioverlap: they are true on a missing
-// value and on a value of another type.
+// ==, in, like, ilike, overlap and ioverlap on parsed items: they are true
+// on a missing value and on a value of another type.
 //
 //   - == VALUE: same JSON type and equal value. Numbers compare
 //     numerically (5 == 5.0), strings byte for byte (case-sensitive),

@@ -70,6 +70,13 @@ func (s *Searcher) indexedSet() map[string]bool {
 // finds, in order, for the store's dialect (for tests and EXPLAIN), and
 // whether the connection needs search_fold.
 func (s *Searcher) Build(q Query) (string, []any, bool, error) {
+	return s.build(q, false)
+}
+
+// build writes the query selecting the ids of the items q finds, or with
+// unparsed the count of the items that q's filters on parsed paths leave
+// out for want of parsed data (everything else of q matching).
+func (s *Searcher) build(q Query, unparsed bool) (string, []any, bool, error) {
 	if err := q.validate(); err != nil {
 		return "", nil, false, invalid(err)
 	}
@@ -84,14 +91,19 @@ func (s *Searcher) Build(q Query) (string, []any, bool, error) {
 	}
 	// Phase one selects the ids in order (narrow rows to sort); Search
 	// then fetches the rows of the page.
-	drive := drivingFilter(q, indexed)
-	b.w("SELECT i.id FROM ")
-	if drive >= 0 {
-		if err := b.drivingTable(q.Filters[drive]); err != nil {
-			return "", nil, false, invalid(fmt.Errorf("filter %s: %w", q.Filters[drive], err))
-		}
+	drive := -1
+	if unparsed {
+		b.w("SELECT COUNT(*) FROM pubsub_items i")
 	} else {
-		b.w("pubsub_items i")
+		drive = drivingFilter(q, indexed)
+		b.w("SELECT i.id FROM ")
+		if drive >= 0 {
+			if err := b.drivingTable(q.Filters[drive]); err != nil {
+				return "", nil, false, invalid(fmt.Errorf("filter %s: %w", q.Filters[drive], err))
+			}
+		} else {
+			b.w("pubsub_items i")
+		}
 	}
 	if len(q.Profiles)+len(q.Services)+len(q.Nodes)+len(q.Types)+len(q.Subtypes) > 0 {
 		b.w(" JOIN pubsub_nodes n ON n.id = i.node_id")
@@ -112,7 +124,7 @@ func (s *Searcher) Build(q Query) (string, []any, bool, error) {
 	}
 	orderCols := make([]cols, len(q.OrderBy))
 	for k, o := range q.OrderBy {
-		if o.Keyword != "" {
+		if o.Keyword != "" || unparsed {
 			continue
 		}
 		c, err := b.orderCols(b, o.Path, indexed[o.Path.String()])
@@ -122,31 +134,18 @@ func (s *Searcher) Build(q Query) (string, []any, bool, error) {
 		orderCols[k] = c
 	}
 	b.w(" WHERE 1 = 1")
-	in := func(col string, vals []string, nullable bool) {
-		if len(vals) == 0 {
-			return
-		}
-		b.w(" AND (", col, " IN (")
-		hasEmpty := false
-		for k, v := range vals {
-			if k > 0 {
-				b.w(", ")
-			}
-			b.arg(v)
-			hasEmpty = hasEmpty || v == ""
-		}
-		b.w(")")
-		if nullable && hasEmpty {
-			b.w(" OR ", col, " IS NULL")
-		}
-		b.w(")")
+	b.nodeFilters(q)
+	b.in("i.item_id", q.ItemIDs, false)
+	if unparsed {
+		b.w(" AND i.parse_state <> 'ok'")
+		return b.sb.String(), b.args, b.fold, nil
 	}
-	in("p.name", q.Profiles, false)
-	in("n.service", q.Services, false)
-	in("n.name", q.Nodes, false)
-	in("n.type", q.Types, true)
-	in("n.subtype", q.Subtypes, true)
-	in("i.item_id", q.ItemIDs, false)
+	if len(q.Filters) > 0 && drive < 0 {
+		// A filter on a parsed path never matches an item without parsed
+		// data, positive or negated. (A driving side-table filter reads
+		// rows that exist only for parsed items.)
+		b.w(" AND i.parse_state = 'ok'")
+	}
 	for k, f := range q.Filters {
 		if k == drive {
 			continue
@@ -223,16 +222,35 @@ func drivingFilter(q Query, indexed map[string]bool) int {
 	return drive
 }
 
-// Search runs q and returns the items found.
-func (s *Searcher) Search(ctx context.Context, q Query) ([]Row, error) {
+// Result is what a search found.
+type Result struct {
+	Rows []Row
+	// SkippedUnparsed is how many items a filter on a parsed path left out
+	// because they have no parsed data (parse pending, no parser, parse
+	// error), everything else of the query matching them.
+	SkippedUnparsed int
+	// IncompleteNodes are the searched nodes that are not complete: being
+	// synced, partial, failed, or interrupted (their results may miss
+	// items).
+	IncompleteNodes []NodeState
+}
+
+// NodeState is a node and its sync state.
+type NodeState struct {
+	Profile, Service, Node, State string
+}
+
+// Search runs q and returns the items found, with what the answer may
+// miss.
+func (s *Searcher) Search(ctx context.Context, q Query) (Result, error) {
 	query, args, fold, err := s.Build(q)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	if len(q.Profiles) > 0 {
 		known, err := s.store.Client.Profile.Query().Where(profile.NameIn(q.Profiles...)).Select(profile.FieldName).Strings(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("look up profiles: %w", err)
+			return Result{}, fmt.Errorf("look up profiles: %w", err)
 		}
 		for _, p := range q.Profiles {
 			found := false
@@ -240,25 +258,66 @@ func (s *Searcher) Search(ctx context.Context, q Query) ([]Row, error) {
 				found = found || k == p
 			}
 			if !found {
-				return nil, fmt.Errorf("%w %q", ErrUnknownProfile, p)
+				return Result{}, fmt.Errorf("%w %q", ErrUnknownProfile, p)
 			}
 		}
 	}
 	conn, err := s.store.DB.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("search: %w", err)
+		return Result{}, fmt.Errorf("search: %w", err)
 	}
 	defer conn.Close()
 	if fold {
 		if err := registerFold(conn); err != nil {
-			return nil, err
+			return Result{}, err
 		}
 	}
 	ids, err := queryIDs(ctx, conn, query, args)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
-	return s.fetch(ctx, conn, ids, q.WithPayload)
+	var res Result
+	if res.Rows, err = s.fetch(ctx, conn, ids, q.WithPayload); err != nil {
+		return Result{}, err
+	}
+	if len(q.Filters) > 0 {
+		query, args, _, err := s.build(q, true)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := conn.QueryRowContext(ctx, query, args...).Scan(&res.SkippedUnparsed); err != nil {
+			return Result{}, fmt.Errorf("search: count unparsed items: %w", err)
+		}
+	}
+	if res.IncompleteNodes, err = s.incomplete(ctx, conn, q); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// incomplete lists the nodes in q's scope that hold (or are storing)
+// items but are not complete.
+func (s *Searcher) incomplete(ctx context.Context, conn *sql.Conn, q Query) ([]NodeState, error) {
+	b := &builder{pg: s.store.Dialect == storage.DriverPostgres}
+	b.w("SELECT p.name, n.service, n.name, n.sync_state FROM pubsub_nodes n JOIN profiles p ON p.id = n.profile_id",
+		" WHERE (n.sync_state IN ('in_progress', 'partial', 'error')",
+		" OR n.sync_state = 'never' AND EXISTS (SELECT 1 FROM pubsub_items i WHERE i.node_id = n.id))")
+	b.nodeFilters(q)
+	b.w(" ORDER BY p.name, n.service, n.name")
+	rows, err := conn.QueryContext(ctx, b.sb.String(), b.args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: list incomplete nodes: %w", err)
+	}
+	defer rows.Close()
+	out := []NodeState{}
+	for rows.Next() {
+		var n NodeState
+		if err := rows.Scan(&n.Profile, &n.Service, &n.Node, &n.State); err != nil {
+			return nil, fmt.Errorf("search: list incomplete nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }
 
 func queryIDs(ctx context.Context, conn *sql.Conn, query string, args []any) ([]int64, error) {
@@ -372,4 +431,35 @@ func sqliteFold(v any) any {
 		return Fold(string(x))
 	}
 	return nil
+}
+
+// nodeFilters writes q's conditions on nodes (n, and p for profiles).
+func (b *builder) nodeFilters(q Query) {
+	b.in("p.name", q.Profiles, false)
+	b.in("n.service", q.Services, false)
+	b.in("n.name", q.Nodes, false)
+	b.in("n.type", q.Types, true)
+	b.in("n.subtype", q.Subtypes, true)
+}
+
+// in writes " AND col IN (vals)" (nothing for no vals); with nullable, an
+// empty value also matches NULL.
+func (b *builder) in(col string, vals []string, nullable bool) {
+	if len(vals) == 0 {
+		return
+	}
+	b.w(" AND (", col, " IN (")
+	hasEmpty := false
+	for k, v := range vals {
+		if k > 0 {
+			b.w(", ")
+		}
+		b.arg(v)
+		hasEmpty = hasEmpty || v == ""
+	}
+	b.w(")")
+	if nullable && hasEmpty {
+		b.w(" OR ", col, " IS NULL")
+	}
+	b.w(")")
 }

@@ -61,12 +61,16 @@ func (a *api) Search(ctx context.Context, req *connect.Request[backendv1.CacheSe
 	if err != nil {
 		return nil, apiError(err)
 	}
-	rows, err := a.s.Search(ctx, q)
+	found, err := a.s.Search(ctx, q)
 	if err != nil {
 		return nil, apiError(err)
 	}
-	res := &backendv1.CacheSearchResponse{Items: make([]*backendv1.CacheSearchItem, len(rows))}
-	for i, r := range rows {
+	res := &backendv1.CacheSearchResponse{Items: make([]*backendv1.CacheSearchItem, len(found.Rows)),
+		SkippedUnparsed: int64(found.SkippedUnparsed), IncompleteNodes: make([]*backendv1.CacheSearchNode, len(found.IncompleteNodes))}
+	for i, n := range found.IncompleteNodes {
+		res.IncompleteNodes[i] = &backendv1.CacheSearchNode{Profile: n.Profile, Service: n.Service, Node: n.Node, State: n.State}
+	}
+	for i, r := range found.Rows {
 		it := &backendv1.CacheSearchItem{Profile: r.Profile, Service: r.Service, Node: r.Node, Id: r.ItemID}
 		if r.Parsed != nil {
 			p := string(r.Parsed)

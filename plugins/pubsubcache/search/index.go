@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"example.org/backend/core/storage"
 	"example.org/backend/ent"
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/pubsubitemvalue"
@@ -99,15 +98,16 @@ func parsePaths(paths []string) ([]Path, error) {
 
 // IndexItem replaces the side-table rows of item itemID (pubsub_items.id)
 // with the values of parsed at paths. The cache calls it in the
-// transaction that stores the item, with the same paths for every item
-// (the union of the analysers' declared IndexedPaths: the set a Searcher
-// is built with). parsed may be nil (unparsed item: no rows).
-func IndexItem(ctx context.Context, tx *ent.Tx, itemID int, parsed json.RawMessage, paths []string) error {
+// transaction that stores the item's parse (c is the transaction's
+// client), with the same paths for every item (the union of the
+// analysers' declared IndexedPaths: the set a Searcher is built with).
+// parsed may be nil (unparsed item: no rows).
+func IndexItem(ctx context.Context, c *ent.Client, itemID int, parsed json.RawMessage, paths []string) error {
 	ps, err := parsePaths(paths)
 	if err != nil {
 		return err
 	}
-	return indexItem(ctx, tx.Client(), itemID, parsed, ps)
+	return indexItem(ctx, c, itemID, parsed, ps)
 }
 
 func indexItem(ctx context.Context, c *ent.Client, itemID int, parsed json.RawMessage, paths []Path) error {
@@ -142,8 +142,10 @@ func indexItem(ctx context.Context, c *ent.Client, itemID int, parsed json.RawMe
 }
 
 // Reindex rebuilds the side table of every cached item for paths (after
-// the set of indexed paths changed), batch items per transaction.
-func Reindex(ctx context.Context, store *storage.Store, paths []string, batch int) error {
+// the set of indexed paths changed), batch items per transaction. run runs
+// each batch in a transaction (c is its client): the cache runs it in its
+// writer, so that no item changes under a batch.
+func Reindex(ctx context.Context, paths []string, batch int, run func(ctx context.Context, fn func(c *ent.Client) error) error) error {
 	ps, err := parsePaths(paths)
 	if err != nil {
 		return err
@@ -153,15 +155,17 @@ func Reindex(ctx context.Context, store *storage.Store, paths []string, batch in
 	}
 	last := 0
 	for {
-		items, err := store.Client.PubsubItem.Query().Where(pubsubitem.IDGT(last)).Order(ent.Asc(pubsubitem.FieldID)).
-			Limit(batch).Select(pubsubitem.FieldID, pubsubitem.FieldParsed).All(ctx)
-		if err != nil {
-			return fmt.Errorf("reindex: list items: %w", err)
-		}
-		if len(items) == 0 {
-			return nil
-		}
-		err = store.WithTx(ctx, func(tx *ent.Tx) error {
+		done := false
+		err := run(ctx, func(c *ent.Client) error {
+			items, err := c.PubsubItem.Query().Where(pubsubitem.IDGT(last)).Order(ent.Asc(pubsubitem.FieldID)).
+				Limit(batch).Select(pubsubitem.FieldID, pubsubitem.FieldParsed).All(ctx)
+			if err != nil {
+				return fmt.Errorf("list items: %w", err)
+			}
+			if len(items) == 0 {
+				done = true
+				return nil
+			}
 			for _, it := range items {
 				var raw json.RawMessage
 				if it.Parsed != nil {
@@ -169,15 +173,18 @@ func Reindex(ctx context.Context, store *storage.Store, paths []string, batch in
 						return err
 					}
 				}
-				if err := indexItem(ctx, tx.Client(), it.ID, raw, ps); err != nil {
+				if err := indexItem(ctx, c, it.ID, raw, ps); err != nil {
 					return err
 				}
 			}
+			last = items[len(items)-1].ID
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("reindex: %w", err)
 		}
-		last = items[len(items)-1].ID
+		if done {
+			return nil
+		}
 	}
 }

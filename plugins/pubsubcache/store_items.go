@@ -1,0 +1,572 @@
+package pubsubcache
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+
+	"example.org/backend/ent"
+	"example.org/backend/ent/predicate"
+	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/pubsubitemvalue"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// storedItem is one raw item to write.
+type storedItem struct {
+	wire.Item
+	cursor string
+	// parseState is pending when the node's analyser has a parser, none
+	// otherwise (an unchanged payload keeps its parse).
+	parseState pubsubitem.ParseState
+	searchText string
+	position   int64
+}
+
+// keepParse is true on the stored row when its payload did not change and
+// it has a parse state of its own: it keeps it (and its parsed data, its
+// search text, its modification time).
+const keepParse = "(pubsub_items.payload = excluded.payload AND pubsub_items.parse_state <> 'none')"
+
+// upsertItems writes raw items of a node (insert, or replace the payload,
+// publisher and position of an existing id; a stored cursor is replaced
+// only by one the item brings). An item whose payload is unchanged keeps
+// its parse; a changed one loses it (and its search values, when
+// clearValues). The modification time moves when the payload changed, or
+// always when republished (a notification: the service saw a publish).
+// It returns the ids whose parse is pending after the write.
+func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, items []storedItem, clearValues, republished bool) ([]string, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	resolve := entsql.ResolveWith(func(u *entsql.UpdateSet) {
+		u.SetExcluded(pubsubitem.FieldPayload).SetExcluded(pubsubitem.FieldPublisher).SetExcluded(pubsubitem.FieldPosition)
+		u.Set(pubsubitem.FieldCursor, entsql.Expr("COALESCE(excluded.cursor, pubsub_items.cursor)"))
+		for _, col := range []string{pubsubitem.FieldParseState, pubsubitem.FieldParsed, pubsubitem.FieldParseError, pubsubitem.FieldSearchText} {
+			u.Set(col, entsql.Expr("CASE WHEN "+keepParse+" THEN pubsub_items."+col+" ELSE excluded."+col+" END"))
+		}
+		if republished {
+			u.SetExcluded(pubsubitem.FieldUpdatedAt)
+		} else {
+			u.Set(pubsubitem.FieldUpdatedAt, entsql.Expr("CASE WHEN pubsub_items.payload = excluded.payload THEN pubsub_items.updated_at ELSE excluded.updated_at END"))
+		}
+	})
+	const chunk = 400
+	ids := make([]string, len(items))
+	for start := 0; start < len(items); start += chunk {
+		part := items[start:min(start+chunk, len(items))]
+		bs := make([]*ent.PubsubItemCreate, len(part))
+		for i, it := range part {
+			ids[start+i] = it.ID
+			bs[i] = c.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
+				SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
+				SetParseState(it.parseState).SetSearchText(it.searchText).SetPosition(it.position)
+		}
+		if err := c.PubsubItem.CreateBulk(bs...).OnConflict(entsql.ConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID), resolve).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("store %d items of node %d: %w", len(part), nodeID, err)
+		}
+	}
+	var pending []string
+	for start := 0; start < len(ids); start += 500 {
+		rows, err := c.PubsubItem.Query().
+			Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...), pubsubitem.ParseStateIn(pubsubitem.ParseStatePending, pubsubitem.ParseStateNone)).
+			Select(pubsubitem.FieldID, pubsubitem.FieldItemID, pubsubitem.FieldParseState).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the parse state of stored items of node %d: %w", nodeID, err)
+		}
+		var unparsed []int
+		for _, r := range rows {
+			unparsed = append(unparsed, r.ID)
+			if r.ParseState == pubsubitem.ParseStatePending {
+				pending = append(pending, r.ItemID)
+			}
+		}
+		if clearValues && len(unparsed) > 0 {
+			if _, err := c.PubsubItemValue.Delete().Where(pubsubitemvalue.ItemIDIn(unparsed...)).Exec(ctx); err != nil {
+				return nil, fmt.Errorf("clear search values of re-published items: %w", err)
+			}
+		}
+	}
+	return pending, nil
+}
+
+// markPending makes the node's items that have no parse state (stored
+// before an analyser with a parser applied) parse pending; it returns how
+// many.
+func (s *nodeStore) markPending(ctx context.Context, c *ent.Client, nodeID int) (int, error) {
+	n, err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ParseStateEQ(pubsubitem.ParseStateNone)).
+		SetParseState(pubsubitem.ParseStatePending).Save(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("mark items of node %d for parsing: %w", nodeID, err)
+	}
+	return n, nil
+}
+
+// reparseAll makes every parsed item of the node parse pending again (its
+// analyser changed), or none when the new analyser has no parser.
+func (s *nodeStore) reparseAll(ctx context.Context, c *ent.Client, nodeID int, parser bool) (int, error) {
+	state := pubsubitem.ParseStateNone
+	if parser {
+		state = pubsubitem.ParseStatePending
+	}
+	if _, err := c.PubsubItemValue.Delete().Where(pubsubitemvalue.HasItemWith(pubsubitem.NodeID(nodeID))).Exec(ctx); err != nil {
+		return 0, fmt.Errorf("clear search values of node %d: %w", nodeID, err)
+	}
+	n, err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ParseStateNEQ(state)).
+		SetParseState(state).ClearParsed().ClearParseError().Save(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("re-parse items of node %d: %w", nodeID, err)
+	}
+	return n, nil
+}
+
+// samePayload reports whether the node's stored item id has payload.
+func (s *nodeStore) samePayload(ctx context.Context, c *ent.Client, nodeID int, id string, payload []byte) (bool, error) {
+	n, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemID(id), pubsubitem.Payload(payload)).Count(ctx)
+	if err != nil {
+		return false, fmt.Errorf("compare item %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// itemPositions returns the stored positions of the node's items by id
+// (all items when ids is empty).
+func (s *nodeStore) itemPositions(ctx context.Context, c *ent.Client, nodeID int, ids []string) (map[string]int64, error) {
+	q := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID))
+	if len(ids) > 0 {
+		q.Where(pubsubitem.ItemIDIn(ids...))
+	}
+	rows, err := q.Select(pubsubitem.FieldItemID, pubsubitem.FieldPosition).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read positions of node %d: %w", nodeID, err)
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.ItemID] = r.Position
+	}
+	return out, nil
+}
+
+// idsSorted reports whether the node's cached items among ids come in the
+// order of ids.
+func (s *nodeStore) idsSorted(ctx context.Context, nodeID int, ids []string) (bool, error) {
+	pos, err := s.itemPositions(ctx, s.db.Client, nodeID, ids)
+	if err != nil {
+		return false, err
+	}
+	last := int64(-1 << 62)
+	for _, id := range ids {
+		p, ok := pos[id]
+		if !ok {
+			continue
+		}
+		if p < last {
+			return false, nil
+		}
+		last = p
+	}
+	return true, nil
+}
+
+// maxPosition returns the largest position of the node (-1 when empty).
+func (s *nodeStore) maxPosition(ctx context.Context, c *ent.Client, nodeID int) (int64, error) {
+	r, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Order(ent.Desc(pubsubitem.FieldPosition)).
+		Select(pubsubitem.FieldPosition).First(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		return -1, nil
+	case err != nil:
+		return 0, fmt.Errorf("read last position of node %d: %w", nodeID, err)
+	}
+	return r.Position, nil
+}
+
+// idsAfter returns the ids of the node's items placed after pos.
+func (s *nodeStore) idsAfter(ctx context.Context, c *ent.Client, nodeID int, pos int64) ([]string, error) {
+	ids, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.PositionGT(pos)).Select(pubsubitem.FieldItemID).Strings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the items after a re-published one: %w", err)
+	}
+	return ids, nil
+}
+
+// setPosition places one item.
+func (s *nodeStore) setPosition(ctx context.Context, c *ent.Client, nodeID int, id string, pos int64) error {
+	if err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemID(id)).SetPosition(pos).Exec(ctx); err != nil {
+		return fmt.Errorf("place item %s: %w", id, err)
+	}
+	return nil
+}
+
+// setCursor stores the service's cursor of one item.
+func (s *nodeStore) setCursor(ctx context.Context, c *ent.Client, nodeID int, id, cursor string) error {
+	if err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemID(id)).SetCursor(cursor).Exec(ctx); err != nil {
+		return fmt.Errorf("store the cursor of item %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteItems removes items of a node by id.
+func (s *nodeStore) deleteItems(ctx context.Context, c *ent.Client, nodeID int, ids []string) error {
+	for start := 0; start < len(ids); start += 500 {
+		if _, err := c.PubsubItem.Delete().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...)).Exec(ctx); err != nil {
+			return fmt.Errorf("delete items of node %d: %w", nodeID, err)
+		}
+	}
+	return nil
+}
+
+// deleteAllItems removes every item of a node.
+func (s *nodeStore) deleteAllItems(ctx context.Context, c *ent.Client, nodeID int) error {
+	if _, err := c.PubsubItem.Delete().Where(pubsubitem.NodeID(nodeID)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete the items of node %d: %w", nodeID, err)
+	}
+	return nil
+}
+
+// purgeItems removes the node's items created (or modified) before the
+// given times (nil: any); it returns how many it removed and how many are
+// left.
+func (s *nodeStore) purgeItems(ctx context.Context, c *ent.Client, nodeID int, createdBefore, updatedBefore *time.Time) (removed, remaining int, err error) {
+	preds := []predicate.PubsubItem{pubsubitem.NodeID(nodeID)}
+	if createdBefore != nil {
+		preds = append(preds, pubsubitem.CreatedAtLT(*createdBefore))
+	}
+	if updatedBefore != nil {
+		preds = append(preds, pubsubitem.UpdatedAtLT(*updatedBefore))
+	}
+	if removed, err = c.PubsubItem.Delete().Where(preds...).Exec(ctx); err != nil {
+		return 0, 0, fmt.Errorf("purge items of node %d: %w", nodeID, err)
+	}
+	if remaining, err = c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Count(ctx); err != nil {
+		return 0, 0, fmt.Errorf("count items of node %d: %w", nodeID, err)
+	}
+	return removed, remaining, nil
+}
+
+// trim keeps the max most recent items of a node (the service drops older
+// ones when max_items is exceeded); it returns how many it dropped.
+func (s *nodeStore) trim(ctx context.Context, c *ent.Client, nodeID, max int) (int, error) {
+	rows, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Order(ent.Desc(pubsubitem.FieldPosition)).
+		Offset(max).Select(pubsubitem.FieldID).All(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("find items beyond max_items: %w", err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	ids := make([]int, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	if _, err := c.PubsubItem.Delete().Where(pubsubitem.IDIn(ids...)).Exec(ctx); err != nil {
+		return 0, fmt.Errorf("drop items beyond max_items: %w", err)
+	}
+	return len(rows), nil
+}
+
+// countItems returns the number of cached items of each node id (pending:
+// only the items whose parse is pending).
+func (s *nodeStore) countItems(ctx context.Context, nodeIDs []int, pending bool) (map[int]int, error) {
+	out := map[int]int{}
+	if len(nodeIDs) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		NodeID int `json:"node_id"`
+		Count  int `json:"count"`
+	}
+	q := s.db.Client.PubsubItem.Query().Where(pubsubitem.NodeIDIn(nodeIDs...))
+	if pending {
+		q.Where(pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending))
+	}
+	if err := q.GroupBy(pubsubitem.FieldNodeID).Aggregate(ent.Count()).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("count cached items: %w", err)
+	}
+	for _, r := range rows {
+		out[r.NodeID] = r.Count
+	}
+	return out, nil
+}
+
+// countAllPending returns how many cached items wait for a parser.
+func (s *nodeStore) countAllPending(ctx context.Context) (int, error) {
+	n, err := s.db.Client.PubsubItem.Query().Where(pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending)).Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count items waiting for a parser: %w", err)
+	}
+	return n, nil
+}
+
+// nodesWithPending returns the ids of the nodes having items whose parse
+// is pending.
+func (s *nodeStore) nodesWithPending(ctx context.Context) ([]int, error) {
+	ids, err := s.db.Client.PubsubItem.Query().Where(pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending)).
+		Unique(true).Select(pubsubitem.FieldNodeID).Ints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes with items to parse: %w", err)
+	}
+	return ids, nil
+}
+
+// pendingItems returns up to limit items of the node whose parse is
+// pending, from row id after on (in row id order), and the last row id.
+func (s *nodeStore) pendingItems(ctx context.Context, nodeID, after, limit int) ([]wire.Item, int, error) {
+	rows, err := s.db.Client.PubsubItem.Query().
+		Where(pubsubitem.NodeID(nodeID), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), pubsubitem.IDGT(after)).
+		Order(ent.Asc(pubsubitem.FieldID)).Limit(limit).
+		Select(pubsubitem.FieldID, pubsubitem.FieldItemID, pubsubitem.FieldPublisher, pubsubitem.FieldPayload).All(ctx)
+	if err != nil {
+		return nil, after, fmt.Errorf("read items to parse of node %d: %w", nodeID, err)
+	}
+	out := make([]wire.Item, len(rows))
+	for i, r := range rows {
+		out[i] = wire.Item{ID: r.ItemID, Payload: r.Payload}
+		if r.Publisher != nil {
+			out[i].Publisher = *r.Publisher
+		}
+		after = r.ID
+	}
+	return out, after, nil
+}
+
+// parsedItem is a parser's result for one stored item.
+type parsedItem struct {
+	id string
+	// payload is the payload that was parsed: a result for a payload that
+	// was replaced meanwhile is dropped.
+	payload    []byte
+	state      pubsubitem.ParseState
+	parsed     json.RawMessage
+	err        string
+	searchText string
+}
+
+// storeParsed writes parse results of a node's items that are still
+// pending with the parsed payload, and their search values (index, with
+// paths, when paths is not empty); it returns how many it wrote.
+func (s *nodeStore) storeParsed(ctx context.Context, c *ent.Client, nodeID int, results []parsedItem, paths []string,
+	index func(ctx context.Context, c *ent.Client, rowID int, parsed json.RawMessage, paths []string) error) (int, error) {
+	ids := make([]string, len(results))
+	for i, r := range results {
+		ids[i] = r.id
+	}
+	rows, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids...), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending)).
+		Select(pubsubitem.FieldID, pubsubitem.FieldItemID).All(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read items to store parse results: %w", err)
+	}
+	rowID := make(map[string]int, len(rows))
+	for _, r := range rows {
+		rowID[r.ItemID] = r.ID
+	}
+	written := 0
+	for _, r := range results {
+		id, ok := rowID[r.id]
+		if !ok {
+			continue
+		}
+		u := c.PubsubItem.Update().Where(pubsubitem.ID(id), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), pubsubitem.Payload(r.payload)).
+			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(r.searchText)
+		if m := parsedMap(r.parsed); m != nil {
+			u.SetParsed(m)
+		}
+		n, err := u.Save(ctx)
+		if err != nil {
+			return written, fmt.Errorf("store the parse of item %s: %w", r.id, err)
+		}
+		if n == 0 {
+			continue // replaced meanwhile: its new payload is pending
+		}
+		written++
+		if len(paths) > 0 && index != nil {
+			if err := index(ctx, c, id, r.parsed, paths); err != nil {
+				return written, fmt.Errorf("index item %s: %w", r.id, err)
+			}
+		}
+	}
+	return written, nil
+}
+
+// parsedMap is parsed JSON as the parsed column takes it (nil when there
+// is none: the plugin's result was validated as a JSON object).
+func parsedMap(raw json.RawMessage) map[string]any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// readQuery is a cache read: all items, the last max, or ids, in the
+// service's order or by creation/modification as the cache saw them.
+type readQuery struct {
+	nodeID   int
+	maxItems int
+	ids      []string
+	// idsInRequestOrder answers ids in the order of the request (Prosody);
+	// otherwise in the node's order (ejabberd).
+	idsInRequestOrder bool
+	orderBy           string
+}
+
+// readItems answers q with one SQL query.
+func (s *nodeStore) readItems(ctx context.Context, q readQuery) ([]wire.Item, error) {
+	var b strings.Builder
+	args := []any{q.nodeID}
+	b.WriteString("SELECT item_id, publisher, payload FROM pubsub_items WHERE node_id = " + s.ph(1))
+	if len(q.ids) > 0 {
+		b.WriteString(" AND item_id IN (" + s.placeholders(1, len(q.ids)) + ")")
+		for _, id := range q.ids {
+			args = append(args, id)
+		}
+	}
+	// The (node_id, position) index gives the service's order (SQLite
+	// appends the rowid to index keys: no sort step).
+	order := "position, id"
+	switch q.orderBy {
+	case "creation":
+		order = "created_at, position, id"
+	case "modification":
+		order = "updated_at, position, id"
+	}
+	desc := q.maxItems > 0 && len(q.ids) == 0
+	if desc {
+		order = strings.ReplaceAll(order, ",", " DESC,") + " DESC LIMIT " + strconv.Itoa(q.maxItems)
+	}
+	b.WriteString(" ORDER BY " + order)
+	rows, err := s.db.DB.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read cached items: %w", err)
+	}
+	defer rows.Close()
+	var out []wire.Item
+	for rows.Next() {
+		var it wire.Item
+		var pub sql.NullString
+		if err := rows.Scan(&it.ID, &pub, &it.Payload); err != nil {
+			return nil, fmt.Errorf("read cached items: %w", err)
+		}
+		it.Publisher = pub.String
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read cached items: %w", err)
+	}
+	if desc {
+		slices.Reverse(out)
+	}
+	if len(q.ids) > 0 && q.idsInRequestOrder {
+		byID := make(map[string]wire.Item, len(out))
+		for _, it := range out {
+			byID[it.ID] = it
+		}
+		out = out[:0]
+		// An id requested twice comes twice (as Prosody answers).
+		for _, id := range q.ids {
+			if it, ok := byID[id]; ok {
+				out = append(out, it)
+			}
+		}
+	}
+	if out == nil {
+		out = []wire.Item{}
+	}
+	return out, nil
+}
+
+// pageItem is a cached item with its stored service cursor.
+type pageItem struct {
+	wire.Item
+	cursor string
+}
+
+// readPage reads limit items of the node from index offset on, in the
+// node's order, with their stored cursors.
+func (s *nodeStore) readPage(ctx context.Context, nodeID, offset, limit int) ([]pageItem, error) {
+	rows, err := s.db.DB.QueryContext(ctx, "SELECT item_id, publisher, payload, cursor FROM pubsub_items WHERE node_id = "+s.ph(1)+
+		" ORDER BY position, id LIMIT "+s.ph(2)+" OFFSET "+s.ph(3), nodeID, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read a page of cached items: %w", err)
+	}
+	defer rows.Close()
+	var out []pageItem
+	for rows.Next() {
+		var it pageItem
+		var pub, cur sql.NullString
+		if err := rows.Scan(&it.ID, &pub, &it.Payload, &cur); err != nil {
+			return nil, fmt.Errorf("read a page of cached items: %w", err)
+		}
+		it.Publisher, it.cursor = pub.String, cur.String
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// lastItem reads the node's last item in its order (ok false: empty).
+func (s *nodeStore) lastItem(ctx context.Context, nodeID int) (wire.Item, bool, error) {
+	items, err := s.readItems(ctx, readQuery{nodeID: nodeID, maxItems: 1})
+	if err != nil || len(items) == 0 {
+		return wire.Item{}, false, err
+	}
+	return items[0], true, nil
+}
+
+// cursorIndex returns the index, in the node's order, of the item a
+// cursor names (the service's, or one the cache issued), -1 when no
+// cached item has it.
+func (s *nodeStore) cursorIndex(ctx context.Context, nodeID int, cursor string) (int, error) {
+	col, val := "cursor", cursor
+	if id, ok := strings.CutPrefix(cursor, cacheCursorPrefix); ok {
+		col, val = "item_id", id
+	}
+	var pos int64
+	var rowID int
+	err := s.db.DB.QueryRowContext(ctx, "SELECT position, id FROM pubsub_items WHERE node_id = "+s.ph(1)+" AND "+col+" = "+s.ph(2)+
+		" ORDER BY position, id LIMIT 1", nodeID, val).Scan(&pos, &rowID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find a cursor's item: %w", err)
+	}
+	var idx int
+	err = s.db.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM pubsub_items WHERE node_id = "+s.ph(1)+
+		" AND (position < "+s.ph(2)+" OR position = "+s.ph(3)+" AND id < "+s.ph(4)+")", nodeID, pos, pos, rowID).Scan(&idx)
+	if err != nil {
+		return 0, fmt.Errorf("find a cursor's index: %w", err)
+	}
+	return idx, nil
+}
+
+// cursorsOf returns the stored service cursors of the node's items ids.
+func (s *nodeStore) cursorsOf(ctx context.Context, nodeID int, ids ...string) (map[string]string, error) {
+	rows, err := s.db.Client.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids...)).
+		Select(pubsubitem.FieldItemID, pubsubitem.FieldCursor).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cursors: %w", err)
+	}
+	out := map[string]string{}
+	for _, r := range rows {
+		if r.Cursor != nil {
+			out[r.ItemID] = *r.Cursor
+		}
+	}
+	return out, nil
+}
+
+func sortByPosition(ids []string, pos map[string]int64) {
+	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(pos[a], pos[b]) })
+}

@@ -1,0 +1,324 @@
+package pubsubcache
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/serviceprofile"
+	"example.org/backend/plugins/xep0060/wire"
+)
+
+// The writes the writer applies (writer.go): each runs in the writer's
+// goroutine, inside a wtx.
+
+// parseStateFor is the parse state of an item stored raw on node n.
+func parseStateFor(n nodeInfo) pubsubitem.ParseState {
+	if n.parser {
+		return pubsubitem.ParseStatePending
+	}
+	return pubsubitem.ParseStateNone
+}
+
+// applyItems stores item notifications (upserts at the positions the
+// service's behaviour says, retractions) in one transaction.
+func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
+	type probe struct {
+		key     nodeKey
+		id      string
+		payload []byte
+		after   []string
+	}
+	var probes []probe
+	skip := repeats(ops)
+	maxPos := map[int]int64{}
+	added := map[nodeKey]bool{}
+	for i, o := range ops {
+		if skip[i] {
+			continue
+		}
+		n, ok := t.node(o.key)
+		if !ok || !n.cached() {
+			continue
+		}
+		job := p.sync.running(o.key)
+		if job != nil {
+			ids := append([]string(nil), o.retracted...)
+			for _, it := range o.items {
+				ids = append(ids, it.ID)
+			}
+			job.touch(ids...)
+		}
+		if len(o.items) > 0 {
+			last, ok := maxPos[n.id]
+			if !ok {
+				var err error
+				if last, err = p.store.maxPosition(ctx, t.c, n.id); err != nil {
+					return err
+				}
+			}
+			ids := make([]string, len(o.items))
+			for i, it := range o.items {
+				ids[i] = it.ID
+			}
+			existing, err := p.store.itemPositions(ctx, t.c, n.id, ids)
+			if err != nil {
+				return err
+			}
+			beh := p.learn.get(ctx, n.profileID, o.key.service)
+			moves := beh.RepublishMoves
+			stored := make([]storedItem, len(o.items))
+			for i, it := range o.items {
+				s := &stored[i]
+				*s = storedItem{Item: it, parseState: parseStateFor(n), searchText: o.texts[i]}
+				if beh.PublisherInResults == "no" {
+					// Served as items answers carry it.
+					s.Publisher = ""
+				}
+				cur, exists := existing[s.ID]
+				if !exists {
+					added[o.key] = true
+				}
+				moved := exists && cur != last && moves != serviceprofile.RepublishMovesNo
+				if moved && job != nil {
+					// Re-published while a sync runs: the page may show the
+					// old place or the new one. (An item re-sent where it
+					// is, the newest one, moves nothing.)
+					job.markUpdated()
+				}
+				switch {
+				case !exists || moves == serviceprofile.RepublishMovesYes && cur != last:
+					last++
+					s.position = last
+				default:
+					s.position = cur
+					if moves == serviceprofile.RepublishMovesUnknown && cur != last && o.refetched {
+						// Where the service put it is unknown: the listing
+						// tells (no lesson drawn from it).
+						if _, _, err := t.transition(ctx, o.key, event{kind: evNotFresh}); err != nil {
+							return err
+						}
+						k := o.key
+						t.afterwards(func() { p.sync.launch(k, false) })
+					} else if moves == serviceprofile.RepublishMovesUnknown && cur != last && (n.state == StateComplete || n.state == StateInProgress) {
+						after, err := p.store.idsAfter(ctx, t.c, n.id, cur)
+						if err != nil {
+							return err
+						}
+						probes = append(probes, probe{o.key, s.ID, s.Payload, after})
+					}
+				}
+				existing[s.ID] = s.position
+			}
+			pending, err := p.store.upsertItems(ctx, t.c, n.id, stored, p.index.inUse(), true)
+			if err != nil {
+				return err
+			}
+			p.queueParse(t, o.key, n, stored, pending)
+			maxPos[n.id] = last
+		}
+		if len(o.retracted) > 0 {
+			if err := p.store.deleteItems(ctx, t.c, n.id, o.retracted); err != nil {
+				return err
+			}
+		}
+		if n.maxItems != nil && *n.maxItems > 0 && len(o.items) > 0 {
+			if _, err := p.store.trim(ctx, t.c, n.id, *n.maxItems); err != nil {
+				return err
+			}
+		}
+	}
+	// cache.item_limit bounds a node whatever notifications bring: the
+	// oldest items go and a complete node becomes partial.
+	for k := range added {
+		n, ok := t.node(k)
+		if !ok || n.state == StateInProgress {
+			continue
+		}
+		dropped, err := p.store.trim(ctx, t.c, n.id, p.params.of(ctx, k.profile).limit)
+		if err != nil {
+			return err
+		}
+		if dropped > 0 {
+			if n, _, err = t.transition(ctx, k, event{kind: evOverLimit}); err != nil {
+				return err
+			}
+			p.log.Info("node over cache.item_limit: oldest items dropped", "profile", k.profile, "service", k.service, "node", k.node, "state", n.state)
+		}
+	}
+	// A re-published item on a service whose behaviour is unknown: the
+	// node is not fresh (before the published items stop being pending)
+	// until a sync tells where the service put it.
+	for _, pr := range probes {
+		if _, _, err := t.transition(ctx, pr.key, event{kind: evNotFresh}); err != nil {
+			return err
+		}
+	}
+	t.afterwards(func() {
+		for _, pr := range probes {
+			p.learn.republished(pr.key, pr.id, pr.payload, pr.after)
+		}
+		for _, o := range ops {
+			ids := append([]string(nil), o.retracted...)
+			for _, it := range o.items {
+				ids = append(ids, it.ID)
+			}
+			p.pubs.stored(o.key, ids)
+		}
+	})
+	return nil
+}
+
+// queueParse hands the items of n stored raw and now parse pending to the
+// parse queue once t commits.
+func (p *Plugin) queueParse(t *wtx, k nodeKey, n nodeInfo, stored []storedItem, pending []string) {
+	if len(pending) == 0 || !n.parser {
+		return
+	}
+	want := make(map[string]bool, len(pending))
+	for _, id := range pending {
+		want[id] = true
+	}
+	items := make([]wire.Item, 0, len(pending))
+	for _, s := range stored {
+		if want[s.ID] {
+			items = append(items, s.Item)
+			delete(want, s.ID) // an id stored twice in a batch is parsed once
+		}
+	}
+	t.afterwards(func() { p.parse.add(k, n.id, n.analyser, items) })
+}
+
+// purgeNode applies a purge of the node on the service (notified, or the
+// profile's own): the node is now empty there too, and stays complete.
+func (p *Plugin) purgeNode(k nodeKey) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		n, ok := t.node(k)
+		if !ok {
+			return nil
+		}
+		return p.store.deleteAllItems(ctx, t.c, n.id)
+	}
+}
+
+// deleteNode applies the deletion of the node on the service.
+func (p *Plugin) deleteNode(k nodeKey) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		if err := t.remove(ctx, k); err != nil {
+			return err
+		}
+		t.afterwards(func() { p.pubs.forgetNode(k) })
+		return nil
+	}
+}
+
+// configure applies a configuration change of the node (maxItemsSet: the
+// new configuration has pubsub#max_items, maxItems nil when unreadable);
+// a lowered max_items on a cached node is reconciled from the listing.
+func (p *Plugin) configure(k nodeKey, maxItemsSet bool, maxItems *int) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		before, ok := t.node(k)
+		if !ok {
+			return nil
+		}
+		if _, _, err := t.transition(ctx, k, event{kind: evConfigured, maxItemsSet: maxItemsSet, maxItems: maxItems}); err != nil {
+			return err
+		}
+		if maxItemsSet && lowers(before.maxItems, maxItems) && before.cached() {
+			// Services differ: Prosody drops the extra items at once,
+			// ejabberd at the next publish. The listing tells; the next
+			// publishes are trimmed to the new limit.
+			t.afterwards(func() { p.sync.launch(k, false) })
+		}
+		return nil
+	}
+}
+
+// subscriptionGone applies the end of the profile's subscription.
+func (p *Plugin) subscriptionGone(k nodeKey) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		n, ok := t.node(k)
+		if !ok {
+			return nil
+		}
+		if err := p.store.deleteAllItems(ctx, t.c, n.id); err != nil {
+			return err
+		}
+		_, _, err := t.transition(ctx, k, event{kind: evSubscriptionGone})
+		return err
+	}
+}
+
+// transitionOf applies e to one node (creating its row first when create).
+func (p *Plugin) transitionOf(k nodeKey, e event, create bool) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		if create {
+			if _, err := t.ensure(ctx, k); err != nil {
+				return err
+			}
+		}
+		_, _, err := t.transition(ctx, k, e)
+		return err
+	}
+}
+
+// transitionProfile applies e to every node of a profile.
+func (p *Plugin) transitionProfile(profileName string, e event) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		for _, k := range p.nodes.keys(ofProfile(profileName)) {
+			if _, _, err := t.transition(ctx, k, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// forgetProfile drops what the table holds of a deleted profile (its rows
+// went with it).
+func (p *Plugin) forgetProfile(profileName string) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		for _, k := range p.nodes.keys(ofProfile(profileName)) {
+			t.changes[k] = nil
+		}
+		t.afterwards(func() { p.store.forgetProfile(profileName) })
+		return nil
+	}
+}
+
+// storeCursors keeps the service's cursors of the first and last items of
+// a live answer (DESIGN §6: stored when handed out), for cached items.
+func (p *Plugin) storeCursors(k nodeKey, items []wire.Item, first, last string) func(ctx context.Context, t *wtx) error {
+	return func(ctx context.Context, t *wtx) error {
+		n, ok := t.node(k)
+		if !ok || !n.cached() || len(items) == 0 {
+			return nil
+		}
+		for _, c := range []struct{ id, cursor string }{{items[0].ID, first}, {items[len(items)-1].ID, last}} {
+			if c.cursor == "" || strings.HasPrefix(c.cursor, cacheCursorPrefix) {
+				continue
+			}
+			if err := p.store.setCursor(ctx, t.c, n.id, c.id, c.cursor); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// maxItemsOf reads pubsub#max_items from configuration values.
+func maxItemsOf(values []string) *int {
+	if len(values) == 0 {
+		return nil
+	}
+	v := strings.TrimSpace(values[0])
+	if v == "max" {
+		m := -1
+		return &m
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return &n
+	}
+	return nil
+}
