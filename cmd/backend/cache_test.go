@@ -31,7 +31,7 @@ func TestCacheSearchCLI(t *testing.T) {
 	} {
 		c.PubsubItem.Create().SetNode(node).SetItemID(it.id).SetPublisher("alice@example").
 			SetPayload([]byte("<entry xmlns='http://www.w3.org/2005/Atom'><title>" + it.id + "</title></entry>")).
-			SetParsed(map[string]any{"published": it.published, "tags": []any{it.tag}}).
+			SetParsed(map[string]any{"published": it.published, "tags": []any{it.tag}}).SetParseState("ok").
 			SetSearchText(it.text).SetCreatedAt(base.Add(time.Duration(i) * time.Hour)).SaveX(ctx)
 	}
 	if err := st.Close(); err != nil {
@@ -52,6 +52,12 @@ func TestCacheSearchCLI(t *testing.T) {
 	}
 	if len(res.Items) != 2 {
 		t.Fatalf("items = %s", out)
+	}
+	// What the answer may miss: nothing unparsed; the node was never synced
+	// (its items were stored by hand).
+	if m := decode(t, out); jsonKeys(m) != "incomplete_nodes,items,skipped_unparsed" || m["skipped_unparsed"] != 0.0 ||
+		!strings.Contains(out, `"incomplete_nodes":[{"profile":"alice","service":"alice@example","node":"urn:xmpp:microblog:0","state":"never"}]`) {
+		t.Errorf("search answer: %s", out)
 	}
 	for _, k := range []string{"profile", "service", "node", "id", "parsed", "xml"} {
 		if _, ok := res.Items[0][k]; !ok {

@@ -48,12 +48,12 @@ func TestCacheVerbsCLI(t *testing.T) {
 			}
 			// Table mode: progress bar on stderr.
 			out, errs, code := e.cli(t, with("cache", "sync", "-p", "alice", "--wait")...)
-			if code != exitOK || !strings.Contains(out, "complete, 30 items") {
+			if code != exitOK || !strings.Contains(out, "complete, fresh, 30 items") {
 				t.Fatalf("cache sync --wait: %d %q %q", code, out, errs)
 			}
 			out, _, code = e.cli(t, with("cache", "sync", "-p", "alice", "--wait", "-o", "json")...)
 			m := decode(t, out)
-			if code != exitOK || jsonKeys(m) != "done,error,items,node,profile,service,state,total" || m["state"] != "complete" || m["items"] != 30.0 {
+			if code != exitOK || jsonKeys(m) != "done,error,fresh,items,node,parse_pending,profile,service,state,total" || m["fresh"] != true || m["parse_pending"] != 0.0 || m["state"] != "complete" || m["items"] != 30.0 {
 				t.Fatalf("cache sync -o json: %d %s", code, out)
 			}
 			out, _, code = e.cli(t, "cache", "status", "-p", "alice", "-o", "json")
@@ -65,7 +65,7 @@ func TestCacheVerbsCLI(t *testing.T) {
 			}
 			var mine map[string]any
 			for _, n := range st.Nodes {
-				if k := jsonKeys(n); k != "analyser,attempts,fresh,items,last_error,last_sync,node,profile,service,state,subtype,type" {
+				if k := jsonKeys(n); k != "analyser,attempts,fresh,items,last_error,last_sync,node,parse_pending,profile,service,state,subtype,type" {
 					t.Errorf("status keys = %s", k)
 				}
 				if n["node"] == node {
