@@ -581,6 +581,7 @@ func TestPackedExample(t *testing.T) {
 	out := filepath.Join(dir, "backend-plugin-hello")
 	pack := func() []byte {
 		cmd := exec.Command(filepath.Join(sdkDir(t), "backend-plugin-pack"), "examples/hello.py", "-o", out)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"}
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("pack: %v %s", err, b)
 		}
@@ -750,7 +751,9 @@ func atomRequest(n int) sdk.ParseRequest {
 func packedTestPlugin(tb testing.TB) string {
 	requirePython(tb)
 	out := filepath.Join(tb.TempDir(), "backend-plugin-pytest")
-	if b, err := exec.Command(filepath.Join(sdkDir(tb), "backend-plugin-pack"), "tests/testplugin.py", "-o", out).CombinedOutput(); err != nil {
+	cmd := exec.Command(filepath.Join(sdkDir(tb), "backend-plugin-pack"), "tests/testplugin.py", "-o", out)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"}
+	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("pack: %v %s", err, b)
 	}
 	return out
