@@ -547,7 +547,12 @@ func TestParentWatchdog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() {
+		// Only if it still is our plugin (pids are reused).
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); alive(pid) && bytes.Contains(b, []byte("testplugin.py")) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	line, _ := os.ReadFile(handshake)
 	if parts := strings.Split(strings.TrimSpace(string(line)), "|"); len(parts) != 6 || parts[0] != "1" || parts[1] != "1" || parts[2] != "unix" || parts[4] != "grpc" || parts[5] != "" {
 		t.Errorf("handshake without AutoMTLS: %q", line)

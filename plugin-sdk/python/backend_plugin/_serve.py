@@ -72,6 +72,7 @@ class _Process:
         # below, as go-plugin does in Go.
         log_fd = os.dup(2)
         _log.install(log_fd, self.plugin.name)
+        _watch_parent()  # from the start: the daemon may die before the handshake
         versions = _protocol_versions()
         if versions and PROTOCOL_VERSION not in versions:
             log.warning("the daemon does not speak this plugin's protocol version; it will say what to upgrade",
@@ -130,7 +131,6 @@ class _Process:
         sys.stdout, sys.stderr = stdio.writer(_server.STDOUT), stdio.writer(_server.STDERR)
         sys.excepthook = _log_uncaught
         threading.excepthook = lambda a: _log_uncaught(a.exc_type, a.exc_value, a.exc_traceback)
-        _watch_parent()
         log.debug("plugin serving", extra={"address": path, "pid": os.getpid()})
         try:
             self.stopped.wait()

@@ -104,7 +104,10 @@ def pack(script, output, include=(), interpreter=DEFAULT_INTERPRETER):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="backend-plugin-pack", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="backend-plugin-pack",
+        description="Packs a plugin script and the backend_plugin SDK into one executable file "
+                    "(a Python zip application, #!/usr/bin/python3, mode 0755, reproducible) for a plugin directory.")
     ap.add_argument("script", help="the plugin script (it calls backend_plugin.serve)")
     ap.add_argument("-o", "--output", required=True, help="the plugin file to write, e.g. PLUGIN_DIR/backend-plugin-NAME")
     ap.add_argument("--include", action="append", default=[], metavar="PATH",
