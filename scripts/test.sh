@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of both modules (root and plugin-sdk), after installing
 # what the tests need when it is missing (Debian packages: Prosody, ejabberd,
-# PostgreSQL, protoc). Prints the number of tests per package and per real
+# PostgreSQL, protoc, and the Python plugin SDK's runtime and generators). Prints the number of tests per package and per real
 # server. With CI=true a skipped test, or a server suite that ran no test,
 # fails the run.
 #
@@ -14,7 +14,8 @@ export GOFLAGS="${GOFLAGS:-} -tags=sqlite_fts5"   # go-sqlite3 with FTS5, in eve
 export CGO_ENABLED=1
 
 need=()
-for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler; do
+for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler \
+  python3-grpcio python3-protobuf python3-cryptography protobuf-compiler-grpc python3-setuptools python3-wheel; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -40,7 +41,7 @@ go vet ./...
 strict=()
 count=()
 if [ "${CI:-}" = true ]; then
-  strict=(-strict -require postgres -require prosody -require ejabberd)
+  strict=(-strict -require postgres -require prosody -require ejabberd -require python)
   count=(-count=1)   # CI runs every test for real: no cached results
 fi
 
