@@ -287,6 +287,7 @@ func (q *parseQueue) run(w *parseWorker) {
 			// analysis of the node).
 			q.mu.Lock()
 			q.toScan(nw)
+			nw.after = 0 // this batch too
 			if errors.Is(err, analysers.ErrUnknownAnalyser) {
 				delete(w.nodes, nw.id)
 			}
