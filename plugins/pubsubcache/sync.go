@@ -254,6 +254,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	if s, known := p.c.RSMSupport(k.service); known && !s {
 		useRSM = false
 	}
+	analysedNow := false // analysed by this sync's first page
 	fetch := func(after string) <-chan fetched {
 		ch := make(chan fetched, 1)
 		req := &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node}
@@ -323,6 +324,7 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 			if m, ok, aerr := p.analyse(ctx, k, &fresh[0], pp); aerr == nil && ok {
 				m.state, m.fresh, m.subscribed = StateInProgress, false, n.subscribed
 				n = m
+				analysedNow = true
 			}
 		}
 		cursors := map[string]string{}
@@ -351,6 +353,11 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	if err := p.finishSync(ctx, j, n, seen, pos, partial); err != nil {
 		return err
 	}
+	if analysedNow {
+		if err := p.parseEarlyNotifications(ctx, k, n); err != nil {
+			return err
+		}
+	}
 	// Learned before the node is complete, so that no request of the
 	// cache's own follows its completion.
 	p.probeIDsOrder(ctx, k, n, len(seen))
@@ -373,6 +380,35 @@ func (p *Plugin) runSync(ctx context.Context, j *SyncJob, manual bool) (err erro
 	p.log.Info("node synced", "profile", k.profile, "service", k.service, "node", k.node, "items", pos, "state", done.state,
 		"fresh", done.fresh, "duration", time.Since(start), "manual", manual)
 	return nil
+}
+
+// parseEarlyNotifications parses the items that notifications stored
+// before this sync's first page told which analyser applies (the last item
+// a service sends on subscription, say): they were stored unparsed. They
+// become pending (through the writer, after those notifications) and are
+// parsed before the sync ends.
+func (p *Plugin) parseEarlyNotifications(ctx context.Context, k nodeKey, n nodeInfo) error {
+	if n.analyser == "" || p.h.Analysers == nil {
+		return nil
+	}
+	if a, ok := p.h.Analysers.Lookup(n.analyser); !ok || a.Parser == "" {
+		return nil
+	}
+	marked := 0
+	err := p.w.do(ctx, op{kind: opFunc, key: k, fn: func(ctx context.Context) error {
+		var err error
+		marked, err = p.h.Store.Client.PubsubItem.Update().
+			Where(pubsubitem.NodeID(n.id), pubsubitem.ParseStateEQ(pubsubitem.ParseStateNone)).
+			SetParseState(pubsubitem.ParseStatePending).Save(ctx)
+		return err
+	}})
+	if err != nil {
+		return fmt.Errorf("mark early notified items to parse: %w", err)
+	}
+	if marked == 0 {
+		return nil
+	}
+	return p.reparsePending(ctx)
 }
 
 // syncEvent publishes the cache.sync event of pr (with the error and done
