@@ -229,8 +229,8 @@ func pluginMessage(s pluginhost.Status) *backendv1.ExternalPlugin {
 // pluginService implements backend.v1.PluginService.
 type pluginService struct{ ep *externalPlugins }
 
-func newPluginHandler(ep *externalPlugins) (string, http.Handler) {
-	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep})
+func newPluginHandler(ep *externalPlugins, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep}, opts...)
 }
 
 func (s *pluginService) List(ctx context.Context, _ *connect.Request[backendv1.ListPluginsRequest]) (*connect.Response[backendv1.ListPluginsResponse], error) {

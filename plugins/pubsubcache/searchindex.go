@@ -39,7 +39,7 @@ func (p *Plugin) startSearch(ctx context.Context) error {
 	}
 	path, handler := search.NewHandler(p.search, func(id, publisher string, payload []byte) string {
 		return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
-	}, connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
+	}, p.h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))...)
 	return p.h.API.Register(ImportName, path, handler)
 }
 
