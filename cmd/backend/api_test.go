@@ -345,3 +345,25 @@ func TestDataDirTightened(t *testing.T) {
 		t.Errorf("no log line about the tightened data dir:\n%s", logs)
 	}
 }
+
+// TestPluginsListShowsRefused: a group-writable plugin file in the plugin
+// directory is not run and `plugins list` shows it refused, with path and
+// reason.
+func TestPluginsListShowsRefused(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "data", "backend", "plugins")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "backend-plugin-shared")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 1\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o775)
+	e.serve(t)
+	out, _, code := e.cli(t, "plugins", "list", "-o", "json")
+	if code != exitOK || !strings.Contains(out, `"name":"shared"`) || !strings.Contains(out, `"state":"refused"`) ||
+		!strings.Contains(out, "writable by group or others") || !strings.Contains(out, p) {
+		t.Errorf("plugins list: %d %s", code, out)
+	}
+}
