@@ -14,9 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"example.org/backend/core/analysers"
+	"example.org/backend/core/apiserver"
+	"example.org/backend/core/config"
 	"example.org/backend/core/params"
 	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
@@ -77,9 +80,38 @@ type APIService struct {
 }
 
 // APIRegistry collects the Connect services of the core and the plugins.
+// Every service is built with HandlerOptions (the request bounds).
 type APIRegistry struct {
-	mu       sync.Mutex
-	services []APIService
+	mu              sync.Mutex
+	services        []APIService
+	maxRequestBytes int64 // api.max_request_bytes; 0: the default
+}
+
+// SetMaxRequestBytes sets the bound of HandlerOptions (the daemon does it
+// from api.max_request_bytes before plugins start).
+func (r *APIRegistry) SetMaxRequestBytes(n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.maxRequestBytes = n
+}
+
+// MaxRequestBytes is the bound of every request message, decompressed.
+func (r *APIRegistry) MaxRequestBytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.maxRequestBytes <= 0 {
+		return config.DefaultMaxRequestBytes
+	}
+	return r.maxRequestBytes
+}
+
+// HandlerOptions are the options to build every Connect handler of the API
+// with (core's and plugins'): the request read limit applied to the
+// decompressed size, then extra (send limits, interceptors). A handler
+// that must read more than the limit does not exist today; one that does
+// would pass its own connect.WithReadMaxBytes in extra.
+func (r *APIRegistry) HandlerOptions(extra ...connect.HandlerOption) []connect.HandlerOption {
+	return append(apiserver.HandlerOptions(r.MaxRequestBytes()), extra...)
 }
 
 // Register adds a service; a path registered twice is refused.

@@ -70,9 +70,13 @@ type StatusResponse struct {
 	Plugins  []*PluginState         `protobuf:"bytes,4,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// Named counters, e.g. "pubsub_items_requests" (items requests actually
 	// sent to pubsub services).
-	Counters      map[string]int64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Counters map[string]int64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The TCP listener's address and the SHA-256 (hex) of its TLS
+	// certificate, for the CLI's --tls-fingerprint; unset without them.
+	TcpAddress     *string `protobuf:"bytes,6,opt,name=tcp_address,json=tcpAddress,proto3,oneof" json:"tcp_address,omitempty"`
+	TlsFingerprint *string `protobuf:"bytes,7,opt,name=tls_fingerprint,json=tlsFingerprint,proto3,oneof" json:"tls_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -138,6 +142,20 @@ func (x *StatusResponse) GetCounters() map[string]int64 {
 		return x.Counters
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetTcpAddress() string {
+	if x != nil && x.TcpAddress != nil {
+		return *x.TcpAddress
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTlsFingerprint() string {
+	if x != nil && x.TlsFingerprint != nil {
+		return *x.TlsFingerprint
+	}
+	return ""
 }
 
 type ProfileState struct {
@@ -620,16 +638,21 @@ const file_backend_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"\x17backend/v1/daemon.proto\x12\n" +
 	"backend.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xb1\x02\n" +
+	"\rStatusRequest\"\xa9\x03\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x19\n" +
 	"\buptime_s\x18\x02 \x01(\x03R\auptimeS\x124\n" +
 	"\bprofiles\x18\x03 \x03(\v2\x18.backend.v1.ProfileStateR\bprofiles\x121\n" +
 	"\aplugins\x18\x04 \x03(\v2\x17.backend.v1.PluginStateR\aplugins\x12D\n" +
-	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x1a;\n" +
+	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x12$\n" +
+	"\vtcp_address\x18\x06 \x01(\tH\x00R\n" +
+	"tcpAddress\x88\x01\x01\x12,\n" +
+	"\x0ftls_fingerprint\x18\a \x01(\tH\x01R\x0etlsFingerprint\x88\x01\x01\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\x0e\n" +
+	"\f_tcp_addressB\x12\n" +
+	"\x10_tls_fingerprint\"e\n" +
 	"\fProfileState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x14\n" +
@@ -717,6 +740,7 @@ func file_backend_v1_daemon_proto_init() {
 	if File_backend_v1_daemon_proto != nil {
 		return
 	}
+	file_backend_v1_daemon_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

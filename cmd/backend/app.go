@@ -19,6 +19,8 @@ type app struct {
 	socket         string // --socket
 	output         string // -o
 	tokenFile      string // --token-file
+	tlsFingerprint string // --tls-fingerprint
+	tlsCAFile      string // --tls-ca-file
 	lookup         func(string) (string, bool)
 }
 
@@ -47,6 +49,8 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.socket, "socket", "", "API socket path, or http://HOST:PORT for the TCP listener (default $BACKEND_SOCKET, else $XDG_RUNTIME_DIR/backend.sock)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.tokenFile, "token-file", "", "token file for a TCP --socket URL (default $BACKEND_TOKEN_FILE)")
+	pf.StringVar(&a.tlsFingerprint, "tls-fingerprint", "", "SHA-256 of the daemon's TLS certificate for an https:// --socket (shown by `status` and logged by `serve`; default $BACKEND_TLS_FINGERPRINT)")
+	pf.StringVar(&a.tlsCAFile, "tls-ca-file", "", "CA certificate (PEM) to verify an https:// --socket instead of the system roots (default $BACKEND_TLS_CA_FILE)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
 		a.serveCommand(),

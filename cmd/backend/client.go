@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
 )
 
@@ -63,7 +66,17 @@ func (a *app) dial() (*conn, error) {
 			tok := strings.TrimSpace(string(raw))
 			opts = append(opts, connect.WithInterceptors(bearer(tok)))
 		}
-		return &conn{http: http.DefaultClient, baseURL: strings.TrimRight(target, "/"), target: target, opts: opts}, nil
+		client := http.DefaultClient
+		if strings.HasPrefix(target, "https://") {
+			tc, err := a.tlsConfig()
+			if err != nil {
+				return nil, err
+			}
+			client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, Proxy: http.ProxyFromEnvironment}}
+		} else if a.tlsFingerprint != "" || a.tlsCAFile != "" {
+			return nil, usagef("--tls-fingerprint and --tls-ca-file need an https:// --socket")
+		}
+		return &conn{http: client, baseURL: strings.TrimRight(target, "/"), target: target, opts: opts}, nil
 	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -72,6 +85,51 @@ func (a *app) dial() (*conn, error) {
 		},
 	}
 	return &conn{http: &http.Client{Transport: tr}, baseURL: "http://backend", target: target}, nil
+}
+
+// tlsConfig verifies the daemon's certificate: pinned by its SHA-256
+// (--tls-fingerprint), else by a CA file (--tls-ca-file), else by the
+// system roots.
+func (a *app) tlsConfig() (*tls.Config, error) {
+	fp, ca := a.tlsFingerprint, a.tlsCAFile
+	if fp == "" {
+		fp, _ = a.lookup("BACKEND_TLS_FINGERPRINT")
+	}
+	if ca == "" {
+		ca, _ = a.lookup("BACKEND_TLS_CA_FILE")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if fp != "" {
+		want, err := apiserver.NormalizeFingerprint(fp)
+		if err != nil {
+			return nil, usagef("--tls-fingerprint: %v", err)
+		}
+		// The pin replaces chain and name checks: the certificate is the
+		// one whose digest the user gave.
+		tc.InsecureSkipVerify = true
+		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("the daemon sent no TLS certificate")
+			}
+			if got := apiserver.Fingerprint(raw[0]); got != want {
+				return fmt.Errorf("the daemon's TLS certificate has fingerprint %s, not the pinned %s: check --tls-fingerprint against `backend status` on the daemon's machine", got, want)
+			}
+			return nil
+		}
+		return tc, nil
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, usagef("read --tls-ca-file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--tls-ca-file %s holds no PEM certificate", ca)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }
 
 func (c *conn) daemon() backendv1connect.DaemonServiceClient {

@@ -40,6 +40,9 @@ type statusJSON struct {
 	Profiles []profileState   `json:"profiles"`
 	Plugins  []pluginState    `json:"plugins"`
 	Counters map[string]int64 `json:"counters"`
+	// TCPAddress and TLSFingerprint describe the TCP listener (null without).
+	TCPAddress     *string `json:"tcp_address"`
+	TLSFingerprint *string `json:"tls_fingerprint"`
 }
 
 type profileState struct {
@@ -57,7 +60,8 @@ type pluginState struct {
 }
 
 func (a *app) printStatus(m *backendv1.StatusResponse) error {
-	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters()}
+	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters(),
+		TCPAddress: m.TcpAddress, TLSFingerprint: m.TlsFingerprint}
 	if out.Counters == nil {
 		out.Counters = map[string]int64{}
 	}
@@ -77,6 +81,12 @@ func (a *app) printStatus(m *backendv1.StatusResponse) error {
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(w, "version\t%s\nuptime\t%s\n", out.Version, time.Duration(out.UptimeS)*time.Second)
+	if out.TCPAddress != nil {
+		fmt.Fprintf(w, "tcp\t%s\n", *out.TCPAddress)
+	}
+	if out.TLSFingerprint != nil {
+		fmt.Fprintf(w, "tls fingerprint\t%s\n", *out.TLSFingerprint)
+	}
 	fmt.Fprintf(w, "\nPROFILE\tJID\tSTATE\tIQS SENT\n")
 	for _, p := range out.Profiles {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", p.Name, p.JID, p.State, p.IQsSent)

@@ -176,9 +176,10 @@ func TestErrorServeSocketInUse(t *testing.T) {
 	e.serve(t)
 	msg := e.serveFails(t, "BACKEND_DATA_DIR="+filepath.Join(e.dir, "other"))
 	wantAll(t, "socket in use", msg, "another daemon is already running", e.socket, "--socket")
-	// The same command again (same data directory): the database lock
-	// refuses it first, also in one line naming the way out.
-	msg = e.serveFails(t)
+	// The same data directory on another socket: the database lock refuses
+	// it, also in one line naming the way out. (On the same socket the
+	// socket lock refuses it first, before the data directory is touched.)
+	msg = e.serveFails(t, "BACKEND_SOCKET="+filepath.Join(e.dir, "other.sock"))
 	wantAll(t, "database in use", msg, "in use by another daemon", "stop that daemon or use another data directory")
 	if _, _, code := e.cli(t, "status"); code != exitOK {
 		t.Error("the first daemon stopped answering after a second one was refused")

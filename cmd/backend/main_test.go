@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,22 +196,6 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	_, stderr, code := e.cli(t, "serve", "--config", f)
 	if code != exitFailed || !strings.Contains(stderr, `"log.frobnicate"`) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
-	}
-}
-
-func TestTCPClientWithToken(t *testing.T) {
-	e := newEnv(t)
-	port := freePort(t)
-	e.vars = append(e.vars, fmt.Sprintf("BACKEND_API_TCP_ADDRESS=127.0.0.1:%d", port))
-	e.serve(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	out, _, code := e.cli(t, "--socket", url, "status", "-o", "json")
-	if code != exitFailed || !strings.Contains(out, `"unauthenticated"`) {
-		t.Errorf("without token: exit %d %q", code, out)
-	}
-	tokenFile := filepath.Join(e.dir, "data", "backend", "api.token")
-	if _, _, code := e.cli(t, "--socket", url, "--token-file", tokenFile, "status"); code != exitOK {
-		t.Errorf("with token: exit %d", code)
 	}
 }
 

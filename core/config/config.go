@@ -36,6 +36,14 @@ type Config struct {
 	APITCPAddress string
 	// APITokenFile holds the token that TCP clients must present (api.token_file).
 	APITokenFile string
+	// APITLSCert and APITLSKey are the TCP listener's certificate and key (api.tls_cert, api.tls_key).
+	APITLSCert, APITLSKey string
+	// APITCPPlaintext allows plain HTTP on the TCP listener: "", "loopback" or "insecure" (api.tcp_plaintext).
+	APITCPPlaintext string
+	// APIAllowedOrigins are the browser origins allowed on the TCP listener (api.allowed_origins).
+	APIAllowedOrigins []string
+	// APIMaxRequestBytes bounds every API request message, decompressed (api.max_request_bytes).
+	APIMaxRequestBytes int64
 	// MetricsAddress is an optional host:port serving /metrics without auth (metrics.address).
 	MetricsAddress string
 	// DatabaseDriver is sqlite3 or postgres (database.driver).
@@ -55,7 +63,7 @@ type Config struct {
 // Key documents one configuration key.
 type Key struct {
 	Name    string // dotted key as written in the TOML file
-	Type    string // "string", "list"
+	Type    string // "string", "list", "integer"
 	Default string // human-readable default
 	Help    string
 	get     func(*Config) any
@@ -107,6 +115,24 @@ func list(get func(*Config) *[]string) (func(*Config) any, func(*Config, any) er
 	}
 }
 
+func integer(get func(*Config) *int64) (func(*Config) any, func(*Config, any) error) {
+	return func(c *Config) any { return *get(c) }, func(c *Config, v any) error {
+		switch x := v.(type) {
+		case int64:
+			*get(c) = x
+		case string: // from the environment
+			n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+			if err != nil {
+				return fmt.Errorf("expected an integer, got %q", x)
+			}
+			*get(c) = n
+		default:
+			return fmt.Errorf("expected an integer, got %T", v)
+		}
+		return nil
+	}
+}
+
 func oneOf(name, v string, choices ...string) error {
 	for _, c := range choices {
 		if v == c {
@@ -140,13 +166,25 @@ var Keys = func() []Key {
 		func(c *Config) *string { return &c.APITCPAddress })
 	add("api.token_file", "<data_dir>/api.token", "File holding the TCP API token (created with mode 0600 when missing).",
 		func(c *Config) *string { return &c.APITokenFile })
+	add("api.tls_cert", "", "PEM certificate (chain) of the TCP listener, with api.tls_key. Empty: a self-signed certificate generated into <data_dir>/api-tls.crt and api-tls.key (mode 0600) and kept; `serve` logs its SHA-256 fingerprint and `status` shows it, for the CLI's --tls-fingerprint.",
+		func(c *Config) *string { return &c.APITLSCert })
+	add("api.tls_key", "", "PEM private key of api.tls_cert.",
+		func(c *Config) *string { return &c.APITLSKey })
+	add("api.tcp_plaintext", "", "Plain HTTP instead of TLS on the TCP listener: \"\" (never: TLS), \"loopback\" (only on a loopback address) or \"insecure\" (any address: the token crosses the network in clear unless something else encrypts it).",
+		func(c *Config) *string { return &c.APITCPPlaintext })
+	g, s := list(func(c *Config) *[]string { return &c.APIAllowedOrigins })
+	ks = append(ks, mk("api.allowed_origins", "list", "[]",
+		"Browser origins (scheme://host[:port]) allowed to call the TCP listener, with CORS. A request carrying another Origin header is refused. Set it in the file (the environment form splits on ':', which URLs contain).", g, s))
+	g, s = integer(func(c *Config) *int64 { return &c.APIMaxRequestBytes })
+	ks = append(ks, mk("api.max_request_bytes", "integer", "4194304 (4 MiB)",
+		"Largest API request message, in bytes, after decompression, on every route of the socket and of the TCP listener. A larger request (or a compressed one inflating beyond it) is refused with resource_exhausted.", g, s))
 	add("metrics.address", "", "Optional host:port serving Prometheus metrics at /metrics without authentication (the API socket serves /metrics too).",
 		func(c *Config) *string { return &c.MetricsAddress })
 	add("database.driver", "sqlite3", "Database engine: sqlite3 (embedded) or postgres.",
 		func(c *Config) *string { return &c.DatabaseDriver })
 	add("database.dsn", "", "PostgreSQL DSN (postgres://user@host:port/db?sslmode=disable), or the SQLite file (default <data_dir>/backend.db).",
 		func(c *Config) *string { return &c.DatabaseDSN })
-	g, s := list(func(c *Config) *[]string { return &c.PluginDirs })
+	g, s = list(func(c *Config) *[]string { return &c.PluginDirs })
 	ks = append(ks, mk("plugins.dirs", "list", "[\"<data_dir>/plugins\"]",
 		"Directories searched for third-party plugin executables named backend-plugin-NAME (environment: paths separated by ':').", g, s))
 	g, s = list(func(c *Config) *[]string { return &c.PluginPins })
@@ -154,6 +192,9 @@ var Keys = func() []Key {
 		"Optional sha256 pins of third-party plugins, as \"NAME=HEX\": a plugin whose executable differs is refused (environment: entries separated by ':').", g, s))
 	return ks
 }()
+
+// DefaultMaxRequestBytes is the default of api.max_request_bytes.
+const DefaultMaxRequestBytes = 4 << 20
 
 // Default returns the configuration with every documented default applied,
 // given the environment lookup function (os.LookupEnv in production).
@@ -170,6 +211,8 @@ func Default(lookup func(string) (string, bool)) Config {
 		LogFormat:      "text",
 		DatabaseDriver: "sqlite3",
 		Params:         map[string]string{},
+
+		APIMaxRequestBytes: DefaultMaxRequestBytes,
 	}
 }
 
@@ -341,11 +384,17 @@ func (c *Config) Validate() error {
 	if err := oneOf("log.format", c.LogFormat, "text", "json"); err != nil {
 		errs = append(errs, err)
 	}
+	if err := oneOf("api.tcp_plaintext", c.APITCPPlaintext, "", "loopback", "insecure"); err != nil {
+		errs = append(errs, err)
+	}
 	if err := oneOf("database.driver", c.DatabaseDriver, "sqlite3", "postgres"); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DatabaseDriver == "postgres" && c.DatabaseDSN == "" {
 		errs = append(errs, errors.New("database.dsn: required when database.driver is postgres"))
+	}
+	if c.APIMaxRequestBytes < 1024 {
+		errs = append(errs, fmt.Errorf("api.max_request_bytes: %d is too small (at least 1024)", c.APIMaxRequestBytes))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: empty (set HOME, XDG_DATA_HOME, --data-dir or BACKEND_DATA_DIR)"))

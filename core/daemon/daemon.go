@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -53,8 +54,37 @@ type Daemon struct {
 	Profiles *profiles.Service
 	// Sessions keeps the profiles' XMPP sessions.
 	Sessions *connections.Manager
-	external *externalPlugins
-	cfg      config.Config
+	// TLSFingerprint is the SHA-256 of the TCP listener's certificate ("":
+	// no TLS listener).
+	TLSFingerprint string
+	external       *externalPlugins
+	cfg            config.Config
+}
+
+// prepareDataDir creates the data directory (0700) or tightens an existing
+// one to 0700; a directory another user owns, or one it cannot tighten, is
+// refused.
+func prepareDataDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("data dir %s belongs to uid %d, not to the daemon's user (uid %d): use a directory of your own (--data-dir) or chown it", dir, sys.Uid, os.Geteuid())
+	}
+	if perm := st.Mode().Perm(); perm != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data dir %s has mode %o and cannot be made 0700: %w", dir, perm, err)
+		}
+		log.Warn("data dir tightened to mode 0700 (it holds the database and the secret key)", "dir", dir, "was", fmt.Sprintf("%o", perm))
+	}
+	return nil
 }
 
 // StorageConfig is the database part of the daemon configuration.
@@ -64,17 +94,30 @@ func StorageConfig(cfg config.Config) storage.Config {
 
 // Run starts the daemon and blocks until ctx ends, then shuts down cleanly.
 func Run(ctx context.Context, o Options) error {
+	var d *Daemon
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
 	cfg := o.Config
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	// The socket lock first: a second daemon on a busy socket is refused
+	// before it touches a data directory, a database or a key.
+	lock, err := apiserver.Lock(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if d == nil || d.API == nil {
+			lock.Release() // not handed to a server (which releases it on shutdown)
+		}
+	}()
+	if err := prepareDataDir(cfg.DataDir, log); err != nil {
+		return err
 	}
 	host := core.NewHost(log, o.Version)
+	host.API.SetMaxRequestBytes(cfg.APIMaxRequestBytes)
 	host.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &Daemon{Host: host, cfg: cfg}
+	d = &Daemon{Host: host, cfg: cfg}
 
 	store, err := storage.Open(ctx, StorageConfig(cfg), log)
 	if err != nil {
@@ -129,19 +172,19 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
 	}
 
-	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d})
+	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d}, host.API.HandlerOptions()...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = profiles.NewHandler(d.Profiles)
+	path, h = profiles.NewHandler(d.Profiles, host.API.HandlerOptions()...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = connections.NewHandler(d.Sessions)
+	path, h = connections.NewHandler(d.Sessions, host.API.HandlerOptions()...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = newPluginHandler(ext)
+	path, h = newPluginHandler(ext, host.API.HandlerOptions()...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
@@ -160,9 +203,21 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	srv, err := apiserver.Start(apiserver.Options{
-		Socket: cfg.Socket, TCPAddress: cfg.APITCPAddress, TokenFile: cfg.APITokenFile, Log: log,
-	}, mux)
+	apiOpts := apiserver.Options{
+		Socket: cfg.Socket, Lock: lock, TCPAddress: cfg.APITCPAddress, TokenFile: cfg.APITokenFile, Log: log,
+		Plaintext: cfg.APITCPPlaintext, AllowedOrigins: cfg.APIAllowedOrigins, MaxRequestBytes: cfg.APIMaxRequestBytes,
+	}
+	if cfg.APITCPAddress != "" && (cfg.APITCPPlaintext == "" || cfg.APITLSCert != "") {
+		cert, fp, err := apiserver.LoadOrCreateCertificate(cfg.APITLSCert, cfg.APITLSKey, cfg.DataDir, cfg.APITCPAddress)
+		if err != nil {
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+			return err
+		}
+		apiOpts.TLS, d.TLSFingerprint = cert, fp
+	}
+	srv, err := apiserver.Start(apiOpts, mux)
 	if err != nil {
 		if metricsLn != nil {
 			metricsLn.Close()
@@ -183,6 +238,9 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", o.Version, "plugin_protocol", sdk.ProtocolVersion)
+	if d.TLSFingerprint != "" {
+		log.Info("api tcp listener uses TLS: pin it with --tls-fingerprint", "addr", cfg.APITCPAddress, "tls_fingerprint", d.TLSFingerprint)
+	}
 	d.Sessions.Autoconnect(ctx)
 	if o.Ready != nil {
 		o.Ready(d)

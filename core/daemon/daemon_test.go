@@ -170,7 +170,9 @@ func TestEventsStream(t *testing.T) {
 
 func TestTCPRequiresToken(t *testing.T) {
 	port := freePort(t)
-	_, cfg := start(t, func(c *config.Config) { c.APITCPAddress = fmt.Sprintf("127.0.0.1:%d", port) })
+	_, cfg := start(t, func(c *config.Config) {
+		c.APITCPAddress, c.APITCPPlaintext = fmt.Sprintf("127.0.0.1:%d", port), "loopback" // TLS: cmd/backend TestTCPListenerTLS
+	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	c := backendv1connect.NewDaemonServiceClient(http.DefaultClient, base)
 	_, err := c.Status(context.Background(), connect.NewRequest(&backendv1.StatusRequest{}))
@@ -205,8 +207,10 @@ func TestTCPRequiresToken(t *testing.T) {
 func TestSecondDaemonRefused(t *testing.T) {
 	_, cfg := start(t, nil)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Same data directory: the database lock refuses it.
-	err := Run(context.Background(), Options{Config: cfg, Version: "test", Log: quiet})
+	// Same data directory, another socket: the database lock refuses it.
+	same := cfg
+	same.Socket = filepath.Join(shortDir(t), "other.sock")
+	err := Run(context.Background(), Options{Config: same, Version: "test", Log: quiet})
 	if err == nil || !strings.Contains(err.Error(), "database is in use by another daemon") {
 		t.Fatalf("second daemon on the same database: err = %v", err)
 	}

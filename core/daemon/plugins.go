@@ -32,6 +32,8 @@ type externalPlugins struct {
 	d   *Daemon
 	sup *pluginhost.Supervisor
 	log *slog.Logger
+	// refused are the plugin files discovery refused (shown by plugins list).
+	refused []pluginhost.Refused
 }
 
 // startExternalPlugins starts the first-party plugins (re-executing this
@@ -45,7 +47,7 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 	if err != nil {
 		return nil, err
 	}
-	third, err := pluginhost.Discover(d.cfg.PluginDirs, pins, log)
+	third, refused, err := pluginhost.Discover(d.cfg.PluginDirs, pins, log)
 	if err != nil {
 		return nil, fmt.Errorf("discover plugins: %w", err)
 	}
@@ -56,7 +58,7 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		}
 		specs = append(specs, s)
 	}
-	ep := &externalPlugins{d: d, log: log}
+	ep := &externalPlugins{d: d, log: log, refused: refused}
 	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart,
 		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) }})
 	if err != nil {
@@ -215,6 +217,9 @@ func (ep *externalPlugins) status() []*backendv1.ExternalPlugin {
 	for _, s := range ep.sup.Plugins() {
 		out = append(out, pluginMessage(s))
 	}
+	for _, r := range ep.refused {
+		out = append(out, &backendv1.ExternalPlugin{Name: r.Name, State: "refused", LastError: r.Path + ": " + r.Reason, Analysers: []string{}})
+	}
 	return out
 }
 
@@ -229,8 +234,8 @@ func pluginMessage(s pluginhost.Status) *backendv1.ExternalPlugin {
 // pluginService implements backend.v1.PluginService.
 type pluginService struct{ ep *externalPlugins }
 
-func newPluginHandler(ep *externalPlugins) (string, http.Handler) {
-	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep})
+func newPluginHandler(ep *externalPlugins, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep}, opts...)
 }
 
 func (s *pluginService) List(ctx context.Context, _ *connect.Request[backendv1.ListPluginsRequest]) (*connect.Response[backendv1.ListPluginsResponse], error) {

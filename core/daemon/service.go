@@ -26,6 +26,17 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 		Counters: h.Counters.Snapshot(),
 		Profiles: []*backendv1.ProfileState{},
 	}
+	if s.d.cfg.APITCPAddress != "" {
+		addr := s.d.cfg.APITCPAddress
+		if s.d.API != nil && s.d.API.TCPAddr() != nil {
+			addr = s.d.API.TCPAddr().String()
+		}
+		res.TcpAddress = &addr
+	}
+	if s.d.TLSFingerprint != "" {
+		fp := s.d.TLSFingerprint
+		res.TlsFingerprint = &fp
+	}
 	if s.d.Profiles != nil {
 		ps, err := s.d.Profiles.List(ctx)
 		if err != nil {

@@ -46,9 +46,9 @@ func TestPythonPluginSupervised(t *testing.T) {
 		t.Fatal(err)
 	}
 	testsvc.PackPythonPlugin(t, "plugin-sdk/python/tests/testplugin.py", dir, "pytest")
-	specs, err := Discover([]string{dir}, nil, nil)
-	if err != nil || len(specs) != 1 || specs[0].Name != "pytest" || specs[0].FirstParty {
-		t.Fatalf("discover: %+v %v", specs, err)
+	specs, refused, err := Discover([]string{dir}, nil, nil)
+	if err != nil || len(specs) != 1 || specs[0].Name != "pytest" || specs[0].FirstParty || len(refused) != 0 {
+		t.Fatalf("discover: %+v %+v %v", specs, refused, err)
 	}
 	opts := fastOptions()
 	logs := &syncBuffer{}

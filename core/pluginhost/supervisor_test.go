@@ -228,7 +228,7 @@ func TestFailedPlugins(t *testing.T) {
 	}
 	sum := sha256.Sum256(mustRead(t, script))
 	good := hex.EncodeToString(sum[:])
-	specs, err := Discover([]string{dir}, map[string]string{"third": good}, nil)
+	specs, _, err := Discover([]string{dir}, map[string]string{"third": good}, nil)
 	if err != nil || len(specs) != 1 {
 		t.Fatal(specs, err)
 	}
@@ -291,7 +291,7 @@ func TestDiscover(t *testing.T) {
 	}
 	logs := &strings.Builder{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	specs, err := Discover([]string{d1, filepath.Join(d1, "absent"), d2}, map[string]string{"beta": "ab", "ghost": "cd"}, log)
+	specs, _, err := Discover([]string{d1, filepath.Join(d1, "absent"), d2}, map[string]string{"beta": "ab", "ghost": "cd"}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,13 +307,101 @@ func TestDiscover(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("specs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for _, w := range []string{"not executable", "must be lowercase", "writable by any user", "not a regular file", "found first", "ghost"} {
+	for _, w := range []string{"not executable", "must be lowercase", "writable by group or others", "not a regular file", "found first", "ghost"} {
 		if !strings.Contains(logs.String(), w) {
 			t.Errorf("no warning %q in:\n%s", w, logs)
 		}
 	}
-	if _, err := Discover([]string{filepath.Join(d1, "backend-plugin-alpha")}, nil, nil); err == nil {
+	if _, _, err := Discover([]string{filepath.Join(d1, "backend-plugin-alpha")}, nil, nil); err == nil {
 		t.Error("a file as plugin directory was accepted")
+	}
+}
+
+// TestDiscoverOwnership: plugin files other users control are refused
+// (logged with path and reason, and returned): a file of another (unused)
+// uid, a group-writable file, a world-writable directory, a directory of
+// another uid; a root-owned sticky directory is accepted for the daemon's
+// user's files only. The directories are 0755 and outside /tmp.
+func TestDiscoverOwnership(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown to another uid needs root")
+	}
+	const stranger = 54321 // no such user: only the number matters
+	base, err := os.MkdirTemp(".", "discover-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	base, _ = filepath.Abs(base)
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		t.Helper()
+		d := filepath.Join(base, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	write := func(dir, name string, mode os.FileMode, uid int) {
+		t.Helper()
+		p := filepath.Join(dir, "backend-plugin-"+name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	me := os.Geteuid()
+	safe := mkdir("safe", 0o755, me)
+	write(safe, "good", 0o755, me)
+	write(safe, "foreign", 0o755, stranger)
+	write(safe, "groupw", 0o775, me)
+	open := mkdir("open", 0o777, me)
+	write(open, "inopen", 0o755, me)
+	theirs := mkdir("theirs", 0o755, stranger)
+	write(theirs, "intheirs", 0o755, me)
+	sticky := mkdir("sticky", 0o777|os.ModeSticky, 0)
+	write(sticky, "sticky-mine", 0o755, me)
+	write(sticky, "sticky-foreign", 0o755, stranger)
+	logs := &strings.Builder{}
+	specs, refused, err := Discover([]string{safe, open, theirs, sticky}, nil, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sp := range specs {
+		got = append(got, sp.Name)
+	}
+	if strings.Join(got, ",") != "good,sticky-mine" {
+		t.Errorf("accepted %v, want good,sticky-mine", got)
+	}
+	want := map[string]string{
+		"foreign":        "owned by uid 54321",
+		"groupw":         "writable by group or others",
+		"inopen":         "writable by group or others (mode 777)",
+		"intheirs":       "owned by uid 54321",
+		"sticky-foreign": "owned by uid 54321",
+	}
+	for _, r := range refused {
+		if w, ok := want[r.Name]; !ok || !strings.Contains(r.Reason, w) || !strings.HasSuffix(r.Path, "backend-plugin-"+r.Name) {
+			t.Errorf("refused %+v, want reason %q", r, w)
+		}
+		if !strings.Contains(logs.String(), r.Path) {
+			t.Errorf("refusal of %s not logged with its path:\n%s", r.Path, logs)
+		}
+		delete(want, r.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("not refused: %v", want)
 	}
 }
 

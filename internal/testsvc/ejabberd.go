@@ -158,7 +158,8 @@ func (s *XMPPServer) ejabberdConfig() string {
 	p("  mod_http_api: {}")
 	p("  mod_ping: {}")
 	p("  mod_private: {}")
-	p("  mod_pubsub: {access_createnode: pubsub_createnode, plugins: [flat, pep], max_items_node: 20000}")
+	p("  mod_pubsub: {access_createnode: pubsub_createnode, plugins: [flat, pep], max_items_node: 20000,")
+	p("     default_node_config: {max_payload_size: %d}}", MaxStanzaBytes)
 	p("  mod_roster: {}")
 	return b.String()
 }

@@ -26,6 +26,11 @@ const (
 // xmppInstallHint is quoted by errors about missing XMPP server packages.
 const xmppInstallHint = "apt-get install -y prosody lua-dbi-sqlite3 ejabberd"
 
+// MaxStanzaBytes is the stanza (Prosody c2s_stanza_size_limit) and item
+// payload (ejabberd mod_pubsub default_node_config max_payload_size) limit of the test servers:
+// 2 MiB, so that 1 MiB items are accepted.
+const MaxStanzaBytes = 2 << 20
+
 // XMPPOptions configures a private XMPP server.
 type XMPPOptions struct {
 	// ScramOnly disables the PLAIN SASL mechanism, so that clients must use
@@ -303,6 +308,8 @@ func (s *XMPPServer) prosodyConfig() string {
 		p(`disable_sasl_mechanisms = { "PLAIN" }`)
 	}
 	p("limits = { }")
+	// Large and hostile items (up to 1 MiB payloads) are accepted.
+	p("c2s_stanza_size_limit = %d", MaxStanzaBytes)
 	p(`storage = "sql"`)
 	p(`sql = { driver = "SQLite3"; database = "prosody.sqlite" }`)
 	p("pep_max_items = 20000")

@@ -168,7 +168,7 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	}
 	if h.API != nil {
 		path, handler := backendv1connect.NewPubSubCacheServiceHandler(&api{p: p},
-			connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
+			h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))...)
 		if err := h.API.Register(ImportName, path, handler); err != nil {
 			return fmt.Errorf("register cache api: %w", err)
 		}

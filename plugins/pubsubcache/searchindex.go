@@ -44,7 +44,7 @@ func (ix *searchIndex) start(ctx context.Context) (*search.Searcher, error) {
 	}
 	path, handler := search.NewHandler(s, func(id, publisher string, payload []byte) string {
 		return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
-	}, connect.WithReadMaxBytes(xep0060.MaxMessageBytes), connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
+	}, p.h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))...)
 	return s, p.h.API.Register(ImportName, path, handler)
 }
 

@@ -32,9 +32,10 @@ const ImportName = "xep0060"
 // Version is the plugin's version.
 const Version = "0.1.0"
 
-// MaxMessageBytes is the largest API message the pubsub service reads or
-// sends (an items answer of many large items is well above gRPC's usual
-// 4 MiB); the CLI uses the same bound.
+// MaxMessageBytes is the largest API message the pubsub service sends (an
+// items answer of many large items is well above gRPC's usual 4 MiB); the
+// CLI reads answers up to the same bound. Requests are bounded by
+// api.max_request_bytes like every route (core.APIRegistry.HandlerOptions).
 const MaxMessageBytes = 256 << 20
 
 // Plugin is the built-in pubsub plugin.
@@ -74,7 +75,7 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	p.router = newRouter(p.c)
 	if h.API != nil {
 		path, handler := backendv1connect.NewPubSubServiceHandler(&api{c: p.c},
-			connect.WithReadMaxBytes(MaxMessageBytes), connect.WithSendMaxBytes(MaxMessageBytes))
+			h.API.HandlerOptions(connect.WithSendMaxBytes(MaxMessageBytes))...)
 		if err := h.API.Register(ImportName, path, handler); err != nil {
 			return fmt.Errorf("register pubsub api: %w", err)
 		}

@@ -37,8 +37,11 @@ type Subscription struct {
 	Subscription string // "subscribed", "pending", "unconfigured", "none"
 }
 
-// maxDepth bounds nesting in what we walk ourselves (payload bytes are cut,
-// not walked element by element beyond this).
+// maxDepth bounds nesting in what the daemon interprets itself: the stanza
+// around the items, RSM sets, forms, subscriptions. Item payloads are not
+// interpreted here: they are cut out by offsets whatever their depth (see
+// [scanner.payload]); a payload the daemon cannot interpret is still carried
+// byte for byte and only its parse (in the cache's parser) fails.
 const maxDepth = 256
 
 // errTooDeep is returned for absurdly nested input.
@@ -64,8 +67,14 @@ func (s *scanner) next() (xml.Token, int64, error) {
 }
 
 // skip consumes tokens up to the end of the element whose start was just
-// read, and returns the offset where its end tag starts.
-func (s *scanner) skip() (int64, error) {
+// read, and returns the offset where its end tag starts. Nesting deeper than
+// maxDepth is refused.
+func (s *scanner) skip() (int64, error) { return s.skipTo(maxDepth) }
+
+// skipTo is skip with a depth limit (0: none). Without a limit it keeps a
+// counter only: the decoder's stack of open names is all the memory that
+// grows with depth, no tree is built.
+func (s *scanner) skipTo(limit int) (int64, error) {
 	depth := 1
 	for {
 		tok, off, err := s.next()
@@ -75,7 +84,7 @@ func (s *scanner) skip() (int64, error) {
 		switch tok.(type) {
 		case xml.StartElement:
 			depth++
-			if depth > maxDepth {
+			if limit > 0 && depth > limit {
 				return 0, errTooDeep
 			}
 		case xml.EndElement:
@@ -111,10 +120,16 @@ func (s *scanner) children(f func(start xml.StartElement) error) error {
 }
 
 // inner returns the bytes of the element whose start tag was just read,
-// between its start and end tags, and consumes it.
-func (s *scanner) inner() ([]byte, error) {
+// between its start and end tags, and consumes it (depth bounded).
+func (s *scanner) inner() ([]byte, error) { return s.innerTo(maxDepth) }
+
+// payload is inner without a depth limit: an item's payload is carried, not
+// interpreted.
+func (s *scanner) payload() ([]byte, error) { return s.innerTo(0) }
+
+func (s *scanner) innerTo(limit int) ([]byte, error) {
 	begin := s.dec.InputOffset()
-	end, err := s.skip()
+	end, err := s.skipTo(limit)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +150,7 @@ func attr(e xml.StartElement, name string) string {
 
 // readItem reads an <item> whose start tag was just read.
 func (s *scanner) readItem(start xml.StartElement) (Item, error) {
-	payload, err := s.inner()
+	payload, err := s.payload()
 	if err != nil {
 		return Item{}, fmt.Errorf("item %q: %w", attr(start, "id"), err)
 	}

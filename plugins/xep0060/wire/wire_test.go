@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -267,6 +268,110 @@ func TestParseItemsEjabberdNegativeIndex(t *testing.T) {
 		}
 		if err == nil && (r.RSM.FirstIndex == nil || *r.RSM.FirstIndex != tc.index) {
 			t.Errorf("%s: index = %v", tc.set, r.RSM.FirstIndex)
+		}
+	}
+}
+
+// nested is an element nested depth deep, in the shapes a hostile publisher
+// can send: odd prefixes, CDATA, many attributes.
+func nested(depth int) string {
+	var b strings.Builder
+	b.WriteString("<deep xmlns='urn:test:deep' xmlns:odd-prefix_1.x='urn:odd'>")
+	for i := 1; i < depth; i++ {
+		b.WriteString("<odd-prefix_1.x:d>")
+	}
+	b.WriteString("<![CDATA[<not-a-tag> & ]]>")
+	for i := 1; i < depth; i++ {
+		b.WriteString("</odd-prefix_1.x:d>")
+	}
+	b.WriteString("</deep>")
+	return b.String()
+}
+
+// TestItemPayloadsHaveNoDepthLimit: an item nested far deeper than what the
+// daemon interprets itself is captured byte for byte, through an IQ result
+// and a notification, decoded by gosrc.io/xmpp like a session does; the
+// interpreted parts keep their limit.
+func TestItemPayloadsHaveNoDepthLimit(t *testing.T) {
+	Register()
+	for _, depth := range []int{maxDepth + 44, 5000, 20000} {
+		payload := nested(depth)
+		items := `<items node='n'><item id='ok'><p xmlns='urn:p'/></item><item id='deep'>` + payload + `</item></items>`
+		iqXML := `<iq xmlns='jabber:client' type='result' id='1' from='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'>` + items + `</pubsub></iq>`
+		p, err := stanza.NextPacket(xml.NewDecoder(strings.NewReader(iqXML)))
+		if err != nil {
+			t.Fatalf("depth %d: stanza decode: %v", depth, err)
+		}
+		iq := p.(*stanza.IQ)
+		r, err := ParseItems(iq.Payload.(*PubSub).Inner)
+		if err != nil {
+			t.Fatalf("depth %d: ParseItems: %v", depth, err)
+		}
+		if len(r.Items) != 2 || string(r.Items[1].Payload) != payload || r.Items[0].ID != "ok" {
+			t.Fatalf("depth %d: items not carried exactly (%d items)", depth, len(r.Items))
+		}
+		msgXML := `<message xmlns='jabber:client' from='pubsub.localhost'><event xmlns='http://jabber.org/protocol/pubsub#event'>` + items + `</event></message>`
+		p, err = stanza.NextPacket(xml.NewDecoder(strings.NewReader(msgXML)))
+		if err != nil {
+			t.Fatalf("depth %d: message decode: %v", depth, err)
+		}
+		var ev *Event
+		for _, e := range p.(stanza.Message).Extensions {
+			if x, ok := e.(*Event); ok {
+				ev = x
+			}
+		}
+		ns, err := ParseEvent(ev.Inner)
+		if err != nil {
+			t.Fatalf("depth %d: ParseEvent: %v", depth, err)
+		}
+		if len(ns) != 1 || len(ns[0].Items) != 2 || string(ns[0].Items[1].Payload) != payload || ns[0].Items[1].HeaderOnly {
+			t.Fatalf("depth %d: notification not carried exactly", depth)
+		}
+	}
+	// What the daemon interprets stays bounded: a form, a subscription list,
+	// an RSM set, the elements around the items.
+	deep := nested(maxDepth + 1)
+	for name, bad := range map[string]func() error{
+		"form": func() error {
+			_, _, err := ParseConfigure([]byte(`<configure node='n'><x xmlns='jabber:x:data'><field var='a'><value>` + deep + `</value></field></x></configure>`))
+			return err
+		},
+		"rsm": func() error {
+			_, err := ParseItems([]byte(`<items node='n'/><set xmlns='http://jabber.org/protocol/rsm'><first>` + deep + `</first></set>`))
+			return err
+		},
+		"around the items": func() error {
+			_, err := ParseItems([]byte(`<items node='n'><other>` + deep + `</other></items>`))
+			return err
+		},
+		"subscriptions": func() error {
+			_, err := ParseSubscriptions([]byte(`<subscriptions><subscription node='n'>` + deep + `</subscription></subscriptions>`))
+			return err
+		},
+	} {
+		if err := bad(); !errors.Is(err, errTooDeep) {
+			t.Errorf("%s nested %d deep: err = %v, want %v", name, maxDepth+1, err, errTooDeep)
+		}
+	}
+}
+
+// TestItemPayloadShapes: a large item, thousands of attributes, odd
+// prefixes and CDATA are carried as sent.
+func TestItemPayloadShapes(t *testing.T) {
+	var attrs strings.Builder
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&attrs, " a%d='%d'", i, i)
+	}
+	for name, payload := range map[string]string{
+		"1 MiB":      "<big xmlns='urn:big'>" + strings.Repeat("x", 1<<20) + "</big>",
+		"attributes": "<many xmlns='urn:many'" + attrs.String() + "/>",
+		"prefixes":   "<a:b xmlns:a='urn:a' xmlns:Z9._-x='urn:z'><Z9._-x:c Z9._-x:attr='v'/></a:b>",
+		"cdata":      "<c xmlns='urn:c'><![CDATA[</item></items>]]>&lt;</c>",
+	} {
+		r, err := ParseItems([]byte(`<items node='n'><item id='x'>` + payload + `</item></items>`))
+		if err != nil || len(r.Items) != 1 || string(r.Items[0].Payload) != payload {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
