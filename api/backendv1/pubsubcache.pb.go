@@ -293,9 +293,14 @@ type PubSubCacheNode struct {
 	Attempts  int64   `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	LastError *string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3,oneof" json:"last_error,omitempty"`
 	// Items waiting for their parser.
-	ParsePending  int64 `protobuf:"varint,13,opt,name=parse_pending,json=parsePending,proto3" json:"parse_pending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ParsePending int64 `protobuf:"varint,13,opt,name=parse_pending,json=parsePending,proto3" json:"parse_pending,omitempty"`
+	// How many items the service keeps in the node, when known, and where
+	// that was learned: config (pubsub#max_items), config_range (the range
+	// behind "max"), learned (the service dropped items at that count).
+	Capacity       *int64  `protobuf:"varint,14,opt,name=capacity,proto3,oneof" json:"capacity,omitempty"`
+	CapacitySource *string `protobuf:"bytes,15,opt,name=capacity_source,json=capacitySource,proto3,oneof" json:"capacity_source,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PubSubCacheNode) Reset() {
@@ -417,6 +422,20 @@ func (x *PubSubCacheNode) GetParsePending() int64 {
 		return x.ParsePending
 	}
 	return 0
+}
+
+func (x *PubSubCacheNode) GetCapacity() int64 {
+	if x != nil && x.Capacity != nil {
+		return *x.Capacity
+	}
+	return 0
+}
+
+func (x *PubSubCacheNode) GetCapacitySource() string {
+	if x != nil && x.CapacitySource != nil {
+		return *x.CapacitySource
+	}
+	return ""
 }
 
 type PubSubCacheStatusResponse struct {
@@ -724,7 +743,7 @@ const file_backend_v1_pubsubcache_proto_rawDesc = "" +
 	"\x18PubSubCacheStatusRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"\xba\x03\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\xaa\x04\n" +
 	"\x0fPubSubCacheNode\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
@@ -740,14 +759,18 @@ const file_backend_v1_pubsubcache_proto_rawDesc = "" +
 	"\battempts\x18\v \x01(\x03R\battempts\x12\"\n" +
 	"\n" +
 	"last_error\x18\f \x01(\tH\x04R\tlastError\x88\x01\x01\x12#\n" +
-	"\rparse_pending\x18\r \x01(\x03R\fparsePendingB\v\n" +
+	"\rparse_pending\x18\r \x01(\x03R\fparsePending\x12\x1f\n" +
+	"\bcapacity\x18\x0e \x01(\x03H\x05R\bcapacity\x88\x01\x01\x12,\n" +
+	"\x0fcapacity_source\x18\x0f \x01(\tH\x06R\x0ecapacitySource\x88\x01\x01B\v\n" +
 	"\t_analyserB\a\n" +
 	"\x05_typeB\n" +
 	"\n" +
 	"\b_subtypeB\f\n" +
 	"\n" +
 	"_last_syncB\r\n" +
-	"\v_last_error\"N\n" +
+	"\v_last_errorB\v\n" +
+	"\t_capacityB\x12\n" +
+	"\x10_capacity_source\"N\n" +
 	"\x19PubSubCacheStatusResponse\x121\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1b.backend.v1.PubSubCacheNodeR\x05nodes\"\x97\x02\n" +
 	"\x17PubSubCachePurgeRequest\x12\x1a\n" +

@@ -161,19 +161,21 @@ With -o json: {"profile","service","node","state","fresh","items","total",
 
 // cacheNodeJSON is one node of `cache status` (DESIGN §9).
 type cacheNodeJSON struct {
-	Profile      string  `json:"profile"`
-	Service      string  `json:"service"`
-	Node         string  `json:"node"`
-	Analyser     *string `json:"analyser"`
-	Type         *string `json:"type"`
-	Subtype      *string `json:"subtype"`
-	State        string  `json:"state"`
-	Fresh        bool    `json:"fresh"`
-	Items        int64   `json:"items"`
-	LastSync     *string `json:"last_sync"`
-	Attempts     int64   `json:"attempts"`
-	LastError    *string `json:"last_error"`
-	ParsePending int64   `json:"parse_pending"`
+	Profile        string  `json:"profile"`
+	Service        string  `json:"service"`
+	Node           string  `json:"node"`
+	Analyser       *string `json:"analyser"`
+	Type           *string `json:"type"`
+	Subtype        *string `json:"subtype"`
+	State          string  `json:"state"`
+	Fresh          bool    `json:"fresh"`
+	Items          int64   `json:"items"`
+	LastSync       *string `json:"last_sync"`
+	Attempts       int64   `json:"attempts"`
+	LastError      *string `json:"last_error"`
+	ParsePending   int64   `json:"parse_pending"`
+	Capacity       *int64  `json:"capacity"`
+	CapacitySource *string `json:"capacity_source"`
 }
 
 func (a *app) cacheStatusCommand() *cobra.Command {
@@ -184,7 +186,10 @@ func (a *app) cacheStatusCommand() *cobra.Command {
 		Long: `Show cached nodes: analyser, type, state (never, no_sync, in_progress,
 complete, partial, error), freshness, item count, last sync, failed attempts.
 With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
-"state","fresh","items","last_sync","attempts","last_error","parse_pending"}…]}.`,
+"state","fresh","items","last_sync","attempts","last_error","parse_pending",
+"capacity","capacity_source"}…]}; capacity is how many items the service keeps
+(null: unknown), capacity_source where that was learned (config, config_range,
+learned).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -200,7 +205,7 @@ With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
 			for _, n := range res.Msg.GetNodes() {
 				j := cacheNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), Analyser: n.Analyser, Type: n.Type,
 					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError,
-					ParsePending: n.GetParsePending()}
+					ParsePending: n.GetParsePending(), Capacity: n.Capacity, CapacitySource: n.CapacitySource}
 				if n.LastSync != nil {
 					s := time.Unix(*n.LastSync, 0).UTC().Format(time.RFC3339)
 					j.LastSync = &s

@@ -65,7 +65,7 @@ func TestCacheVerbsCLI(t *testing.T) {
 			}
 			var mine map[string]any
 			for _, n := range st.Nodes {
-				if k := jsonKeys(n); k != "analyser,attempts,fresh,items,last_error,last_sync,node,parse_pending,profile,service,state,subtype,type" {
+				if k := jsonKeys(n); k != "analyser,attempts,capacity,capacity_source,fresh,items,last_error,last_sync,node,parse_pending,profile,service,state,subtype,type" {
 					t.Errorf("status keys = %s", k)
 				}
 				if n["node"] == node {

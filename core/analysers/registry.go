@@ -405,6 +405,23 @@ func (r *Registry) Match(node, namespace string, allowed func(name string) bool)
 	return Analyser{}, false
 }
 
+// MatchEmpty returns the first analyser (in order) that applies to a node
+// without items: by node prefix alone (a payload namespace needs an item
+// to be checked; an analyser declaring only a namespace cannot match).
+func (r *Registry) MatchEmpty(node string, allowed func(name string) bool) (Analyser, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, a := range r.ordered {
+		if allowed != nil && !allowed(a.Name) {
+			continue
+		}
+		if a.NodePrefix != "" && strings.HasPrefix(node, a.NodePrefix) {
+			return a, true
+		}
+	}
+	return Analyser{}, false
+}
+
 // Available reports whether the analyser's provider is running.
 func (r *Registry) Available(name string) bool {
 	r.mu.RLock()

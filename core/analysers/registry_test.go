@@ -145,6 +145,13 @@ func TestMatchOrderAndConflicts(t *testing.T) {
 			t.Errorf("match(%q, %q) = %q, want %q", c.node, c.ns, got, c.want)
 		}
 	}
+	// A node without items: by prefix, whatever the namespace declared.
+	for _, c := range []struct{ node, want string }{{"urn:xmpp:microblog:0", "blog"}, {"urn:x", "a-generic"}, {"other", ""}} {
+		a, ok := r.MatchEmpty(c.node, nil)
+		if got := a.Name; (c.want == "" && ok) || got != c.want {
+			t.Errorf("match empty %q = %q, want %q", c.node, got, c.want)
+		}
+	}
 	if a, _ := r.Match("urn:xmpp:microblog:0", "", func(n string) bool { return n != "blog" }); a.Name != "a-generic" {
 		t.Errorf("allowed filter ignored: %q", a.Name)
 	}

@@ -84,7 +84,11 @@ func (a *api) Status(ctx context.Context, req *connect.Request[backendv1.PubSubC
 	for _, s := range st {
 		m := &backendv1.PubSubCacheNode{Profile: s.Profile, Service: s.Service, Node: s.Node, Analyser: s.Analyser, Type: s.Type,
 			Subtype: s.Subtype, State: s.State, Fresh: s.Fresh, Items: int64(s.Items), Attempts: int64(s.Attempts), LastError: s.LastError,
-			ParsePending: int64(s.ParsePending)}
+			ParsePending: int64(s.ParsePending), CapacitySource: s.CapacitySource}
+		if s.Capacity != nil {
+			c := int64(*s.Capacity)
+			m.Capacity = &c
+		}
 		if s.LastSync != nil {
 			v := s.LastSync.Unix()
 			m.LastSync = &v

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 
 	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/plugins/xep0060"
@@ -27,8 +26,10 @@ type behaviour struct {
 	// no items (count only, a page past the end): "minus_one" (ejabberd)
 	// or "absent"; BeforeIndex on a page asked with <before>CURSOR</before>:
 	// "real" (the first item's index), "unclamped" (the cursor's index
-	// minus max, negative near the start: ejabberd) or "absent". "" is
-	// unknown: such requests go to the network until learned.
+	// minus max, negative near the start: ejabberd), "absent", or
+	// "present" (an index of one of the first two kinds, which differ only
+	// on a page the node's start cuts). "" is unknown: such requests go to
+	// the network until learned.
 	EmptyIndex, BeforeIndex string
 }
 
@@ -157,10 +158,15 @@ func (l *learner) fromAnswer(ctx context.Context, pid int, k nodeKey, req *xep00
 			case len(page.Items) == 0 && idx != "real":
 				b.EmptyIndex = idx
 			case len(page.Items) > 0 && req.RSM.Before != nil && *req.RSM.Before != "":
-				if idx == "absent" {
+				switch {
+				case idx == "absent":
 					b.BeforeIndex = idx
-				} else if before != "" {
+				case before != "":
 					b.BeforeIndex = before
+				case b.BeforeIndex == "":
+					// An index, of a kind only a page the node's start cuts
+					// tells: enough for the other pages.
+					b.BeforeIndex = "present"
 				}
 			}
 		}
@@ -315,12 +321,15 @@ func (l *learner) probeMaxItems(ctx context.Context, k nodeKey, profileID int, i
 }
 
 // republished learns where a service whose behaviour is unknown puts a
-// re-published item (the writer made the node not fresh): a sync tells,
-// after every item that followed it (moves to the end, as Prosody does) or
-// before them (keeps its place, as ejabberd does). Items re-published
-// meanwhile are left out of the comparison; unclear evidence teaches
-// nothing.
-func (l *learner) republished(k nodeKey, id string, payload []byte, after []string) {
+// re-published item (the writer made the node not fresh): one request for
+// the newest item answers it. The re-published item (id, which was not
+// the newest) is the newest now on a service that moves re-published items
+// to the end (Prosody); the newest item before it (last) still is on one
+// that keeps their place (ejabberd answers max_items in creation order).
+// Anything else (another publish meanwhile) teaches nothing. The node is
+// not answered from the cache meanwhile (probing), and is reconciled by
+// its next listing.
+func (l *learner) republished(k nodeKey, id, last string) {
 	p := l.p
 	l.mu.Lock()
 	if l.probing[k] == nil {
@@ -339,80 +348,26 @@ func (l *learner) republished(k nodeKey, id string, payload []byte, after []stri
 			}
 			l.mu.Unlock()
 		}()
-		// The evidence is a sync that fetched after the re-publish: one
-		// that was running may not have, and a service may notify before
-		// it stores. A listing still showing the old payload is retried.
-		var n nodeInfo
-		var pos map[string]int64
-		for attempt := 0; ; attempt++ {
-			if running := p.sync.running(k); running != nil {
-				select {
-				case <-running.Done():
-				case <-p.ctx.Done():
-					return
-				}
-			}
-			j := p.sync.launch(k, false)
-			select {
-			case <-j.Done():
-			case <-p.ctx.Done():
-				return
-			}
-			if j.Err() != nil {
-				return
-			}
-			var ok bool
-			if n, ok = p.nodes.get(k); !ok {
-				return
-			}
-			same, err := p.store.samePayload(p.ctx, p.store.db.Client, n.id, id, payload)
-			if err != nil {
-				return
-			}
-			if same {
-				if pos, err = p.store.itemPositions(p.ctx, p.store.db.Client, n.id, nil); err != nil {
-					return
-				}
-				break
-			}
-			if attempt == 3 {
-				return
-			}
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-p.ctx.Done():
-				return
-			}
-		}
-		cur, ok := pos[id]
+		n, ok := p.nodes.get(k)
 		if !ok {
 			return
 		}
-		l.mu.Lock()
-		others := map[string]bool{}
-		for o := range l.probing[k] {
-			others[o] = true
-		}
-		l.mu.Unlock()
-		before, behind := 0, 0
-		for _, o := range after {
-			v, ok := pos[o]
-			if !ok || others[o] {
-				continue
+		// Whatever it teaches, the node is listed again (joining a
+		// listing that runs): its order is the service's then.
+		defer func() {
+			if p.online(k.profile) && p.ctx.Err() == nil {
+				p.sync.launch(k, false)
 			}
-			if v < cur {
-				before++
-			} else {
-				behind++
-			}
+		}()
+		page, err := p.c.FetchItems(internal(p.ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+		if err != nil || len(page.Items) != 1 {
+			return
 		}
 		var moves serviceprofile.RepublishMoves
-		// Items re-published meanwhile whose notification is not stored yet
-		// may blur the evidence: a clear majority decides.
-		switch {
-		case before > 4*behind:
+		switch page.Items[0].ID {
+		case id:
 			moves = serviceprofile.RepublishMovesYes
-		case behind > 4*before:
+		case last:
 			moves = serviceprofile.RepublishMovesNo
 		default:
 			return
@@ -420,4 +375,39 @@ func (l *learner) republished(k nodeKey, id string, payload []byte, after []stri
 		l.learn(p.ctx, n.profileID, k.service, func(b *behaviour) { b.RepublishMoves = moves })
 		p.log.Info("learned where the service puts re-published items", "service", k.service, "moves_to_end", moves)
 	}()
+}
+
+// probeRSMIndex learns, once per service that pages, how it reports the
+// index of a page asked with <before>CURSOR</before> that the start of the
+// node cuts (the first item's index, the cursor's index minus max, or
+// none): one request before the first cached item with a service cursor
+// that is not the node's first, max one more than its index.
+func (l *learner) probeRSMIndex(ctx context.Context, k nodeKey, n nodeInfo, items int) {
+	p := l.p
+	beh := l.get(ctx, n.profileID, k.service)
+	if items < 2 || beh.RSM != serviceprofile.RsmYes || beh.BeforeIndex == "real" || beh.BeforeIndex == "unclamped" || beh.BeforeIndex == "absent" {
+		return
+	}
+	cursor, idx, err := p.store.laterCursor(ctx, n.id)
+	if err != nil || idx < 1 {
+		return
+	}
+	max := idx + 1
+	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node,
+		RSM: &wire.RSMQuery{Before: &cursor, Max: &max}})
+	if err != nil || page.RSM == nil || len(page.Items) != idx {
+		return
+	}
+	kind := ""
+	switch fi := page.RSM.FirstIndex; {
+	case fi == nil:
+		kind = "absent"
+	case *fi == 0:
+		kind = "real"
+	case *fi == idx-max:
+		kind = "unclamped"
+	default:
+		return
+	}
+	l.learn(ctx, n.profileID, k.service, func(b *behaviour) { b.BeforeIndex = kind })
 }

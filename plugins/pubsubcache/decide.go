@@ -117,6 +117,9 @@ func decide(n nodeInfo, ok bool, req *xep0060.ItemsRequest, f facts, now time.Ti
 	case f.online && !n.fresh:
 		v.why = "not fresh"
 		return v
+	case f.online && n.verifying:
+		v.why = "checking what the service dropped"
+		return v
 	case f.online && f.pending:
 		v.why = "writes pending"
 		return v
@@ -222,6 +225,11 @@ func answerable(req *xep0060.ItemsRequest, f facts) (w window, why string, ok bo
 		case "unclamped":
 			w.index = intPtr(w.end - max)
 		case "real":
+			w.index = intPtr(w.start)
+		case "present":
+			if w.end-max < 0 {
+				return w, "index of a before page cut by the start not learned", false
+			}
 			w.index = intPtr(w.start)
 		case "absent":
 		default:

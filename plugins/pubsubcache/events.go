@@ -105,13 +105,15 @@ func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent
 
 // onDisconnected: nothing of the profile is fresh any more.
 func (p *Plugin) onDisconnected(ctx context.Context, ev connections.ProfileEvent) error {
+	p.sync.interrupt(ev.Profile)
 	p.pubs.forgetProfile(ev.Profile)
 	return p.w.run(ctx, p.transitionProfile(ev.Profile, event{kind: evDisconnected}))
 }
 
 // onConnected reconciles the profile's nodes that are not fresh (after a
-// disconnection or a restart) and restarts the syncs the last stop
-// interrupted, in the background, cache.sync_concurrency at a time.
+// disconnection or a restart) and restarts the syncs a disconnection, a
+// server restart or the daemon's stop interrupted, in the background,
+// cache.sync_concurrency at a time.
 func (p *Plugin) onConnected(ctx context.Context, ev connections.ProfileEvent) error {
 	p.index.paths() // plugins have declared their analysers: index what they ask
 	p.reconcileProfile(ctx, ev.Profile)
@@ -129,8 +131,8 @@ func (p *Plugin) reconcileProfile(ctx context.Context, profileName string) {
 	}) {
 		p.sync.launch(k, false)
 	}
-	for _, k := range p.sync.takeResume(profileName) {
-		p.log.Info("restarting a sync interrupted by the last stop", "profile", k.profile, "service", k.service, "node", k.node)
+	for _, k := range p.nodes.keys(func(k nodeKey, n nodeInfo) bool { return k.profile == profileName && n.resume }) {
+		p.log.Info("restarting an interrupted sync", "profile", k.profile, "service", k.service, "node", k.node)
 		p.sync.launch(k, false)
 	}
 }

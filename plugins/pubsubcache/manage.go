@@ -93,6 +93,10 @@ type NodeStatus struct {
 	LastError *string
 	// ParsePending is how many items wait for their parser.
 	ParsePending int
+	// Capacity is how many items the service keeps (nil: unknown), and
+	// CapacitySource where that was learned.
+	Capacity       *int
+	CapacitySource *string
 }
 
 // Status lists cached nodes, filtered by profile, service and node when
@@ -140,6 +144,13 @@ func (p *Plugin) Status(ctx context.Context, profileName, service, node string) 
 		if !n.syncedAt.IsZero() {
 			t := n.syncedAt.UTC().Truncate(time.Second)
 			s.LastSync = &t
+		}
+		if lim := n.limit(); lim > 0 {
+			src := n.capSource
+			if src == "" {
+				src = "config" // pubsub#max_items seen in a configuration notification
+			}
+			s.Capacity, s.CapacitySource = &lim, &src
 		}
 		out = append(out, s)
 	}

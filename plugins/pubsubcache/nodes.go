@@ -8,7 +8,7 @@ import (
 
 // nodeTable holds the state of every node the cache knows (the memory copy
 // of the pubsub_nodes rows, all loaded at start). Only the writer changes
-// it, after the transaction that wrote the rows committed (wtx.commit);
+// it, after the transaction that wrote the rows committed (writer.inTx);
 // anyone reads it. Its lock guards the map only and is never held across
 // I/O.
 type nodeTable struct {

@@ -323,8 +323,18 @@ func (q *parseQueue) parseBatch(k nodeKey, analyser string, items []wire.Item) (
 		return nil, analysers.ErrProviderDown
 	}
 	req := sdk.ParseRequest{Profile: k.profile, Service: k.service, Node: k.node, Analyser: analyser, Items: make([]sdk.Item, len(items))}
+	// On a PEP node where only its owner publishes, the owner published
+	// every item, whether the service's answer says so or not (Prosody
+	// puts no publisher on items answers): the parser is told.
+	ownerOnly := false
+	if n, ok := p.nodes.get(k); ok && isPEP(k.service) && n.publishModel == "publishers" {
+		ownerOnly = true
+	}
 	for i, it := range items {
 		req.Items[i] = sdk.Item{ID: it.ID, Publisher: it.Publisher, Payload: it.Payload}
+		if ownerOnly && it.Publisher == "" {
+			req.Items[i].Publisher = k.service
+		}
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, parseTimeout)
 	defer cancel()

@@ -151,9 +151,8 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	}
 	// Syncs the daemon's end interrupted (kill -9 included) start again
 	// when their profile connects; meanwhile the node is not served.
-	p.sync.interrupted(interrupted)
-	if len(interrupted) > 0 {
-		p.log.Info("syncs interrupted by the last stop start again when their profile connects", "nodes", len(interrupted))
+	if interrupted > 0 {
+		p.log.Info("syncs interrupted by the last stop start again when their profile connects", "nodes", interrupted)
 	}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.w.loop(p.ctx) }()

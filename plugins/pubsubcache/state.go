@@ -46,6 +46,36 @@ type nodeInfo struct {
 	syncedAt    time.Time
 	// maxItems is the node's pubsub#max_items when known (-1: "max").
 	maxItems *int
+	// capacity is how many items the service keeps in the node (0:
+	// unknown), capSource where it was learned: "config" (its
+	// pubsub#max_items), "config_range" (the range behind "max" in the
+	// configuration form) or "learned" (the service dropped items when it
+	// held that many). verified is how many items the service held at the
+	// last whole listing or check; while capacity is unknown, holding more
+	// than that (notifications) asks for a check (verifying) before the
+	// node is served again: the service may have dropped items silently.
+	capacity  int
+	capSource string
+	verified  int
+	verifying bool
+	// publishModel is the node's pubsub#publish_model when its
+	// configuration could be read ("" unknown).
+	publishModel string
+	// resume: a sync of the node was interrupted (disconnection, server
+	// restart, daemon stop): it starts again when the profile connects.
+	resume bool
+}
+
+// limit is the number of items the service keeps in the node, 0 when
+// unknown.
+func (n nodeInfo) limit() int {
+	switch {
+	case n.capacity > 0:
+		return n.capacity
+	case n.maxItems != nil && *n.maxItems > 0:
+		return *n.maxItems
+	}
+	return 0
 }
 
 // analysis is what the analysers decided for a node.
@@ -102,6 +132,20 @@ const (
 	// fetched, the profile's cache was turned off): the node goes to the
 	// network until reconciled.
 	evNotFresh
+	// evSyncInterrupted: the sync stopped because the profile's session
+	// ended (a disconnection, a server restart): not a failure (no
+	// backoff); it starts again when the profile connects.
+	evSyncInterrupted
+	// evConfigRead: the node's configuration was read: capacity (0:
+	// unknown) from capSource, publishModel.
+	evConfigRead
+	// evUnverified: the node holds more items than the service was seen
+	// holding while its capacity is unknown: a check runs.
+	evUnverified
+	// evVerified: the check (or a whole listing) found remaining items on
+	// the service; learned > 0 when the service had dropped items at that
+	// count (its capacity).
+	evVerified
 )
 
 // event is one input of the state machine.
@@ -119,6 +163,13 @@ type event struct {
 	// evConfigured
 	maxItemsSet bool
 	maxItems    *int
+	// evConfigRead
+	capacity     int
+	capSource    string
+	publishModel string
+	// evSyncDone, evVerified: how many items the service holds; evVerified:
+	// learned is the capacity the check learned (0: none).
+	count, learned int
 }
 
 // backoff is the delay before the next attempt after n failed attempts.
@@ -153,12 +204,19 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 	case evSyncStarted:
 		n.state = StateInProgress
 		n.fresh = false
+		n.resume = false
 	case evSyncDone:
 		n.attempts = 0
 		n.nextAttempt = time.Time{}
 		n.lastError = ""
 		n.syncedAt = now
 		n.subscribed = e.subscribed
+		n.verified, n.verifying = e.count, false
+		if n.capSource == "learned" && e.count > n.capacity {
+			// The service holds more than it was seen keeping: it was no
+			// capacity (a removal that looked like one).
+			n.capacity, n.capSource = 0, ""
+		}
 		if e.partial {
 			n.state = StatePartial
 			n.fresh = false
@@ -183,12 +241,40 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		}
 	case evDisconnected:
 		n.fresh = false
+		n.verifying = false
 	case evRestarted:
 		n.fresh = false
+		n.verifying = false
 		if n.state == StateInProgress {
-			// The sync died with the daemon: start again (items already
-			// stored are kept and reconciled by the next sync).
+			// The sync died with the daemon: start again when the profile
+			// connects (items already stored are kept and reconciled by
+			// the next sync).
 			n.state = StateNever
+			n.resume = true
+		}
+	case evSyncInterrupted:
+		n.fresh = false
+		if n.state == StateInProgress {
+			n.state = StateNever
+			n.resume = true
+			n.lastError = "interrupted: " + e.err
+		}
+	case evConfigRead:
+		n.publishModel = e.publishModel
+		switch {
+		case e.capacity > 0:
+			n.capacity, n.capSource = e.capacity, e.capSource
+		case n.capSource != "learned":
+			n.capacity, n.capSource = 0, ""
+		}
+	case evUnverified:
+		if n.limit() == 0 {
+			n.verifying = true
+		}
+	case evVerified:
+		n.verified, n.verifying = e.count, false
+		if e.learned > 0 {
+			n.capacity, n.capSource = e.learned, "learned"
 		}
 	case evSubscriptionGone:
 		n.fresh = false

@@ -110,7 +110,18 @@ func fromRow(r *ent.PubsubNode) nodeInfo {
 	if r.SyncedAt != nil {
 		n.syncedAt = *r.SyncedAt
 	}
+	n.capacity = jsonInt(r.Limits["capacity"])
+	n.capSource, _ = r.Limits["capacity_source"].(string)
+	n.verified = jsonInt(r.Limits["verified"])
+	n.publishModel, _ = r.Limits["publish_model"].(string)
+	n.resume, _ = r.Extra["resume"].(bool)
 	return n
+}
+
+// jsonInt reads a number decoded from JSON (0 when it is none).
+func jsonInt(v any) int {
+	f, _ := v.(float64)
+	return int(f)
 }
 
 // loadedNode is a node row with its key.
@@ -169,7 +180,9 @@ func (s *nodeStore) saveNode(ctx context.Context, c *ent.Client, n nodeInfo, sta
 		SetNillableAnalyser(nilIfEmpty(n.analyser)).SetNillableType(nilIfEmpty(n.typ)).SetNillableSubtype(nilIfEmpty(n.subtype)).
 		SetSyncState(n.state).SetFresh(n.fresh).SetSubscribed(n.subscribed).SetAttempts(n.attempts).
 		SetNillableNextAttemptAt(nilIfZero(n.nextAttempt)).SetNillableLastError(nilIfEmpty(n.lastError)).
-		SetNillableSyncedAt(nilIfZero(n.syncedAt)).SetNillableMaxItems(n.maxItems)
+		SetNillableSyncedAt(nilIfZero(n.syncedAt)).SetNillableMaxItems(n.maxItems).
+		SetLimits(map[string]any{"capacity": n.capacity, "capacity_source": n.capSource, "verified": n.verified, "publish_model": n.publishModel}).
+		SetExtra(map[string]any{"resume": n.resume})
 	if n.analyser == "" {
 		u.ClearAnalyser().ClearType().ClearSubtype()
 	}

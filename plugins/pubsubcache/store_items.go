@@ -190,13 +190,36 @@ func (s *nodeStore) maxPosition(ctx context.Context, c *ent.Client, nodeID int) 
 	return r.Position, nil
 }
 
-// idsAfter returns the ids of the node's items placed after pos.
-func (s *nodeStore) idsAfter(ctx context.Context, c *ent.Client, nodeID int, pos int64) ([]string, error) {
-	ids, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.PositionGT(pos)).Select(pubsubitem.FieldItemID).Strings(ctx)
+// idAt returns the id of the node's item at position pos ("" when none).
+func (s *nodeStore) idAt(ctx context.Context, c *ent.Client, nodeID int, pos int64) (string, error) {
+	ids, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.Position(pos)).Limit(1).Select(pubsubitem.FieldItemID).Strings(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read the items after a re-published one: %w", err)
+		return "", fmt.Errorf("read the item at position %d: %w", pos, err)
 	}
-	return ids, nil
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
+}
+
+// laterCursor returns the service cursor of the node's first item that
+// has one and is not its first item, with its index (-1: none).
+func (s *nodeStore) laterCursor(ctx context.Context, nodeID int) (string, int, error) {
+	rows, err := s.db.Client.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.CursorNotNil()).
+		Order(ent.Asc(pubsubitem.FieldPosition), ent.Asc(pubsubitem.FieldID)).Limit(2).Select(pubsubitem.FieldCursor).All(ctx)
+	if err != nil {
+		return "", -1, fmt.Errorf("read cursors: %w", err)
+	}
+	for _, r := range rows {
+		idx, err := s.cursorIndex(ctx, nodeID, *r.Cursor)
+		if err != nil {
+			return "", -1, err
+		}
+		if idx >= 1 {
+			return *r.Cursor, idx, nil
+		}
+	}
+	return "", -1, nil
 }
 
 // setPosition places one item.
@@ -296,6 +319,26 @@ func (s *nodeStore) countItems(ctx context.Context, nodeIDs []int, pending bool)
 		out[r.NodeID] = r.Count
 	}
 	return out, nil
+}
+
+// count returns how many items the node holds.
+func (s *nodeStore) count(ctx context.Context, c *ent.Client, nodeID int) (int, error) {
+	n, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID)).Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count the items of node %d: %w", nodeID, err)
+	}
+	return n, nil
+}
+
+// clearPublishers removes the publisher of the node's items ids (the
+// service's items answers carry none).
+func (s *nodeStore) clearPublishers(ctx context.Context, c *ent.Client, nodeID int, ids []string) error {
+	for start := 0; start < len(ids); start += 500 {
+		if err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...)).ClearPublisher().Exec(ctx); err != nil {
+			return fmt.Errorf("clear publishers of node %d: %w", nodeID, err)
+		}
+	}
+	return nil
 }
 
 // countAllPending returns how many cached items wait for a parser.

@@ -1,9 +1,13 @@
 package pubsubcache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,24 +21,26 @@ import (
 // place.
 const maxRounds = 3
 
-// syncer runs node syncs. It owns the running jobs (one per node), the
-// per-profile sync slots (cache.sync_concurrency), the nodes whose
-// notifications it asked PEP services for (+notify) and the syncs the last
-// stop interrupted (restarted when their profile connects). Its lock
-// guards those maps only.
+// syncer runs node syncs and checks. It owns the running jobs (one sync
+// and one check per node), the per-profile sync slots
+// (cache.sync_concurrency) and the nodes whose notifications it asked PEP
+// services for (+notify). Its lock guards those maps only.
 type syncer struct {
 	p *Plugin
 
 	mu       sync.Mutex
 	jobs     map[nodeKey]*SyncJob
+	checks   map[nodeKey]*SyncJob
 	sems     map[string]chan struct{}
 	notified map[string]bool
-	resume   map[nodeKey]bool
 }
 
 func newSyncer(p *Plugin) *syncer {
-	return &syncer{p: p, jobs: map[nodeKey]*SyncJob{}, sems: map[string]chan struct{}{}, notified: map[string]bool{}, resume: map[nodeKey]bool{}}
+	return &syncer{p: p, jobs: map[nodeKey]*SyncJob{}, checks: map[nodeKey]*SyncJob{}, sems: map[string]chan struct{}{}, notified: map[string]bool{}}
 }
+
+// errSessionEnded interrupts the syncs of a profile whose session ended.
+var errSessionEnded = errors.New("the profile's session ended")
 
 // Progress is the progress of a sync.
 type Progress struct {
@@ -60,13 +66,18 @@ type SyncJob struct {
 	done chan struct{}
 	err  error
 
+	cancel context.CancelCauseFunc
+
 	mu       sync.Mutex
 	progress Progress
 	watchers map[chan Progress]struct{}
 	// touched are item ids notifications changed during the current
-	// listing: their stored state is newer than what the pages bring.
-	touched map[string]bool
-	// updated says an item was re-published during the current listing:
+	// listing (their stored state is newer than what the pages bring),
+	// with the order of their last notification.
+	touched map[string]int
+	seq     int
+	// updated says an item was re-published during the current listing
+	// on a service whose way of placing re-published items is not known:
 	// its place may be the old one; another listing settles it.
 	updated bool
 }
@@ -134,7 +145,8 @@ func (j *SyncJob) report(pr Progress) {
 func (j *SyncJob) touch(ids ...string) {
 	j.mu.Lock()
 	for _, id := range ids {
-		j.touched[id] = true
+		j.seq++
+		j.touched[id] = j.seq
 	}
 	j.mu.Unlock()
 }
@@ -142,9 +154,12 @@ func (j *SyncJob) touch(ids ...string) {
 func (j *SyncJob) isTouched(id string) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.touched[id]
+	_, ok := j.touched[id]
+	return ok
 }
 
+// touchedIDs returns the touched ids in the order of their last
+// notification.
 func (j *SyncJob) touchedIDs() []string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -152,6 +167,7 @@ func (j *SyncJob) touchedIDs() []string {
 	for id := range j.touched {
 		out = append(out, id)
 	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(j.touched[a], j.touched[b]) })
 	return out
 }
 
@@ -162,15 +178,33 @@ func (s *syncer) running(k nodeKey) *SyncJob {
 	return s.jobs[k]
 }
 
+// checking returns the check running for k, if any.
+func (s *syncer) checking(k nodeKey) *SyncJob {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checks[k]
+}
+
 // launch starts a background sync of k, or returns the one running.
 func (s *syncer) launch(k nodeKey, manual bool) *SyncJob {
+	return s.start(k, s.jobs, func(ctx context.Context, j *SyncJob) error { return s.run(ctx, j, manual) })
+}
+
+// check starts a background check of k (is every cached item still on
+// the service?), or returns the one running.
+func (s *syncer) check(k nodeKey) *SyncJob {
+	return s.start(k, s.checks, func(ctx context.Context, j *SyncJob) error { return s.verify(ctx, j) })
+}
+
+// start runs a job of k in jobs (the one running, if any).
+func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, run func(ctx context.Context, j *SyncJob) error) *SyncJob {
 	p := s.p
 	s.mu.Lock()
-	if j := s.jobs[k]; j != nil {
+	if j := jobs[k]; j != nil {
 		s.mu.Unlock()
 		return j
 	}
-	j := &SyncJob{key: k, done: make(chan struct{}), watchers: map[chan Progress]struct{}{}, touched: map[string]bool{},
+	j := &SyncJob{key: k, done: make(chan struct{}), watchers: map[chan Progress]struct{}{}, touched: map[string]int{},
 		progress: Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1}}
 	if p.ctx == nil || p.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -178,20 +212,35 @@ func (s *syncer) launch(k nodeKey, manual bool) *SyncJob {
 		close(j.done)
 		return j
 	}
-	delete(s.resume, k)
-	s.jobs[k] = j
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	j.cancel = cancel
+	jobs[k] = j
 	p.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		err := s.run(p.ctx, j, manual)
+		err := run(ctx, j)
+		cancel(nil)
 		s.mu.Lock()
-		delete(s.jobs, k)
+		delete(jobs, k)
 		s.mu.Unlock()
 		j.err = err
 		close(j.done)
 	}()
 	return j
+}
+
+// interrupt stops the syncs and checks of a profile (its session ended).
+func (s *syncer) interrupt(profileName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range []map[nodeKey]*SyncJob{s.jobs, s.checks} {
+		for k, j := range m {
+			if k.profile == profileName {
+				j.cancel(errSessionEnded)
+			}
+		}
+	}
 }
 
 // semaphore returns the profile's sync slots (cache.sync_concurrency).
@@ -218,29 +267,6 @@ func (s *syncer) wantNotify(node string) {
 	}
 }
 
-// interrupted records syncs the last stop interrupted.
-func (s *syncer) interrupted(keys []nodeKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range keys {
-		s.resume[k] = true
-	}
-}
-
-// takeResume returns (and forgets) the interrupted syncs of a profile.
-func (s *syncer) takeResume(profileName string) []nodeKey {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []nodeKey
-	for k := range s.resume {
-		if k.profile == profileName {
-			out = append(out, k)
-			delete(s.resume, k)
-		}
-	}
-	return out
-}
-
 // run syncs the node until it is usable: listings (maxRounds at most),
 // then the parse of its items.
 func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
@@ -265,18 +291,31 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 	defer func() {
 		pr := j.Progress()
 		pr.Done = true
-		if err != nil {
+		if err != nil && p.ctx.Err() == nil {
+			// A sync cut by the end of the session is interrupted, not
+			// failed: no backoff, it starts again when the profile
+			// connects. (Stopped by the daemon's stop, it stays in
+			// progress in the database and starts again at the next
+			// start.)
+			ev := event{kind: evSyncFailed, err: err.Error()}
+			if errors.Is(context.Cause(ctx), errSessionEnded) || !p.online(k.profile) {
+				ev = event{kind: evSyncInterrupted, err: err.Error()}
+			}
 			pr.State, pr.Err = StateError, err.Error()
 			var failed nodeInfo
 			ferr := p.w.run(context.WithoutCancel(ctx), func(ctx context.Context, t *wtx) error {
 				var terr error
-				failed, _, terr = t.transition(ctx, k, event{kind: evSyncFailed, err: err.Error()})
+				failed, _, terr = t.transition(ctx, k, ev)
 				return terr
 			})
 			if ferr == nil {
 				pr.State = failed.state
 			}
-			p.log.Warn("node sync failed", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+			if ev.kind == evSyncInterrupted {
+				p.log.Info("node sync interrupted; it starts again when the profile connects", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+			} else {
+				p.log.Warn("node sync failed", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+			}
 		}
 		j.report(pr)
 		p.syncEvent(pr)
@@ -393,6 +432,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 		s.wantNotify(k.node)
 		secured = true
 	}
+	s.readConfig(ctx, k)
 
 	ictx := internal(ctx)
 	beh := p.learn.get(ctx, n.profileID, k.service)
@@ -491,15 +531,23 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 		}
 		ch = next
 	}
+	if !n.analysed && len(seen) == 0 {
+		// An empty node: analysed by its name alone.
+		if m, ok := p.analyse(ctx, k, nil, pp); ok {
+			n = m
+		}
+	}
 	// Learned before the node is complete, so that no request of the
 	// cache's own follows its completion.
 	p.learn.probeIDsOrder(ctx, k, n, len(seen))
 	p.learn.probeMaxItems(ctx, k, n.profileID, len(seen))
+	p.learn.probeRSMIndex(ctx, k, n, len(seen))
 	var updated bool
 	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		// In the writer: every notification that came before is applied.
-		updated = j.hadUpdates()
-		return s.finish(ctx, t, j, seen, pos, partial, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed})
+		var err error
+		updated, err = s.finish(ctx, t, j, seen, pos, partial, secured, subscribed)
+		return err
 	})
 	if err != nil {
 		return listing{}, err
@@ -509,9 +557,10 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 }
 
 // storePage stores items raw (parse pending when the node has a parser),
-// at positions from pos on, in the writer; items notifications changed
-// meanwhile keep their newer payload and take their place in the
-// service's order.
+// at positions from pos on, in the writer. An item a notification changed
+// meanwhile keeps its newer payload (and takes its place in the service's
+// order) unless the page brings the same payload (the service's copy as
+// its items answers show it).
 func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, cursors map[string]string, pos int64) error {
 	if len(items) == 0 {
 		return nil
@@ -530,10 +579,16 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 		for i := range stored {
 			stored[i].parseState = parseStateFor(n)
 			if j.isTouched(stored[i].ID) {
-				if err := p.store.setPosition(ctx, t.c, n.id, stored[i].ID, stored[i].position); err != nil {
+				same, err := p.store.samePayload(ctx, t.c, n.id, stored[i].ID, stored[i].Payload)
+				if err != nil {
 					return err
 				}
-				continue
+				if !same {
+					if err := p.store.setPosition(ctx, t.c, n.id, stored[i].ID, stored[i].position); err != nil {
+						return err
+					}
+					continue
+				}
 			}
 			keep = append(keep, stored[i])
 		}
@@ -546,15 +601,22 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 	})
 }
 
-// finish ends a listing in the writer: it removes items the service no
-// longer has (unless partial), places items notified during the listing
-// after the listed ones, and applies done, all in one transaction.
-func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string]bool, pos int64, partial bool, done event) error {
+// finish ends a listing in the writer, in one transaction: it removes
+// items the service no longer has (unless partial), places the items
+// notifications changed during the listing, and makes the node complete
+// (or partial). Where those items go follows the service: after the
+// listed ones, in the order of their notifications, for every item on a
+// service that moves re-published items to the end (Prosody), for new
+// items only on one that keeps their place (ejabberd). On a service whose
+// way is not known yet, a listed item notified meanwhile may be in its
+// old place: updated is true, and the node is listed again.
+func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string]bool, pos int64, partial, secured, subscribed bool) (updated bool, err error) {
 	p := s.p
 	n, ok := t.node(j.key)
 	if !ok {
-		return fmt.Errorf("node %s is no longer cached", j.key.node)
+		return false, fmt.Errorf("node %s is no longer cached", j.key.node)
 	}
+	beh := p.learn.get(ctx, n.profileID, j.key.service)
 	// In the writer: no item is touched while this runs.
 	touched := j.touchedIDs()
 	isTouched := make(map[string]bool, len(touched))
@@ -564,44 +626,255 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 	// positions holds at least the touched items still cached.
 	var positions map[string]int64
 	if !partial {
-		var err error
 		if positions, err = p.store.itemPositions(ctx, t.c, n.id, nil); err != nil {
-			return err
+			return false, err
 		}
 		var gone []string
 		for id := range positions {
 			if !seen[id] && !isTouched[id] {
 				gone = append(gone, id)
+				delete(positions, id)
 			}
 		}
 		if err := p.store.deleteItems(ctx, t.c, n.id, gone); err != nil {
-			return fmt.Errorf("remove items gone from the service: %w", err)
+			return false, fmt.Errorf("remove items gone from the service: %w", err)
 		}
 	}
 	if len(touched) > 0 {
 		if positions == nil {
-			var err error
 			if positions, err = p.store.itemPositions(ctx, t.c, n.id, touched); err != nil {
-				return err
+				return false, err
 			}
 		}
-		// New items notified during the listing come after the listed ones,
-		// in the order they were stored.
-		var newer []string
+		var place []string
 		for _, id := range touched {
-			if _, ok := positions[id]; ok && !seen[id] {
-				newer = append(newer, id)
+			if _, ok := positions[id]; !ok {
+				continue // retracted
+			}
+			switch {
+			case !seen[id]:
+				place = append(place, id) // new during the listing
+			case beh.RepublishMoves == serviceprofile.RepublishMovesYes:
+				place = append(place, id)
+			case beh.RepublishMoves == serviceprofile.RepublishMovesUnknown:
+				updated = true
 			}
 		}
-		sortByPosition(newer, positions)
-		for i, id := range newer {
+		for i, id := range place {
 			if err := p.store.setPosition(ctx, t.c, n.id, id, pos+int64(i)); err != nil {
-				return err
+				return false, err
+			}
+		}
+		if beh.PublisherInResults == "no" {
+			// Served as the service's items answers show them.
+			if err := p.store.clearPublishers(ctx, t.c, n.id, touched); err != nil {
+				return false, err
 			}
 		}
 	}
-	_, _, err := t.transition(ctx, j.key, done)
-	return err
+	count, err := p.store.count(ctx, t.c, n.id)
+	if err != nil {
+		return false, err
+	}
+	updated = updated || j.hadUpdates()
+	_, _, err = t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count})
+	return updated, err
+}
+
+// verify checks, with one listing of the node's item ids (disco#items),
+// that the service still holds every cached item: a full node drops its
+// oldest items without telling (Prosody, ejabberd's PEP nodes). Items gone
+// are removed, and when some were the service's count is its capacity;
+// items the service has that the cache lacks make the node listed again.
+func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
+	p := s.p
+	k := j.key
+	n, ok := p.nodes.get(k)
+	if !ok {
+		return nil
+	}
+	held, err := p.store.count(ctx, p.store.db.Client, n.id)
+	if err != nil {
+		return err
+	}
+	ids, err := s.serviceIDs(ctx, k, n, held)
+	if err != nil {
+		p.log.Info("checking a node's items failed; it is listed again", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+		return p.w.run(context.WithoutCancel(ctx), func(ctx context.Context, t *wtx) error {
+			n, ok, err := t.transition(ctx, k, event{kind: evNotFresh})
+			if err == nil && ok && n.verifying {
+				_, _, err = t.transition(ctx, k, event{kind: evVerified, count: n.verified})
+			}
+			t.afterwards(func() { s.launch(k, false) })
+			return err
+		})
+	}
+	if ids == nil {
+		// The service holds as many items as the cache: nothing dropped.
+		return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+			_, _, err := t.transition(ctx, k, event{kind: evVerified, count: held})
+			return err
+		})
+	}
+	server := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		server[id] = true
+	}
+	return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+		n, ok := t.node(k)
+		if !ok || !n.cached() {
+			return nil
+		}
+		positions, err := p.store.itemPositions(ctx, t.c, n.id, nil)
+		if err != nil {
+			return err
+		}
+		touched := map[string]bool{}
+		for _, id := range j.touchedIDs() {
+			touched[id] = true
+		}
+		var gone []string
+		for id := range positions {
+			if !server[id] && !touched[id] {
+				gone = append(gone, id)
+			}
+		}
+		missed := false
+		for id := range server {
+			if _, ok := positions[id]; !ok && !touched[id] {
+				missed = true
+			}
+		}
+		if err := p.store.deleteItems(ctx, t.c, n.id, gone); err != nil {
+			return err
+		}
+		learned := 0
+		if len(gone) > 0 && oldest(gone, positions) {
+			// The oldest items went without a retraction: the node is
+			// full, the service keeps that many.
+			learned = len(ids)
+		}
+		if _, _, err := t.transition(ctx, k, event{kind: evVerified, count: len(ids), learned: learned}); err != nil {
+			return err
+		}
+		if len(gone) > 0 {
+			p.log.Info("the service dropped items without telling; removed from the cache", "profile", k.profile, "service", k.service, "node", k.node,
+				"items", len(gone), "capacity", learned)
+		}
+		if missed || len(gone) > 0 && learned == 0 {
+			// Items the cache never saw, or a removal it cannot explain:
+			// listed again.
+			if _, _, err := t.transition(ctx, k, event{kind: evNotFresh}); err != nil {
+				return err
+			}
+			t.afterwards(func() { s.launch(k, false) })
+		}
+		return nil
+	})
+}
+
+// errCountDiffers says a service's item count differs from the cache's.
+var errCountDiffers = errors.New("the service holds another number of items")
+
+// serviceIDs returns the ids of the items the service holds in the node
+// (the cache holds held items), or nil when it holds at least as many as
+// the cache: with disco#items on the node where the service lets the
+// profile list it; else, on a service that pages, its count alone
+// (errCountDiffers when it is not held); else the held most recent items
+// (max_items: the service returns fewer when it holds fewer).
+func (s *syncer) serviceIDs(ctx context.Context, k nodeKey, n nodeInfo, held int) ([]string, error) {
+	p := s.p
+	ids, err := p.c.ItemIDs(ctx, k.profile, k.service, k.node)
+	if err == nil {
+		return ids, nil
+	}
+	ictx := internal(ctx)
+	if p.learn.get(ctx, n.profileID, k.service).RSM == serviceprofile.RsmYes {
+		zero := 0
+		page, err := p.c.FetchItems(ictx, &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, RSM: &wire.RSMQuery{Max: &zero}})
+		switch {
+		case err != nil:
+			return nil, err
+		case page.RSM == nil || page.RSM.Count == nil:
+			return nil, fmt.Errorf("count of %s: no count in the answer", k.node)
+		case *page.RSM.Count != held:
+			return nil, fmt.Errorf("%w (%d, the cache %d)", errCountDiffers, *page.RSM.Count, held)
+		}
+		return nil, nil
+	}
+	page, err := p.c.FetchItems(ictx, &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: max(held, 1)})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Items) >= held {
+		// The service holds at least as many (items published meanwhile
+		// may have pushed older ones out of this answer, not out of the
+		// node): nothing was dropped.
+		return nil, nil
+	}
+	ids = make([]string, len(page.Items))
+	for i, it := range page.Items {
+		ids[i] = it.ID
+	}
+	return ids, nil
+}
+
+// oldest reports whether gone are the oldest of the items at positions.
+func oldest(gone []string, positions map[string]int64) bool {
+	max := int64(-1 << 62)
+	isGone := make(map[string]bool, len(gone))
+	for _, id := range gone {
+		isGone[id] = true
+		max = maxOf(max, positions[id])
+	}
+	for id, pos := range positions {
+		if !isGone[id] && pos < max {
+			return false
+		}
+	}
+	return true
+}
+
+func maxOf(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// readConfig reads the node's configuration, when the service lets the
+// profile read it (owners everywhere, publishers too on Prosody): its
+// capacity (pubsub#max_items, or the range behind "max") and publish
+// model.
+func (s *syncer) readConfig(ctx context.Context, k nodeKey) {
+	p := s.p
+	fields, err := p.c.NodeConfig(ctx, xep0060.NodeRequest{Profile: k.profile, Service: k.service, Node: k.node})
+	if err != nil {
+		p.log.Debug("node configuration not readable; its capacity is learned", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+		return
+	}
+	e := event{kind: evConfigRead}
+	for _, f := range fields {
+		v := ""
+		if len(f.Values) > 0 {
+			v = strings.TrimSpace(f.Values[0])
+		}
+		switch f.Var {
+		case "pubsub#max_items":
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				e.capacity, e.capSource = n, "config"
+			} else if v == "max" {
+				if n, err := strconv.Atoi(f.RangeMax); err == nil && n > 0 {
+					e.capacity, e.capSource = n, "config_range"
+				}
+			}
+		case "pubsub#publish_model":
+			e.publishModel = v
+		}
+	}
+	if err := p.w.run(ctx, p.transitionOf(k, e, false)); err != nil {
+		p.log.Warn("storing a node's configuration", "node", k.node, "err", err)
+	}
 }
 
 // syncEvent publishes the cache.sync event of pr (with the error and done

@@ -347,13 +347,12 @@ func sameWrite(a, b op) bool {
 // loadNodes loads every node row into the table, applying evRestarted
 // (nothing is fresh after a start; a sync that was running is gone) in
 // one transaction. It runs before the writer's goroutine starts, which
-// owns the table from then on. It returns the nodes whose sync the last
-// stop interrupted.
-func (w *writer) loadNodes(ctx context.Context) ([]nodeKey, error) {
-	var interrupted []nodeKey
+// owns the table from then on. It returns how many nodes have a sync to
+// resume.
+func (w *writer) loadNodes(ctx context.Context) (int, error) {
 	m := map[nodeKey]nodeInfo{}
 	err := w.p.store.db.WithTx(ctx, func(tx *ent.Tx) error {
-		interrupted, m = nil, map[nodeKey]nodeInfo{}
+		m = map[nodeKey]nodeInfo{}
 		rows, err := w.p.store.loadNodes(ctx, tx.Client())
 		if err != nil {
 			return err
@@ -363,9 +362,6 @@ func (w *writer) loadNodes(ctx context.Context) ([]nodeKey, error) {
 			n := r.n
 			n.toSync, n.parser = w.p.analysers.declared(n.analyser)
 			next := apply(n, event{kind: evRestarted}, now)
-			if n.state == StateInProgress {
-				interrupted = append(interrupted, r.key)
-			}
 			if next != n {
 				if err := w.p.store.saveNode(ctx, tx.Client(), next, next.state != n.state); err != nil {
 					return err
@@ -376,8 +372,14 @@ func (w *writer) loadNodes(ctx context.Context) ([]nodeKey, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load cached nodes: %w", err)
+		return 0, fmt.Errorf("load cached nodes: %w", err)
 	}
 	w.p.nodes.replace(m)
-	return interrupted, nil
+	resume := 0
+	for _, n := range m {
+		if n.resume {
+			resume++
+		}
+	}
+	return resume, nil
 }

@@ -25,10 +25,8 @@ func parseStateFor(n nodeInfo) pubsubitem.ParseState {
 // service's behaviour says, retractions) in one transaction.
 func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 	type probe struct {
-		key     nodeKey
-		id      string
-		payload []byte
-		after   []string
+		key      nodeKey
+		id, last string
 	}
 	var probes []probe
 	skip := repeats(ops)
@@ -43,12 +41,14 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			continue
 		}
 		job := p.sync.running(o.key)
-		if job != nil {
-			ids := append([]string(nil), o.retracted...)
-			for _, it := range o.items {
-				ids = append(ids, it.ID)
+		for _, j := range []*SyncJob{job, p.sync.checking(o.key)} {
+			if j != nil {
+				ids := append([]string(nil), o.retracted...)
+				for _, it := range o.items {
+					ids = append(ids, it.ID)
+				}
+				j.touch(ids...)
 			}
-			job.touch(ids...)
 		}
 		if len(o.items) > 0 {
 			last, ok := maxPos[n.id]
@@ -80,13 +80,6 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 				if !exists {
 					added[o.key] = true
 				}
-				moved := exists && cur != last && moves != serviceprofile.RepublishMovesNo
-				if moved && job != nil {
-					// Re-published while a sync runs: the page may show the
-					// old place or the new one. (An item re-sent where it
-					// is, the newest one, moves nothing.)
-					job.markUpdated()
-				}
 				switch {
 				case !exists || moves == serviceprofile.RepublishMovesYes && cur != last:
 					last++
@@ -102,11 +95,11 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 						k := o.key
 						t.afterwards(func() { p.sync.launch(k, false) })
 					} else if moves == serviceprofile.RepublishMovesUnknown && cur != last && (n.state == StateComplete || n.state == StateInProgress) {
-						after, err := p.store.idsAfter(ctx, t.c, n.id, cur)
+						lastID, err := p.store.idAt(ctx, t.c, n.id, last)
 						if err != nil {
 							return err
 						}
-						probes = append(probes, probe{o.key, s.ID, s.Payload, after})
+						probes = append(probes, probe{o.key, s.ID, lastID})
 					}
 				}
 				existing[s.ID] = s.position
@@ -123,19 +116,21 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 				return err
 			}
 		}
-		if n.maxItems != nil && *n.maxItems > 0 && len(o.items) > 0 {
-			if _, err := p.store.trim(ctx, t.c, n.id, *n.maxItems); err != nil {
+		if lim := n.limit(); lim > 0 && len(o.items) > 0 {
+			// The service keeps that many: it drops the oldest (without a
+			// retraction on Prosody and ejabberd's PEP nodes).
+			if _, err := p.store.trim(ctx, t.c, n.id, lim); err != nil {
 				return err
 			}
 		}
 	}
-	// cache.item_limit bounds a node whatever notifications bring: the
-	// oldest items go and a complete node becomes partial.
 	for k := range added {
 		n, ok := t.node(k)
 		if !ok || n.state == StateInProgress {
 			continue
 		}
+		// cache.item_limit bounds a node whatever notifications bring: the
+		// oldest items go and a complete node becomes partial.
 		dropped, err := p.store.trim(ctx, t.c, n.id, p.params.of(ctx, k.profile).limit)
 		if err != nil {
 			return err
@@ -145,6 +140,23 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 				return err
 			}
 			p.log.Info("node over cache.item_limit: oldest items dropped", "profile", k.profile, "service", k.service, "node", k.node, "state", n.state)
+		}
+		// Holding more than the service was seen holding, its capacity
+		// unknown: the service may have dropped items silently. Checked
+		// before the node is served again.
+		if n.limit() == 0 && n.state == StateComplete {
+			count, err := p.store.count(ctx, t.c, n.id)
+			if err != nil {
+				return err
+			}
+			if count > n.verified {
+				if n, _, err = t.transition(ctx, k, event{kind: evUnverified}); err != nil {
+					return err
+				}
+				if n.verifying {
+					t.afterwards(func() { p.sync.check(k) })
+				}
+			}
 		}
 	}
 	// A re-published item on a service whose behaviour is unknown: the
@@ -157,7 +169,7 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 	}
 	t.afterwards(func() {
 		for _, pr := range probes {
-			p.learn.republished(pr.key, pr.id, pr.payload, pr.after)
+			p.learn.republished(pr.key, pr.id, pr.last)
 		}
 		for _, o := range ops {
 			ids := append([]string(nil), o.retracted...)

@@ -574,6 +574,37 @@ func (c *Client) NodeConfig(ctx context.Context, req NodeRequest) ([]wire.Field,
 	return fields, nil
 }
 
+// ItemIDs lists the ids of a node's items with disco#items on the node
+// (XEP-0060 §5.5): one cheap request, no payloads. The order is the
+// service's (ejabberd sorts PEP items by id, not in node order).
+func (c *Client) ItemIDs(ctx context.Context, profileName, service, node string) ([]string, error) {
+	svc, err := c.Service(ctx, profileName, service)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.session(profileName)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := withTimeout(ctx)
+	defer cancel()
+	res, err := s.SendIQRaw(tctx, svc, "get", "<query xmlns='http://jabber.org/protocol/disco#items' node='"+wire.EscapeAttr(node)+"'/>")
+	if err != nil {
+		return nil, fmt.Errorf("item ids of %s on %s: %w", node, svc, err)
+	}
+	di, ok := res.Payload.(*stanza.DiscoItems)
+	if !ok {
+		return nil, fmt.Errorf("item ids of %s on %s: %w: no disco#items answer", node, svc, ErrBadReply)
+	}
+	ids := make([]string, 0, len(di.Items))
+	for _, it := range di.Items {
+		if it.Name != "" {
+			ids = append(ids, it.Name)
+		}
+	}
+	return ids, nil
+}
+
 // Features are what a service advertises in disco#info.
 type Features struct {
 	Vars map[string]bool

@@ -345,6 +345,10 @@ type Field struct {
 	Type   string
 	Label  string
 	Values []string
+	// RangeMax is the max of the field's XEP-0122 <validate><range/>, ""
+	// when it has none (Prosody puts the real cap behind max_items "max"
+	// there).
+	RangeMax string
 }
 
 // ParseConfigure returns the node and the fields of a node configuration
@@ -382,12 +386,21 @@ func (s *scanner) readForm() ([]Field, error) {
 		}
 		f := Field{Var: attr(c, "var"), Type: attr(c, "type"), Label: attr(c, "label")}
 		err := s.children2(func(v xml.StartElement) error {
-			if v.Name.Local != "value" {
-				_, err := s.skip()
+			switch {
+			case v.Name.Local == "value":
+				t, err := s.text()
+				f.Values = append(f.Values, t)
 				return err
+			case v.Name.Local == "validate" && v.Name.Space == NSValidate:
+				return s.children2(func(r xml.StartElement) error {
+					if r.Name.Local == "range" {
+						f.RangeMax = attr(r, "max")
+					}
+					_, err := s.skip()
+					return err
+				})
 			}
-			t, err := s.text()
-			f.Values = append(f.Values, t)
+			_, err := s.skip()
 			return err
 		})
 		fields = append(fields, f)

@@ -35,7 +35,9 @@ const (
 	NSPubSubEvent = "http://jabber.org/protocol/pubsub#event"
 	NSRSM         = "http://jabber.org/protocol/rsm"
 	NSDataForms   = "jabber:x:data"
-	NSOrderBy     = "urn:xmpp:order-by:1"
+	// NSValidate is XEP-0122 data-form validation.
+	NSValidate = "http://jabber.org/protocol/xdata-validate"
+	NSOrderBy  = "urn:xmpp:order-by:1"
 	// FeatureRSM and FeaturePubSubRSM are the disco features a service may
 	// advertise for RSM on items (a hint only: see DESIGN §5).
 	FeatureRSM       = "http://jabber.org/protocol/rsm"
@@ -113,3 +115,6 @@ var textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // escapeText escapes character data.
 func escapeText(s string) string { return textEscaper.Replace(s) }
+
+// EscapeAttr escapes a value for a single-quoted attribute.
+func EscapeAttr(s string) string { return escapeAttr(s) }
