@@ -70,7 +70,9 @@ type StatusResponse struct {
 	Plugins  []*PluginState         `protobuf:"bytes,4,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// Named counters, e.g. "pubsub_items_requests" (items requests actually
 	// sent to pubsub services).
-	Counters      map[string]int64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Counters map[string]int64 `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Which build runs (version repeats its version).
+	Build         *BuildInfo `protobuf:"bytes,6,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +142,106 @@ func (x *StatusResponse) GetCounters() map[string]int64 {
 	return nil
 }
 
+func (x *StatusResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo describes a build of the daemon, read from the Go build
+// information of its binary (see `backend version`).
+type BuildInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Module version: a release tag, a pseudo-version naming the commit
+	// (with +dirty for a modified work tree), or "devel".
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// VCS commit ("" when unknown).
+	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Commit time, RFC 3339 ("" when unknown).
+	VcsTime string `protobuf:"bytes,3,opt,name=vcs_time,json=vcsTime,proto3" json:"vcs_time,omitempty"`
+	// Built from a modified work tree.
+	Dirty bool `protobuf:"varint,4,opt,name=dirty,proto3" json:"dirty,omitempty"`
+	// Go toolchain, e.g. "go1.26.8".
+	GoVersion string `protobuf:"bytes,5,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// GOOS/GOARCH.
+	Platform      string `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetVcsTime() string {
+	if x != nil {
+		return x.VcsTime
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetDirty() bool {
+	if x != nil {
+		return x.Dirty
+	}
+	return false
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
 type ProfileState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -154,7 +256,7 @@ type ProfileState struct {
 
 func (x *ProfileState) Reset() {
 	*x = ProfileState{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	mi := &file_backend_v1_daemon_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -166,7 +268,7 @@ func (x *ProfileState) String() string {
 func (*ProfileState) ProtoMessage() {}
 
 func (x *ProfileState) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	mi := &file_backend_v1_daemon_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -179,7 +281,7 @@ func (x *ProfileState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileState.ProtoReflect.Descriptor instead.
 func (*ProfileState) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProfileState) GetName() string {
@@ -226,7 +328,7 @@ type PluginState struct {
 
 func (x *PluginState) Reset() {
 	*x = PluginState{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[3]
+	mi := &file_backend_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +340,7 @@ func (x *PluginState) String() string {
 func (*PluginState) ProtoMessage() {}
 
 func (x *PluginState) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[3]
+	mi := &file_backend_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +353,7 @@ func (x *PluginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginState.ProtoReflect.Descriptor instead.
 func (*PluginState) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PluginState) GetName() string {
@@ -297,7 +399,7 @@ type ListTriggersRequest struct {
 
 func (x *ListTriggersRequest) Reset() {
 	*x = ListTriggersRequest{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[4]
+	mi := &file_backend_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +411,7 @@ func (x *ListTriggersRequest) String() string {
 func (*ListTriggersRequest) ProtoMessage() {}
 
 func (x *ListTriggersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[4]
+	mi := &file_backend_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +424,7 @@ func (x *ListTriggersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTriggersRequest.ProtoReflect.Descriptor instead.
 func (*ListTriggersRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 type ListTriggersResponse struct {
@@ -334,7 +436,7 @@ type ListTriggersResponse struct {
 
 func (x *ListTriggersResponse) Reset() {
 	*x = ListTriggersResponse{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[5]
+	mi := &file_backend_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +448,7 @@ func (x *ListTriggersResponse) String() string {
 func (*ListTriggersResponse) ProtoMessage() {}
 
 func (x *ListTriggersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[5]
+	mi := &file_backend_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +461,7 @@ func (x *ListTriggersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTriggersResponse.ProtoReflect.Descriptor instead.
 func (*ListTriggersResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTriggersResponse) GetPoints() []*TriggerPoint {
@@ -382,7 +484,7 @@ type TriggerPoint struct {
 
 func (x *TriggerPoint) Reset() {
 	*x = TriggerPoint{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[6]
+	mi := &file_backend_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +496,7 @@ func (x *TriggerPoint) String() string {
 func (*TriggerPoint) ProtoMessage() {}
 
 func (x *TriggerPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[6]
+	mi := &file_backend_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +509,7 @@ func (x *TriggerPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerPoint.ProtoReflect.Descriptor instead.
 func (*TriggerPoint) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TriggerPoint) GetId() string {
@@ -449,7 +551,7 @@ type TriggerHandler struct {
 
 func (x *TriggerHandler) Reset() {
 	*x = TriggerHandler{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[7]
+	mi := &file_backend_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +563,7 @@ func (x *TriggerHandler) String() string {
 func (*TriggerHandler) ProtoMessage() {}
 
 func (x *TriggerHandler) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[7]
+	mi := &file_backend_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +576,7 @@ func (x *TriggerHandler) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerHandler.ProtoReflect.Descriptor instead.
 func (*TriggerHandler) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TriggerHandler) GetOwner() string {
@@ -508,7 +610,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[8]
+	mi := &file_backend_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +622,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[8]
+	mi := &file_backend_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +635,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EventsRequest) GetProfile() string {
@@ -558,7 +660,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[9]
+	mi := &file_backend_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +672,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[9]
+	mi := &file_backend_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +685,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Event) GetType() string {
@@ -620,16 +722,25 @@ const file_backend_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"\x17backend/v1/daemon.proto\x12\n" +
 	"backend.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xb1\x02\n" +
+	"\rStatusRequest\"\xde\x02\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x19\n" +
 	"\buptime_s\x18\x02 \x01(\x03R\auptimeS\x124\n" +
 	"\bprofiles\x18\x03 \x03(\v2\x18.backend.v1.ProfileStateR\bprofiles\x121\n" +
 	"\aplugins\x18\x04 \x03(\v2\x17.backend.v1.PluginStateR\aplugins\x12D\n" +
-	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x1a;\n" +
+	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x12+\n" +
+	"\x05build\x18\x06 \x01(\v2\x15.backend.v1.BuildInfoR\x05build\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xad\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x19\n" +
+	"\bvcs_time\x18\x03 \x01(\tR\avcsTime\x12\x14\n" +
+	"\x05dirty\x18\x04 \x01(\bR\x05dirty\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\"e\n" +
 	"\fProfileState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x14\n" +
@@ -677,39 +788,41 @@ func file_backend_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_backend_v1_daemon_proto_rawDescData
 }
 
-var file_backend_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_backend_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_backend_v1_daemon_proto_goTypes = []any{
 	(*StatusRequest)(nil),         // 0: backend.v1.StatusRequest
 	(*StatusResponse)(nil),        // 1: backend.v1.StatusResponse
-	(*ProfileState)(nil),          // 2: backend.v1.ProfileState
-	(*PluginState)(nil),           // 3: backend.v1.PluginState
-	(*ListTriggersRequest)(nil),   // 4: backend.v1.ListTriggersRequest
-	(*ListTriggersResponse)(nil),  // 5: backend.v1.ListTriggersResponse
-	(*TriggerPoint)(nil),          // 6: backend.v1.TriggerPoint
-	(*TriggerHandler)(nil),        // 7: backend.v1.TriggerHandler
-	(*EventsRequest)(nil),         // 8: backend.v1.EventsRequest
-	(*Event)(nil),                 // 9: backend.v1.Event
-	nil,                           // 10: backend.v1.StatusResponse.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*BuildInfo)(nil),             // 2: backend.v1.BuildInfo
+	(*ProfileState)(nil),          // 3: backend.v1.ProfileState
+	(*PluginState)(nil),           // 4: backend.v1.PluginState
+	(*ListTriggersRequest)(nil),   // 5: backend.v1.ListTriggersRequest
+	(*ListTriggersResponse)(nil),  // 6: backend.v1.ListTriggersResponse
+	(*TriggerPoint)(nil),          // 7: backend.v1.TriggerPoint
+	(*TriggerHandler)(nil),        // 8: backend.v1.TriggerHandler
+	(*EventsRequest)(nil),         // 9: backend.v1.EventsRequest
+	(*Event)(nil),                 // 10: backend.v1.Event
+	nil,                           // 11: backend.v1.StatusResponse.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_backend_v1_daemon_proto_depIdxs = []int32{
-	2,  // 0: backend.v1.StatusResponse.profiles:type_name -> backend.v1.ProfileState
-	3,  // 1: backend.v1.StatusResponse.plugins:type_name -> backend.v1.PluginState
-	10, // 2: backend.v1.StatusResponse.counters:type_name -> backend.v1.StatusResponse.CountersEntry
-	6,  // 3: backend.v1.ListTriggersResponse.points:type_name -> backend.v1.TriggerPoint
-	7,  // 4: backend.v1.TriggerPoint.handlers:type_name -> backend.v1.TriggerHandler
-	11, // 5: backend.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: backend.v1.DaemonService.Status:input_type -> backend.v1.StatusRequest
-	4,  // 7: backend.v1.DaemonService.ListTriggers:input_type -> backend.v1.ListTriggersRequest
-	8,  // 8: backend.v1.DaemonService.Events:input_type -> backend.v1.EventsRequest
-	1,  // 9: backend.v1.DaemonService.Status:output_type -> backend.v1.StatusResponse
-	5,  // 10: backend.v1.DaemonService.ListTriggers:output_type -> backend.v1.ListTriggersResponse
-	9,  // 11: backend.v1.DaemonService.Events:output_type -> backend.v1.Event
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 0: backend.v1.StatusResponse.profiles:type_name -> backend.v1.ProfileState
+	4,  // 1: backend.v1.StatusResponse.plugins:type_name -> backend.v1.PluginState
+	11, // 2: backend.v1.StatusResponse.counters:type_name -> backend.v1.StatusResponse.CountersEntry
+	2,  // 3: backend.v1.StatusResponse.build:type_name -> backend.v1.BuildInfo
+	7,  // 4: backend.v1.ListTriggersResponse.points:type_name -> backend.v1.TriggerPoint
+	8,  // 5: backend.v1.TriggerPoint.handlers:type_name -> backend.v1.TriggerHandler
+	12, // 6: backend.v1.Event.time:type_name -> google.protobuf.Timestamp
+	0,  // 7: backend.v1.DaemonService.Status:input_type -> backend.v1.StatusRequest
+	5,  // 8: backend.v1.DaemonService.ListTriggers:input_type -> backend.v1.ListTriggersRequest
+	9,  // 9: backend.v1.DaemonService.Events:input_type -> backend.v1.EventsRequest
+	1,  // 10: backend.v1.DaemonService.Status:output_type -> backend.v1.StatusResponse
+	6,  // 11: backend.v1.DaemonService.ListTriggers:output_type -> backend.v1.ListTriggersResponse
+	10, // 12: backend.v1.DaemonService.Events:output_type -> backend.v1.Event
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_backend_v1_daemon_proto_init() }
@@ -723,7 +836,7 @@ func file_backend_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_v1_daemon_proto_rawDesc), len(file_backend_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

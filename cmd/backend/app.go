@@ -32,7 +32,7 @@ func (a *app) rootCommand() *cobra.Command {
 		Short:         "A plugin-based XMPP backend daemon with a transparent pubsub cache",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       build().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if a.output != "table" && a.output != "json" {
 				return usagef("-o: %q is not one of table, json", a.output)
@@ -51,6 +51,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.AddCommand(
 		a.serveCommand(),
 		a.statusCommand(),
+		a.versionCommand(),
 		a.triggersCommand(),
 		a.eventsCommand(),
 		a.migrateCommand(),

@@ -40,6 +40,9 @@ type statusJSON struct {
 	Profiles []profileState   `json:"profiles"`
 	Plugins  []pluginState    `json:"plugins"`
 	Counters map[string]int64 `json:"counters"`
+	// Build is an addition to DESIGN §9: the daemon's build (as in
+	// `backend version`), null from a daemon too old to say.
+	Build *buildJSON `json:"build"`
 }
 
 type profileState struct {
@@ -57,7 +60,8 @@ type pluginState struct {
 }
 
 func (a *app) printStatus(m *backendv1.StatusResponse) error {
-	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters()}
+	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters(),
+		Build: buildFromAPI(m.GetBuild())}
 	if out.Counters == nil {
 		out.Counters = map[string]int64{}
 	}
@@ -76,7 +80,15 @@ func (a *app) printStatus(m *backendv1.StatusResponse) error {
 		return a.printJSON(out)
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintf(w, "version\t%s\nuptime\t%s\n", out.Version, time.Duration(out.UptimeS)*time.Second)
+	fmt.Fprintf(w, "version\t%s\n", out.Version)
+	if b := out.Build; b != nil {
+		dirty := ""
+		if b.Dirty {
+			dirty = " (modified work tree)"
+		}
+		fmt.Fprintf(w, "revision\t%s%s\ngo\t%s %s\n", strOr(b.Revision), dirty, b.GoVersion, b.Platform)
+	}
+	fmt.Fprintf(w, "uptime\t%s\n", time.Duration(out.UptimeS)*time.Second)
 	fmt.Fprintf(w, "\nPROFILE\tJID\tSTATE\tIQS SENT\n")
 	for _, p := range out.Profiles {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", p.Name, p.JID, p.State, p.IQsSent)

@@ -10,8 +10,10 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// linkVersion may be set at build time with -ldflags "-X
+// main.linkVersion=v1.2.3"; otherwise the version comes from the Go build
+// information (package buildinfo).
+var linkVersion string
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))

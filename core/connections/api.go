@@ -14,8 +14,8 @@ import (
 )
 
 // NewHandler returns the SessionService's Connect path and handler.
-func NewHandler(m *Manager) (string, http.Handler) {
-	return backendv1connect.NewSessionServiceHandler(&api{m: m})
+func NewHandler(m *Manager, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv1connect.NewSessionServiceHandler(&api{m: m}, opts...)
 }
 
 type api struct{ m *Manager }

@@ -13,16 +13,17 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"connectrpc.com/connect"
 
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
 	"example.org/backend/core/analysers"
 	"example.org/backend/core/apiserver"
+	"example.org/backend/core/buildinfo"
 	"example.org/backend/core/config"
 	"example.org/backend/core/connections"
 	"example.org/backend/core/profiles"
+	"example.org/backend/core/sdnotify"
 	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
 	sdk "example.org/backend/plugin-sdk"
@@ -30,7 +31,10 @@ import (
 
 // Options are what the binary hands to the daemon.
 type Options struct {
-	Config   config.Config
+	Config config.Config
+	// Build says which build runs (zero: read from the binary); Version,
+	// when set, overrides Build.Version.
+	Build    buildinfo.Info
 	Version  string
 	Log      *slog.Logger
 	Builtins []core.Plugin
@@ -41,6 +45,9 @@ type Options struct {
 	Sessions connections.Options
 	// Ready, when set, is called once the API is served.
 	Ready func(*Daemon)
+	// Notify, when set, tells systemd when the daemon is ready, pings its
+	// watchdog and says when it stops (Type=notify).
+	Notify *sdnotify.Notifier
 }
 
 // Daemon is a running daemon.
@@ -55,6 +62,22 @@ type Daemon struct {
 	Sessions *connections.Manager
 	external *externalPlugins
 	cfg      config.Config
+}
+
+// healthy is the watchdog's check: the database answers and the API
+// socket accepts connections.
+func (d *Daemon) healthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.Host.Store.DB.PingContext(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "unix", d.cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	return c.Close()
 }
 
 // StorageConfig is the database part of the daemon configuration.
@@ -72,8 +95,28 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	host := core.NewHost(log, o.Version)
-	host.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := o.Build
+	if build.Version == "" {
+		build = buildinfo.Read("")
+	}
+	if o.Version != "" {
+		build.Version = o.Version
+	}
+	host := core.NewHost(log, build.Version)
+	host.Build = build
+	if err := host.Metrics.Runtime(); err != nil {
+		return fmt.Errorf("runtime metrics: %w", err)
+	}
+	if err := declareBuildInfo(host.Metrics, build); err != nil {
+		return fmt.Errorf("build info metric: %w", err)
+	}
+	// Every Connect handler (the core's and the plugins') takes the
+	// metrics interceptor.
+	ic, err := apiserver.NewInterceptor(host.Metrics)
+	if err != nil {
+		return err
+	}
+	host.API.SetHandlerOptions(connect.WithInterceptors(ic))
 	d := &Daemon{Host: host, cfg: cfg}
 
 	store, err := storage.Open(ctx, StorageConfig(cfg), log)
@@ -129,19 +172,20 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
 	}
 
-	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d})
+	hopts := host.API.HandlerOptions()
+	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d}, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = profiles.NewHandler(d.Profiles)
+	path, h = profiles.NewHandler(d.Profiles, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = connections.NewHandler(d.Sessions)
+	path, h = connections.NewHandler(d.Sessions, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = newPluginHandler(ext)
+	path, h = newPluginHandler(ext, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
@@ -149,7 +193,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, s := range host.API.Services() {
 		mux.Handle(s.Path, s.Handler)
 	}
-	metrics := promhttp.HandlerFor(host.Metrics, promhttp.HandlerOpts{})
+	metrics := host.Metrics.Handler()
 	mux.Handle("/metrics", metrics)
 
 	// The metrics address is taken first: a taken address refuses start-up
@@ -182,7 +226,19 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", o.Version, "plugin_protocol", sdk.ProtocolVersion)
+	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", build.Version,
+		"revision", build.ShortRevision(), "plugin_protocol", sdk.ProtocolVersion)
+	if err := o.Notify.Ready("serving on " + cfg.Socket); err != nil {
+		log.Warn("systemd readiness notification", "err", err)
+	}
+	stopWatchdog := make(chan struct{})
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		o.Notify.RunWatchdog(stopWatchdog, func() error { return d.healthy(ctx) }, func(err error) {
+			log.Warn("systemd watchdog: ping skipped", "err", err)
+		})
+	}()
 	d.Sessions.Autoconnect(ctx)
 	if o.Ready != nil {
 		o.Ready(d)
@@ -194,6 +250,11 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("shutting down")
 	case runErr = <-srv.Err():
 		log.Error("api server failed", "err", runErr)
+	}
+	close(stopWatchdog)
+	<-watchdogDone
+	if err := o.Notify.Stopping(); err != nil {
+		log.Warn("systemd stopping notification", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

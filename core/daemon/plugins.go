@@ -57,7 +57,11 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		specs = append(specs, s)
 	}
 	ep := &externalPlugins{d: d, log: log}
-	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart,
+	pm, err := declarePluginMetrics(d.Host.Metrics, func() *pluginhost.Supervisor { return ep.sup })
+	if err != nil {
+		return nil, err
+	}
+	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart, OnCall: pm.onCall,
 		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) }})
 	if err != nil {
 		return nil, err
@@ -229,8 +233,8 @@ func pluginMessage(s pluginhost.Status) *backendv1.ExternalPlugin {
 // pluginService implements backend.v1.PluginService.
 type pluginService struct{ ep *externalPlugins }
 
-func newPluginHandler(ep *externalPlugins) (string, http.Handler) {
-	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep})
+func newPluginHandler(ep *externalPlugins, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv1connect.NewPluginServiceHandler(&pluginService{ep: ep}, opts...)
 }
 
 func (s *pluginService) List(ctx context.Context, _ *connect.Request[backendv1.ListPluginsRequest]) (*connect.Response[backendv1.ListPluginsResponse], error) {

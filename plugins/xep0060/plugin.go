@@ -73,8 +73,9 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	p.c = newClient(h)
 	p.router = newRouter(p.c)
 	if h.API != nil {
-		path, handler := backendv1connect.NewPubSubServiceHandler(&api{c: p.c},
-			connect.WithReadMaxBytes(MaxMessageBytes), connect.WithSendMaxBytes(MaxMessageBytes))
+		opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(MaxMessageBytes), connect.WithSendMaxBytes(MaxMessageBytes)},
+			h.API.HandlerOptions()...)
+		path, handler := backendv1connect.NewPubSubServiceHandler(&api{c: p.c}, opts...)
 		if err := h.API.Register(ImportName, path, handler); err != nil {
 			return fmt.Errorf("register pubsub api: %w", err)
 		}
