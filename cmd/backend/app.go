@@ -55,6 +55,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.triggersCommand(),
 		a.eventsCommand(),
 		a.migrateCommand(),
+		a.backupCommand(),
+		a.restoreCommand(),
 		a.configCommand(),
 		a.profileCommand(),
 		a.pluginsCommand(),
