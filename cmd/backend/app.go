@@ -52,6 +52,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.serveCommand(),
 		a.statusCommand(),
 		a.versionCommand(),
+		a.manCommand(),
 		a.triggersCommand(),
 		a.eventsCommand(),
 		a.migrateCommand(),
