@@ -14,7 +14,7 @@ export GOFLAGS="${GOFLAGS:-} -tags=sqlite_fts5"   # go-sqlite3 with FTS5, in eve
 export CGO_ENABLED=1
 
 need=()
-for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler libprotobuf-dev; do
+for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler libprotobuf-dev systemd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

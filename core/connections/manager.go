@@ -184,7 +184,7 @@ func (m *Manager) Session(profile string) (core.XMPP, error) {
 	s := m.sessions[profile]
 	m.mu.Unlock()
 	if s == nil || s.State() != session.StateConnected {
-		return nil, fmt.Errorf("profile %s: %w", profile, core.ErrNotConnected)
+		return nil, core.NotConnected(profile)
 	}
 	return s, nil
 }
