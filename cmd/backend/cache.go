@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -25,6 +24,56 @@ func (a *app) cacheCommand() *cobra.Command {
 	cmd.AddCommand(a.cacheVerbs()...)
 	cmd.AddCommand(a.cacheSearchCommand())
 	return cmd
+}
+
+// printSearch prints search results as a table: node and id (profile and
+// service too when the results span several), then the parsed title and
+// date (read from the payload when --with-payload and nothing is parsed);
+// with --with-payload each item's XML follows the table.
+func (a *app) printSearch(items []cacheItemJSON, withPayload bool) error {
+	profiles, services := map[string]bool{}, map[string]bool{}
+	for _, it := range items {
+		profiles[it.Profile], services[it.Service] = true, true
+	}
+	header := []string{"NODE", "ID", "DATE", "TITLE"}
+	if len(services) > 1 {
+		header = append([]string{"SERVICE"}, header...)
+	}
+	if len(profiles) > 1 {
+		header = append([]string{"PROFILE"}, header...)
+	}
+	t := &table{header: header}
+	for _, it := range items {
+		s, ok := parsedSummary(it.Parsed)
+		if !ok && it.XML != nil {
+			s = summarize(*it.XML)
+		}
+		if !ok && s.Title == "" {
+			s.Title = "(no parsed data)"
+		}
+		row := []string{cellText(it.Node), cellText(it.ID), orDash(s.Date), orDash(s.Title)}
+		if len(services) > 1 {
+			row = append([]string{cellText(it.Service)}, row...)
+		}
+		if len(profiles) > 1 {
+			row = append([]string{it.Profile}, row...)
+		}
+		t.add(row...)
+	}
+	if err := t.write(a.stdout, termWidth(a.stdout, 120)); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(a.stdout, "%d items\n", len(items)); err != nil {
+		return err
+	}
+	if withPayload {
+		for _, it := range items {
+			if it.XML != nil {
+				fmt.Fprintln(a.stdout, *it.XML)
+			}
+		}
+	}
+	return nil
 }
 
 // cacheItemJSON is one item of `cache search` (DESIGN §9).
@@ -126,22 +175,7 @@ xml is null unless --with-payload.`,
 			if a.jsonOutput() {
 				return a.printJSON(out)
 			}
-			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintf(w, "PROFILE\tSERVICE\tNODE\tID\tPARSED\n")
-			for _, it := range out.Items {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", it.Profile, it.Service, it.Node, it.ID, ellipsis(string(it.Parsed), 60))
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if withPayload {
-				for _, it := range out.Items {
-					if it.XML != nil {
-						fmt.Fprintln(a.stdout, *it.XML)
-					}
-				}
-			}
-			return nil
+			return a.printSearch(out.Items, withPayload)
 		},
 	}
 	f := cmd.Flags()
@@ -158,13 +192,4 @@ xml is null unless --with-payload.`,
 	f.Int64Var(&limit, "limit", 0, "maximum number of items (0: no limit)")
 	f.BoolVar(&withPayload, "with-payload", false, "include each item's XML")
 	return cmd
-}
-
-// ellipsis shortens s to n runes.
-func ellipsis(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
 }
