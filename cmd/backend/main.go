@@ -37,7 +37,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func (a *app) execute(args []string) int {
 	root := a.rootCommand()
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return exitOK
 	}
@@ -50,7 +50,7 @@ func (a *app) execute(args []string) int {
 	case errors.As(err, &ue), isCobraUsage(err):
 		code = exitUsage
 	}
-	a.printError(err, code)
+	a.printError(err, code, cmd)
 	return code
 }
 
