@@ -256,6 +256,16 @@ func TestMetricsAfterSession(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "backend_sessions{") {
 		t.Errorf("/metrics over TCP with the token: %s", res.Status)
 	}
+	// Every family is documented.
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range after {
+		if strings.HasPrefix(name, "backend_") && !strings.Contains(string(ops), "`"+name+"`") {
+			t.Errorf("%s is not in the metrics table of docs/operations.md", name)
+		}
+	}
 	t.Logf("/metrics after the session (backend_ families, histograms as counts):")
 	var names []string
 	for name := range after {
