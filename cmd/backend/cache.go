@@ -45,8 +45,14 @@ func (a *app) printSearch(items []cacheItemJSON, withPayload bool) error {
 	t := &table{header: header}
 	for _, it := range items {
 		s, ok := parsedSummary(it.Parsed)
-		if !ok && it.XML != nil {
-			s = summarize(*it.XML)
+		if it.XML != nil && (s.Title == "" || s.Date == "") {
+			x := summarize(*it.XML)
+			if s.Title == "" {
+				s.Title = x.Title
+			}
+			if s.Date == "" {
+				s.Date = x.Date
+			}
 		}
 		if !ok && s.Title == "" {
 			s.Title = "(no parsed data)"
@@ -63,7 +69,7 @@ func (a *app) printSearch(items []cacheItemJSON, withPayload bool) error {
 	if err := t.write(a.stdout, termWidth(a.stdout, 120)); err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(a.stdout, "%d items\n", len(items)); err != nil {
+	if _, err := fmt.Fprintln(a.stdout, count(len(items), "item")); err != nil {
 		return err
 	}
 	if withPayload {
@@ -155,6 +161,11 @@ xml is null unless --with-payload.`,
 			c, err := a.dial()
 			if err != nil {
 				return err
+			}
+			if !a.jsonOutput() {
+				// The table summarises the payload of an item without a
+				// parsed title or date.
+				req.WithPayload = true
 			}
 			res, err := c.cache().Search(cmd.Context(), connect.NewRequest(req))
 			if err != nil {

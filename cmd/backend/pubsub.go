@@ -235,7 +235,7 @@ func (a *app) printItems(m *backendv1.PubSubItemsPage, raw bool) error {
 		}
 	}
 	var notes []string
-	notes = append(notes, fmt.Sprintf("%d items", len(p.Items)))
+	notes = append(notes, count(len(p.Items), "item"))
 	if p.RSM != nil {
 		notes = append(notes, "rsm count="+intOr(p.RSM.Count)+" index="+intOr(p.RSM.Index)+" first="+strOr(p.RSM.First)+" last="+strOr(p.RSM.Last))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -244,4 +245,12 @@ func (t *table) write(w io.Writer, width int) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// count says "1 item", "3 items".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
