@@ -36,5 +36,17 @@ type Sessions interface {
 // ErrNotConnected means the profile has no connected session.
 var ErrNotConnected = errors.New("profile is not connected")
 
+// NotConnectedError says which profile is not connected; it wraps
+// ErrNotConnected. Its text is "profile NAME: profile is not connected".
+type NotConnectedError struct{ Profile string }
+
+func (e *NotConnectedError) Error() string {
+	return "profile " + e.Profile + ": " + ErrNotConnected.Error()
+}
+func (e *NotConnectedError) Unwrap() error { return ErrNotConnected }
+
+// NotConnected returns the error about profile not being connected.
+func NotConnected(profile string) error { return &NotConnectedError{Profile: profile} }
+
 // ErrUnknownProfile means no profile has that name.
 var ErrUnknownProfile = errors.New("unknown profile")

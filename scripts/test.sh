@@ -14,7 +14,7 @@ export GOFLAGS="${GOFLAGS:-} -tags=sqlite_fts5"   # go-sqlite3 with FTS5, in eve
 export CGO_ENABLED=1
 
 need=()
-for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler \
+for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler libprotobuf-dev systemd \
   python3-grpcio python3-protobuf python3-cryptography protobuf-compiler-grpc python3-setuptools python3-wheel; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -18,6 +18,7 @@ type Bus struct {
 	mu   sync.Mutex // serialises writers
 	seq  uint64     // last attach sequence number, under mu
 	snap atomic.Pointer[snapshot]
+	obs  atomic.Pointer[observerBox] // SetObserver
 }
 
 // snapshot is an immutable view of every chain, indexed by pointMeta.idx.

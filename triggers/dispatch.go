@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Handler is an interceptor: it inspects (and may modify, if Req is a
@@ -31,7 +32,16 @@ func Run[Req, Res any](ctx context.Context, b *Bus, p *Point[Req, Res], req Req)
 	if b != nil {
 		if s := b.snap.Load(); s != nil && p.m.idx < len(s.chains) {
 			if c := s.chains[p.m.idx]; c != nil {
-				return runChain(ctx, p.m.id, c.(*chain[Handler[Req, Res]]), req)
+				ch := c.(*chain[Handler[Req, Res]])
+				o := b.obs.Load()
+				if o == nil {
+					return runChain(ctx, p.m.id, ch, req)
+				}
+				start := time.Now()
+				out, err := runChain(ctx, p.m.id, ch, req)
+				o.f(Dispatch{Point: p.m.id, Kind: KindIntercept, Action: out.Action, Failed: err != nil,
+					Handlers: len(ch.hs), Elapsed: time.Since(start)})
+				return out, err
 			}
 		}
 	}
@@ -82,9 +92,17 @@ func Notify[Req any](ctx context.Context, b *Bus, e *Event[Req], req Req) error 
 		return nil
 	}
 	c := s.chains[e.m.idx].(*chain[ObserverFunc[Req]])
+	o := b.obs.Load()
+	var start time.Time
+	if o != nil {
+		start = time.Now()
+	}
 	var errs []error
 	for i := 0; i < len(c.hs); {
 		i = notifyFrom(ctx, e.m.id, c, req, i, &errs)
+	}
+	if o != nil {
+		o.f(Dispatch{Point: e.m.id, Kind: KindObserve, Failed: len(errs) > 0, Handlers: len(c.hs), Elapsed: time.Since(start)})
 	}
 	return errors.Join(errs...)
 }

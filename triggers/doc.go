@@ -80,6 +80,14 @@
 // sorted by id, including those nobody binds: for `backend triggers list`
 // and for logging the chains at start-up. Bus.Chain returns one of them.
 //
+// # Observing dispatches
+//
+// Bus.SetObserver installs a DispatchObserver told about every dispatch of
+// a chain that has handlers (point, kind, ending action, failure, chain
+// length, elapsed time); the core turns it into the bus dispatch metrics
+// without this package depending on anything. It costs two clock reads per
+// dispatch and no allocation.
+//
 // # Testing
 //
 // Package triggerstest has a Recorder and recording handlers and observers,

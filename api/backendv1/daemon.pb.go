@@ -75,8 +75,10 @@ type StatusResponse struct {
 	// certificate, for the CLI's --tls-fingerprint; unset without them.
 	TcpAddress     *string `protobuf:"bytes,6,opt,name=tcp_address,json=tcpAddress,proto3,oneof" json:"tcp_address,omitempty"`
 	TlsFingerprint *string `protobuf:"bytes,7,opt,name=tls_fingerprint,json=tlsFingerprint,proto3,oneof" json:"tls_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Which build runs (version repeats its version).
+	Build         *BuildInfo `protobuf:"bytes,8,opt,name=build,proto3" json:"build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -158,6 +160,106 @@ func (x *StatusResponse) GetTlsFingerprint() string {
 	return ""
 }
 
+func (x *StatusResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo describes a build of the daemon, read from the Go build
+// information of its binary (see `backend version`).
+type BuildInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Module version: a release tag, a pseudo-version naming the commit
+	// (with +dirty for a modified work tree), or "devel".
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// VCS commit ("" when unknown).
+	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Commit time, RFC 3339 ("" when unknown).
+	VcsTime string `protobuf:"bytes,3,opt,name=vcs_time,json=vcsTime,proto3" json:"vcs_time,omitempty"`
+	// Built from a modified work tree.
+	Dirty bool `protobuf:"varint,4,opt,name=dirty,proto3" json:"dirty,omitempty"`
+	// Go toolchain, e.g. "go1.26.8".
+	GoVersion string `protobuf:"bytes,5,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// GOOS/GOARCH.
+	Platform      string `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetVcsTime() string {
+	if x != nil {
+		return x.VcsTime
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetDirty() bool {
+	if x != nil {
+		return x.Dirty
+	}
+	return false
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
 type ProfileState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -172,7 +274,7 @@ type ProfileState struct {
 
 func (x *ProfileState) Reset() {
 	*x = ProfileState{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	mi := &file_backend_v1_daemon_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +286,7 @@ func (x *ProfileState) String() string {
 func (*ProfileState) ProtoMessage() {}
 
 func (x *ProfileState) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[2]
+	mi := &file_backend_v1_daemon_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +299,7 @@ func (x *ProfileState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileState.ProtoReflect.Descriptor instead.
 func (*ProfileState) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{2}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProfileState) GetName() string {
@@ -244,7 +346,7 @@ type PluginState struct {
 
 func (x *PluginState) Reset() {
 	*x = PluginState{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[3]
+	mi := &file_backend_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +358,7 @@ func (x *PluginState) String() string {
 func (*PluginState) ProtoMessage() {}
 
 func (x *PluginState) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[3]
+	mi := &file_backend_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +371,7 @@ func (x *PluginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginState.ProtoReflect.Descriptor instead.
 func (*PluginState) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PluginState) GetName() string {
@@ -315,7 +417,7 @@ type ListTriggersRequest struct {
 
 func (x *ListTriggersRequest) Reset() {
 	*x = ListTriggersRequest{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[4]
+	mi := &file_backend_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +429,7 @@ func (x *ListTriggersRequest) String() string {
 func (*ListTriggersRequest) ProtoMessage() {}
 
 func (x *ListTriggersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[4]
+	mi := &file_backend_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +442,7 @@ func (x *ListTriggersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTriggersRequest.ProtoReflect.Descriptor instead.
 func (*ListTriggersRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 type ListTriggersResponse struct {
@@ -352,7 +454,7 @@ type ListTriggersResponse struct {
 
 func (x *ListTriggersResponse) Reset() {
 	*x = ListTriggersResponse{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[5]
+	mi := &file_backend_v1_daemon_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +466,7 @@ func (x *ListTriggersResponse) String() string {
 func (*ListTriggersResponse) ProtoMessage() {}
 
 func (x *ListTriggersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[5]
+	mi := &file_backend_v1_daemon_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +479,7 @@ func (x *ListTriggersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTriggersResponse.ProtoReflect.Descriptor instead.
 func (*ListTriggersResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{5}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTriggersResponse) GetPoints() []*TriggerPoint {
@@ -400,7 +502,7 @@ type TriggerPoint struct {
 
 func (x *TriggerPoint) Reset() {
 	*x = TriggerPoint{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[6]
+	mi := &file_backend_v1_daemon_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +514,7 @@ func (x *TriggerPoint) String() string {
 func (*TriggerPoint) ProtoMessage() {}
 
 func (x *TriggerPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[6]
+	mi := &file_backend_v1_daemon_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +527,7 @@ func (x *TriggerPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerPoint.ProtoReflect.Descriptor instead.
 func (*TriggerPoint) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{6}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TriggerPoint) GetId() string {
@@ -467,7 +569,7 @@ type TriggerHandler struct {
 
 func (x *TriggerHandler) Reset() {
 	*x = TriggerHandler{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[7]
+	mi := &file_backend_v1_daemon_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +581,7 @@ func (x *TriggerHandler) String() string {
 func (*TriggerHandler) ProtoMessage() {}
 
 func (x *TriggerHandler) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[7]
+	mi := &file_backend_v1_daemon_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +594,7 @@ func (x *TriggerHandler) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerHandler.ProtoReflect.Descriptor instead.
 func (*TriggerHandler) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{7}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TriggerHandler) GetOwner() string {
@@ -526,7 +628,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[8]
+	mi := &file_backend_v1_daemon_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +640,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[8]
+	mi := &file_backend_v1_daemon_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +653,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{8}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EventsRequest) GetProfile() string {
@@ -576,7 +678,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_backend_v1_daemon_proto_msgTypes[9]
+	mi := &file_backend_v1_daemon_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +690,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_daemon_proto_msgTypes[9]
+	mi := &file_backend_v1_daemon_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +703,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{9}
+	return file_backend_v1_daemon_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Event) GetType() string {
@@ -638,7 +740,7 @@ const file_backend_v1_daemon_proto_rawDesc = "" +
 	"\n" +
 	"\x17backend/v1/daemon.proto\x12\n" +
 	"backend.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xa9\x03\n" +
+	"\rStatusRequest\"\xd6\x03\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x19\n" +
 	"\buptime_s\x18\x02 \x01(\x03R\auptimeS\x124\n" +
@@ -647,12 +749,21 @@ const file_backend_v1_daemon_proto_rawDesc = "" +
 	"\bcounters\x18\x05 \x03(\v2(.backend.v1.StatusResponse.CountersEntryR\bcounters\x12$\n" +
 	"\vtcp_address\x18\x06 \x01(\tH\x00R\n" +
 	"tcpAddress\x88\x01\x01\x12,\n" +
-	"\x0ftls_fingerprint\x18\a \x01(\tH\x01R\x0etlsFingerprint\x88\x01\x01\x1a;\n" +
+	"\x0ftls_fingerprint\x18\a \x01(\tH\x01R\x0etlsFingerprint\x88\x01\x01\x12+\n" +
+	"\x05build\x18\b \x01(\v2\x15.backend.v1.BuildInfoR\x05build\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\x0e\n" +
 	"\f_tcp_addressB\x12\n" +
-	"\x10_tls_fingerprint\"e\n" +
+	"\x10_tls_fingerprint\"\xad\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x19\n" +
+	"\bvcs_time\x18\x03 \x01(\tR\avcsTime\x12\x14\n" +
+	"\x05dirty\x18\x04 \x01(\bR\x05dirty\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\"e\n" +
 	"\fProfileState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x14\n" +
@@ -700,39 +811,41 @@ func file_backend_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_backend_v1_daemon_proto_rawDescData
 }
 
-var file_backend_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_backend_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_backend_v1_daemon_proto_goTypes = []any{
 	(*StatusRequest)(nil),         // 0: backend.v1.StatusRequest
 	(*StatusResponse)(nil),        // 1: backend.v1.StatusResponse
-	(*ProfileState)(nil),          // 2: backend.v1.ProfileState
-	(*PluginState)(nil),           // 3: backend.v1.PluginState
-	(*ListTriggersRequest)(nil),   // 4: backend.v1.ListTriggersRequest
-	(*ListTriggersResponse)(nil),  // 5: backend.v1.ListTriggersResponse
-	(*TriggerPoint)(nil),          // 6: backend.v1.TriggerPoint
-	(*TriggerHandler)(nil),        // 7: backend.v1.TriggerHandler
-	(*EventsRequest)(nil),         // 8: backend.v1.EventsRequest
-	(*Event)(nil),                 // 9: backend.v1.Event
-	nil,                           // 10: backend.v1.StatusResponse.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*BuildInfo)(nil),             // 2: backend.v1.BuildInfo
+	(*ProfileState)(nil),          // 3: backend.v1.ProfileState
+	(*PluginState)(nil),           // 4: backend.v1.PluginState
+	(*ListTriggersRequest)(nil),   // 5: backend.v1.ListTriggersRequest
+	(*ListTriggersResponse)(nil),  // 6: backend.v1.ListTriggersResponse
+	(*TriggerPoint)(nil),          // 7: backend.v1.TriggerPoint
+	(*TriggerHandler)(nil),        // 8: backend.v1.TriggerHandler
+	(*EventsRequest)(nil),         // 9: backend.v1.EventsRequest
+	(*Event)(nil),                 // 10: backend.v1.Event
+	nil,                           // 11: backend.v1.StatusResponse.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_backend_v1_daemon_proto_depIdxs = []int32{
-	2,  // 0: backend.v1.StatusResponse.profiles:type_name -> backend.v1.ProfileState
-	3,  // 1: backend.v1.StatusResponse.plugins:type_name -> backend.v1.PluginState
-	10, // 2: backend.v1.StatusResponse.counters:type_name -> backend.v1.StatusResponse.CountersEntry
-	6,  // 3: backend.v1.ListTriggersResponse.points:type_name -> backend.v1.TriggerPoint
-	7,  // 4: backend.v1.TriggerPoint.handlers:type_name -> backend.v1.TriggerHandler
-	11, // 5: backend.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: backend.v1.DaemonService.Status:input_type -> backend.v1.StatusRequest
-	4,  // 7: backend.v1.DaemonService.ListTriggers:input_type -> backend.v1.ListTriggersRequest
-	8,  // 8: backend.v1.DaemonService.Events:input_type -> backend.v1.EventsRequest
-	1,  // 9: backend.v1.DaemonService.Status:output_type -> backend.v1.StatusResponse
-	5,  // 10: backend.v1.DaemonService.ListTriggers:output_type -> backend.v1.ListTriggersResponse
-	9,  // 11: backend.v1.DaemonService.Events:output_type -> backend.v1.Event
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 0: backend.v1.StatusResponse.profiles:type_name -> backend.v1.ProfileState
+	4,  // 1: backend.v1.StatusResponse.plugins:type_name -> backend.v1.PluginState
+	11, // 2: backend.v1.StatusResponse.counters:type_name -> backend.v1.StatusResponse.CountersEntry
+	2,  // 3: backend.v1.StatusResponse.build:type_name -> backend.v1.BuildInfo
+	7,  // 4: backend.v1.ListTriggersResponse.points:type_name -> backend.v1.TriggerPoint
+	8,  // 5: backend.v1.TriggerPoint.handlers:type_name -> backend.v1.TriggerHandler
+	12, // 6: backend.v1.Event.time:type_name -> google.protobuf.Timestamp
+	0,  // 7: backend.v1.DaemonService.Status:input_type -> backend.v1.StatusRequest
+	5,  // 8: backend.v1.DaemonService.ListTriggers:input_type -> backend.v1.ListTriggersRequest
+	9,  // 9: backend.v1.DaemonService.Events:input_type -> backend.v1.EventsRequest
+	1,  // 10: backend.v1.DaemonService.Status:output_type -> backend.v1.StatusResponse
+	6,  // 11: backend.v1.DaemonService.ListTriggers:output_type -> backend.v1.ListTriggersResponse
+	10, // 12: backend.v1.DaemonService.Events:output_type -> backend.v1.Event
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_backend_v1_daemon_proto_init() }
@@ -747,7 +860,7 @@ func file_backend_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_v1_daemon_proto_rawDesc), len(file_backend_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,7 +34,7 @@ func (a *app) rootCommand() *cobra.Command {
 		Short:         "A plugin-based XMPP backend daemon with a transparent pubsub cache",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       build().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if a.output != "table" && a.output != "json" {
 				return usagef("-o: %q is not one of table, json", a.output)
@@ -55,9 +55,13 @@ func (a *app) rootCommand() *cobra.Command {
 	root.AddCommand(
 		a.serveCommand(),
 		a.statusCommand(),
+		a.versionCommand(),
+		a.manCommand(),
 		a.triggersCommand(),
 		a.eventsCommand(),
 		a.migrateCommand(),
+		a.backupCommand(),
+		a.restoreCommand(),
 		a.configCommand(),
 		a.profileCommand(),
 		a.pluginsCommand(),
@@ -65,9 +69,10 @@ func (a *app) rootCommand() *cobra.Command {
 		a.pubsubCommand(),
 		a.cacheCommand(),
 	)
-	for _, c := range root.Commands() {
-		requireSubcommand(c)
-	}
+	root.InitDefaultCompletionCmd()
+	requireSubcommand(root)
+	a.registerCompletions(root)
+	addExamples(root)
 	return root
 }
 
@@ -76,11 +81,19 @@ func (a *app) rootCommand() *cobra.Command {
 func requireSubcommand(c *cobra.Command) {
 	if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
 		c.Args = cobra.ArbitraryArgs
+		c.SuggestionsMinimumDistance = 2
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("%s: missing command (one of: %s)", cmd.CommandPath(), strings.Join(subNames(cmd), ", "))
+				if !cmd.HasParent() {
+					return cmd.Help()
+				}
+				return usagef("missing command for %q (one of: %s)", cmd.CommandPath(), strings.Join(subNames(cmd), ", "))
 			}
-			return usagef("%s: unknown command %q (one of: %s)", cmd.CommandPath(), args[0], strings.Join(subNames(cmd), ", "))
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				return usagef("unknown command %q for %q: did you mean %s? (one of: %s)", args[0], cmd.CommandPath(),
+					strings.Join(s, " or "), strings.Join(subNames(cmd), ", "))
+			}
+			return usagef("unknown command %q for %q (one of: %s)", args[0], cmd.CommandPath(), strings.Join(subNames(cmd), ", "))
 		}
 	}
 	for _, s := range c.Commands() {
@@ -120,8 +133,9 @@ func (a *app) printJSON(v any) error {
 }
 
 // printError reports err: with -o json as {"error":{"code","message"}} on
-// stdout, otherwise as text on stderr.
-func (a *app) printError(err error, exit int) {
+// stdout, otherwise as text on stderr; a usage error names the help of
+// the command it happened in (cmd, nil for the root).
+func (a *app) printError(err error, exit int, cmd *cobra.Command) {
 	code := "failed"
 	switch exit {
 	case exitUsage:
@@ -141,6 +155,10 @@ func (a *app) printError(err error, exit int) {
 	}
 	fmt.Fprintf(a.stderr, "backend: %s\n", msg)
 	if exit == exitUsage {
-		fmt.Fprintln(a.stderr, "Run 'backend --help' for usage.")
+		path := "backend"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", path)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -25,6 +24,62 @@ func (a *app) cacheCommand() *cobra.Command {
 	cmd.AddCommand(a.cacheVerbs()...)
 	cmd.AddCommand(a.cacheSearchCommand())
 	return cmd
+}
+
+// printSearch prints search results as a table: node and id (profile and
+// service too when the results span several), then the parsed title and
+// date (read from the payload when --with-payload and nothing is parsed);
+// with --with-payload each item's XML follows the table.
+func (a *app) printSearch(items []cacheItemJSON, withPayload bool) error {
+	profiles, services := map[string]bool{}, map[string]bool{}
+	for _, it := range items {
+		profiles[it.Profile], services[it.Service] = true, true
+	}
+	header := []string{"NODE", "ID", "DATE", "TITLE"}
+	if len(services) > 1 {
+		header = append([]string{"SERVICE"}, header...)
+	}
+	if len(profiles) > 1 {
+		header = append([]string{"PROFILE"}, header...)
+	}
+	t := &table{header: header}
+	for _, it := range items {
+		s, ok := parsedSummary(it.Parsed)
+		if it.XML != nil && (s.Title == "" || s.Date == "") {
+			x := summarize(*it.XML)
+			if s.Title == "" {
+				s.Title = x.Title
+			}
+			if s.Date == "" {
+				s.Date = x.Date
+			}
+		}
+		if !ok && s.Title == "" {
+			s.Title = "(no parsed data)"
+		}
+		row := []string{cellText(it.Node), cellText(it.ID), orDash(s.Date), orDash(s.Title)}
+		if len(services) > 1 {
+			row = append([]string{cellText(it.Service)}, row...)
+		}
+		if len(profiles) > 1 {
+			row = append([]string{it.Profile}, row...)
+		}
+		t.add(row...)
+	}
+	if err := t.write(a.stdout, termWidth(a.stdout, 120)); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(a.stdout, count(len(items), "item")); err != nil {
+		return err
+	}
+	if withPayload {
+		for _, it := range items {
+			if it.XML != nil {
+				fmt.Fprintln(a.stdout, *it.XML)
+			}
+		}
+	}
+	return nil
 }
 
 // cacheItemJSON is one item of `cache search` (DESIGN §9).
@@ -111,6 +166,11 @@ xml is null unless --with-payload.`,
 			if err != nil {
 				return err
 			}
+			if !a.jsonOutput() {
+				// The table summarises the payload of an item without a
+				// parsed title or date.
+				req.WithPayload = true
+			}
 			res, err := c.cache().Search(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return c.check(err)
@@ -131,12 +191,7 @@ xml is null unless --with-payload.`,
 			if a.jsonOutput() {
 				return a.printJSON(out)
 			}
-			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintf(w, "PROFILE\tSERVICE\tNODE\tID\tPARSED\n")
-			for _, it := range out.Items {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", it.Profile, it.Service, it.Node, it.ID, ellipsis(string(it.Parsed), 60))
-			}
-			if err := w.Flush(); err != nil {
+			if err := a.printSearch(out.Items, withPayload); err != nil {
 				return err
 			}
 			if out.SkippedUnparsed > 0 {
@@ -144,13 +199,6 @@ xml is null unless --with-payload.`,
 			}
 			for _, n := range out.IncompleteNodes {
 				fmt.Fprintf(a.stderr, "%s on %s (profile %s) is %s: results may miss its items\n", n.Node, n.Service, n.Profile, n.State)
-			}
-			if withPayload {
-				for _, it := range out.Items {
-					if it.XML != nil {
-						fmt.Fprintln(a.stdout, *it.XML)
-					}
-				}
 			}
 			return nil
 		},
@@ -184,13 +232,4 @@ type cacheSearchNodeJSON struct {
 	Service string `json:"service"`
 	Node    string `json:"node"`
 	State   string `json:"state"`
-}
-
-// ellipsis shortens s to n runes.
-func ellipsis(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
 }

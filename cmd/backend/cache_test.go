@@ -80,9 +80,14 @@ func TestCacheSearchCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, `"id":"second"`) || strings.Count(out, `"id"`) != 1 {
 		t.Errorf("paging: %d %s", code, out)
 	}
-	out, _, code = e.cli(t, "cache", "search")
-	if code != exitOK || !strings.Contains(out, "PROFILE") || !strings.Contains(out, "third") {
-		t.Errorf("table: %d %s", code, out)
+	// The table: node, id, date and title (parsed, else from the payload);
+	// one profile and one service: no such columns.
+	out, _, code = e.cli(t, "cache", "search", "--order-by", "item_id")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != exitOK || len(lines) != 5 || !strings.HasPrefix(lines[0], "NODE ") || strings.Contains(out, "PROFILE") ||
+		strings.Join(strings.Fields(lines[1]), " ") != "urn:xmpp:microblog:0 first 2026-03-01 10:00 first" || lines[4] != "3 items" ||
+		strings.Contains(out, "<entry") {
+		t.Errorf("table: %d\n%s", code, out)
 	}
 
 	// Malformed queries: usage errors naming the bad part; refusals.

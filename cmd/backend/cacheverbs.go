@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
@@ -50,7 +49,7 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":…|null,"complete","
 			if err != nil {
 				return c.check(err)
 			}
-			return a.printItems(res.Msg)
+			return a.printItems(res.Msg, fl.xml)
 		},
 	}
 	fl.register(cmd, "creation or modification", "accepted for symmetry with `pubsub items` (cache get never asks the service)")
@@ -90,7 +89,7 @@ func (a *app) cacheSyncCommand() *cobra.Command {
 kept fresh by notifications from then on. Without --wait the sync goes on in
 the background (see ` + "`backend cache status`" + ` and ` + "`backend events`" + `); with --wait the
 command waits until the node is usable — complete, fresh and every item
-parsed — showing a progress bar on stderr; when the node's parser is down it
+parsed — showing a progress bar when stderr is a terminal; when the node's parser is down it
 says how many items wait for it (they are parsed when it is back).
 With -o json: {"profile","service","node","state","fresh","items","total",
 "parse_pending","error","done"}.`,
@@ -107,7 +106,7 @@ With -o json: {"profile","service","node","state","fresh","items","total",
 			}
 			defer stream.Close()
 			var bar *progressbar.ProgressBar
-			if wait && !a.jsonOutput() {
+			if wait && !a.jsonOutput() && isTerminal(a.stderr) {
 				bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("syncing "+t.node),
 					progressbar.OptionShowCount(), progressbar.OptionSetItsString("items"), progressbar.OptionShowIts(),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
@@ -183,8 +182,9 @@ func (a *app) cacheStatusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [-p PROFILE] [-s SERVICE] [-n NODE]",
 		Short: "Show cached nodes and their sync state",
-		Long: `Show cached nodes: analyser, type, state (never, no_sync, in_progress,
-complete, partial, error), freshness, item count, last sync, failed attempts.
+		Long: `Show cached nodes: analyser, type (and subtype), state (never, no_sync,
+in_progress, complete, partial, error), freshness, item count, last sync,
+failed sync attempts and the last error.
 With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
 "state","fresh","items","last_sync","attempts","last_error","parse_pending",
 "capacity","capacity_source"}…]}; capacity is how many items the service keeps
@@ -215,13 +215,20 @@ learned).`,
 			if a.jsonOutput() {
 				return a.printJSON(map[string]any{"nodes": nodes})
 			}
-			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(w, "PROFILE\tSERVICE\tNODE\tANALYSER\tSTATE\tFRESH\tITEMS\tLAST SYNC\tERROR")
+			t := &table{header: []string{"PROFILE", "SERVICE", "NODE", "ANALYSER", "TYPE", "STATE", "FRESH", "ITEMS", "LAST SYNC", "ATTEMPTS", "ERROR"}}
 			for _, n := range nodes {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\t%d\t%s\t%s\n", n.Profile, n.Service, n.Node, strOr(n.Analyser), n.State, n.Fresh,
-					n.Items, strOr(n.LastSync), strOr(n.LastError))
+				typ := strOr(n.Type)
+				if n.Subtype != nil && *n.Subtype != "" {
+					typ += "/" + *n.Subtype
+				}
+				last := "-"
+				if n.LastSync != nil {
+					last = shortTime(*n.LastSync)
+				}
+				t.add(n.Profile, cellText(n.Service), cellText(n.Node), strOr(n.Analyser), typ, n.State, fmt.Sprint(n.Fresh),
+					fmt.Sprint(n.Items), last, fmt.Sprint(n.Attempts), cellText(strOr(n.LastError)))
 			}
-			return w.Flush()
+			return t.write(a.stdout, termWidth(a.stdout, 160))
 		},
 	}
 	f := cmd.Flags()

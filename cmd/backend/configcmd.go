@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
 	"example.org/backend/core/config"
@@ -16,19 +17,38 @@ import (
 
 func (a *app) configCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Configuration helpers"}
-	cmd.AddCommand(&cobra.Command{
+	ref := &cobra.Command{
 		Use:   "reference",
-		Short: "Print the configuration reference (Markdown), generated from the code",
-		Args:  cobra.NoArgs,
+		Short: "Print the configuration reference (Markdown, or JSON with -o json), generated from the code",
+		Long: `Print every configuration key (name, environment variable, type, default,
+meaning) and every per-profile parameter known without a running daemon
+(the core's, the built-in plugins' and the first-party plugins'): Markdown
+by default (docs/configuration.md is this output), JSON with -o json:
+{"keys":[{"name","env","type","default","help"}…],"params":[{"key","owner","type",
+"default","bounds","secret","needs_reconnect","help"}…]}.`,
+		Example: `  backend config reference > docs/configuration.md
+  backend config reference -o json | jq -r '.params[].key'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.jsonOutput() {
+				return a.writeConfigReferenceJSON()
+			}
 			return writeConfigReference(a.stdout)
 		},
-	})
+	}
+	cmd.AddCommand(ref)
 	var o config.Overrides
 	show := &cobra.Command{
 		Use:   "show",
-		Short: "Print the effective configuration (file, environment and flags applied)",
-		Args:  cobra.NoArgs,
+		Short: "Print the effective configuration as TOML (file, environment and flags applied)",
+		Long: `Print the effective configuration: documented defaults, then the file,
+BACKEND_* variables and flags applied, as a TOML file the daemon accepts
+(an empty value means off or the default), or with -o json as one object:
+{"file","params",…one key per configuration key, dotted as in the reference}.`,
+		Example: `  backend config show
+  backend config show --config /etc/backend/config.toml -o json | jq -r .socket
+  backend config show > config.toml   # a starting point`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Socket = a.socket
 			cfg, err := config.Load(o, a.lookup)
@@ -38,24 +58,109 @@ func (a *app) configCommand() *cobra.Command {
 			if a.jsonOutput() {
 				m := map[string]any{"file": nullable(cfg.File), "params": cfg.Params}
 				for _, k := range config.Keys {
-					m[k.Name] = cfg.Value(k)
+					m[k.Name] = configValue(cfg.Value(k))
 				}
 				return a.printJSON(m)
 			}
-			fmt.Fprintf(a.stdout, "# file: %s\n", orNone(cfg.File))
-			for _, k := range config.Keys {
-				fmt.Fprintf(a.stdout, "%s = %#v\n", k.Name, cfg.Value(k))
-			}
-			for k, v := range cfg.Params {
-				fmt.Fprintf(a.stdout, "params.%s = %q\n", k, v)
-			}
-			return nil
+			return writeConfigTOML(a.stdout, cfg)
 		},
 	}
 	show.Flags().StringVar(&o.File, "config", "", "configuration file")
 	show.Flags().StringVar(&o.DataDir, "data-dir", "", "data directory")
 	cmd.AddCommand(show)
 	return cmd
+}
+
+// configValue is a key's value for JSON and TOML: lists never nil.
+func configValue(v any) any {
+	if l, ok := v.([]string); ok && l == nil {
+		return []string{}
+	}
+	return v
+}
+
+// writeConfigTOML writes cfg as a TOML file: top-level keys first, then
+// one table per section ([log], [api], …), then [params].
+func writeConfigTOML(w io.Writer, cfg config.Config) error {
+	fmt.Fprintf(w, "# Effective configuration: defaults, %s, BACKEND_* variables and flags applied.\n", fileOrNone(cfg.File))
+	fmt.Fprintf(w, "# An empty string means off (or the default); see `backend config reference`.\n\n")
+	top := map[string]any{}
+	tables := map[string]map[string]any{}
+	for _, k := range config.Keys {
+		v := configValue(cfg.Value(k))
+		section, name, dotted := strings.Cut(k.Name, ".")
+		if !dotted {
+			top[k.Name] = v
+			continue
+		}
+		if tables[section] == nil {
+			tables[section] = map[string]any{}
+		}
+		tables[section][name] = v
+	}
+	tree := map[string]any{}
+	for k, v := range top {
+		tree[k] = v
+	}
+	for k, v := range tables {
+		tree[k] = v
+	}
+	params := map[string]string{}
+	for k, v := range cfg.Params {
+		params[k] = v
+	}
+	tree["params"] = params
+	enc := toml.NewEncoder(w)
+	enc.Indent = ""
+	return enc.Encode(tree)
+}
+
+func fileOrNone(f string) string {
+	if f == "" {
+		return "no configuration file"
+	}
+	return f
+}
+
+// writeConfigReferenceJSON is `config reference -o json`.
+func (a *app) writeConfigReferenceJSON() error {
+	decls, err := profileParamDecls()
+	if err != nil {
+		return fmt.Errorf("collect the per-profile parameters: %w", err)
+	}
+	type keyJSON struct {
+		Name    string  `json:"name"`
+		Env     string  `json:"env"`
+		Type    string  `json:"type"`
+		Default *string `json:"default"`
+		Help    string  `json:"help"`
+	}
+	type paramRefJSON struct {
+		Key            string  `json:"key"`
+		Owner          string  `json:"owner"`
+		Type           string  `json:"type"`
+		Default        any     `json:"default"`
+		Bounds         *string `json:"bounds"`
+		Secret         bool    `json:"secret"`
+		NeedsReconnect bool    `json:"needs_reconnect"`
+		Help           string  `json:"help"`
+	}
+	out := struct {
+		Keys   []keyJSON      `json:"keys"`
+		Params []paramRefJSON `json:"params"`
+	}{Keys: []keyJSON{}, Params: []paramRefJSON{}}
+	for _, k := range config.Keys {
+		out.Keys = append(out.Keys, keyJSON{Name: k.Name, Env: k.Env(), Type: k.Type, Default: nullableStr(k.Default), Help: k.Help})
+	}
+	for _, d := range decls {
+		p := paramRefJSON{Key: d.Key(), Owner: d.Owner, Type: string(d.Type), Default: profiles.TypedValue(d.Type, d.Default),
+			Bounds: nullableStr(d.Bounds()), Secret: d.Secret(), NeedsReconnect: d.NeedsReconnect, Help: d.Help}
+		if d.Secret() {
+			p.Default = nil
+		}
+		out.Params = append(out.Params, p)
+	}
+	return a.printJSON(out)
 }
 
 func nullable(s string) any {

@@ -43,6 +43,9 @@ type statusJSON struct {
 	// TCPAddress and TLSFingerprint describe the TCP listener (null without).
 	TCPAddress     *string `json:"tcp_address"`
 	TLSFingerprint *string `json:"tls_fingerprint"`
+	// Build is an addition to DESIGN §9: the daemon's build (as in
+	// `backend version`), null from a daemon too old to say.
+	Build *buildJSON `json:"build"`
 }
 
 type profileState struct {
@@ -61,7 +64,7 @@ type pluginState struct {
 
 func (a *app) printStatus(m *backendv1.StatusResponse) error {
 	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters(),
-		TCPAddress: m.TcpAddress, TLSFingerprint: m.TlsFingerprint}
+		TCPAddress: m.TcpAddress, TLSFingerprint: m.TlsFingerprint, Build: buildFromAPI(m.GetBuild())}
 	if out.Counters == nil {
 		out.Counters = map[string]int64{}
 	}
@@ -80,7 +83,15 @@ func (a *app) printStatus(m *backendv1.StatusResponse) error {
 		return a.printJSON(out)
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintf(w, "version\t%s\nuptime\t%s\n", out.Version, time.Duration(out.UptimeS)*time.Second)
+	fmt.Fprintf(w, "version\t%s\n", out.Version)
+	if b := out.Build; b != nil {
+		dirty := ""
+		if b.Dirty {
+			dirty = " (modified work tree)"
+		}
+		fmt.Fprintf(w, "revision\t%s%s\ngo\t%s %s\n", strOr(b.Revision), dirty, b.GoVersion, b.Platform)
+	}
+	fmt.Fprintf(w, "uptime\t%s\n", time.Duration(out.UptimeS)*time.Second)
 	if out.TCPAddress != nil {
 		fmt.Fprintf(w, "tcp\t%s\n", *out.TCPAddress)
 	}

@@ -79,6 +79,10 @@ func TestErrorConnectWrongPassword(t *testing.T) {
 	}
 	msg := oneLine(t, "wrong password", stderr)
 	wantAll(t, "wrong password", msg, "refused the credentials", "not-authorized", "backend profile set alice connection.password -")
+	rec := e.logs.waitRecord(t, "the refused login", func(r map[string]any) bool { return r["msg"] == "xmpp: connection failed" })
+	if err, _ := rec["err"].(string); rec["level"] != "WARN" || rec["profile"] != "alice" || !strings.Contains(err, "not-authorized") {
+		t.Errorf("log record of the refused login: %v", rec)
+	}
 
 	out, _, code := e.cli(t, "profile", "connect", "alice", "-o", "json")
 	jcode, jmsg := jsonError(t, "wrong password", out)
@@ -112,6 +116,11 @@ func TestErrorConnectServerUnreachable(t *testing.T) {
 	}
 	msg := oneLine(t, "server unreachable", stderr)
 	wantAll(t, "server unreachable", msg, addr, "connection.host", "connection.port", "backend profile params alice")
+	// The daemon's log says it too, at warn level, with the cause.
+	rec := e.logs.waitRecord(t, "the failed connection", func(r map[string]any) bool { return r["msg"] == "xmpp: connection failed" })
+	if err, _ := rec["err"].(string); rec["level"] != "WARN" || rec["profile"] != "alice" || rec["addr"] != addr || !strings.Contains(err, "connection refused") {
+		t.Errorf("log record of the failed connection: %v", rec)
+	}
 
 	out, _, code := e.cli(t, "profile", "connect", "alice", "-o", "json")
 	jcode, jmsg := jsonError(t, "server unreachable", out)

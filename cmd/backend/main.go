@@ -10,8 +10,10 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// linkVersion may be set at build time with -ldflags "-X
+// main.linkVersion=v1.2.3"; otherwise the version comes from the Go build
+// information (package buildinfo).
+var linkVersion string
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -35,7 +37,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func (a *app) execute(args []string) int {
 	root := a.rootCommand()
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return exitOK
 	}
@@ -48,7 +50,7 @@ func (a *app) execute(args []string) int {
 	case errors.As(err, &ue), isCobraUsage(err):
 		code = exitUsage
 	}
-	a.printError(err, code)
+	a.printError(err, code, cmd)
 	return code
 }
 

@@ -32,7 +32,7 @@ type env struct {
 	socket string
 	vars   []string
 	// logs is the stderr of the last daemon started by serve.
-	logs *bytes.Buffer
+	logs *logBuffer
 }
 
 func newEnv(t testing.TB) *env {
@@ -66,15 +66,17 @@ func (e *env) cli(t testing.TB, args ...string) (stdout, stderr string, code int
 	return out.String(), errb.String(), code
 }
 
-// serve starts `backend serve` as a subprocess and waits until the socket
-// answers; it returns the process and how long readiness took.
-func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer, time.Duration) {
+// serve starts `backend serve` as a subprocess, logging in JSON, and
+// waits until the socket answers; it returns the process and how long
+// readiness took. When the test ends, every line the daemon wrote must be
+// one JSON object without a repeated key.
+func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *logBuffer, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
-	cmd.Env = append(append([]string{}, e.vars...), "BACKEND_TEST_MAIN=1")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	e.logs = &logs
+	cmd.Env = append(append([]string{"BACKEND_LOG_FORMAT=json"}, e.vars...), "BACKEND_TEST_MAIN=1")
+	logs := &logBuffer{}
+	cmd.Stderr = logs
+	e.logs = logs
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -84,10 +86,11 @@ func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
+		checkJSONLog(t, logs.String())
 	})
 	for {
 		if _, _, code := e.cli(t, "status"); code == exitOK {
-			return cmd, exited, &logs, time.Since(begin)
+			return cmd, exited, logs, time.Since(begin)
 		}
 		select {
 		case <-exited:

@@ -72,8 +72,11 @@ func (a *app) pluginsCommand() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List the external plugins with their state, process and analysers",
-		Long:  `With -o json: {"plugins":[{"name","version","state","pid","analysers","restarts","first_party","last_error"}…]}.`,
-		Args:  cobra.NoArgs,
+		Long: `List the external plugins: the first-party ones built into the binary, and
+the executables backend-plugin-NAME found in plugins.dirs when the daemon
+started (restart the daemon to pick up a new one).
+With -o json: {"plugins":[{"name","version","state","pid","analysers","restarts","first_party","last_error"}…]}.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
 			if err != nil {
@@ -107,8 +110,11 @@ func (a *app) pluginsCommand() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "restart NAME",
 		Short: "Restart an external plugin (also one that failed)",
-		Long:  `With -o json: the plugin's object as in 'plugins list'.`,
-		Args:  cobra.ExactArgs(1),
+		Long: `Restart an external plugin: its process is stopped and its executable
+started again (a rebuilt plugin runs its new version). A plugin installed
+after the daemon started needs a restart of the daemon instead.
+With -o json: the plugin's object as in 'plugins list'.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
 			if err != nil {

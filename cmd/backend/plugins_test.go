@@ -89,7 +89,7 @@ func TestFirstPartyPluginThroughReexec(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
 	waitFor(t, "the plugin process to end with the daemon", func() bool { return !alive(*second.PID) })
-	if !strings.Contains(logs.String(), "plugin=microblog") {
+	if !strings.Contains(logs.String(), `"plugin":"microblog"`) {
 		t.Errorf("no plugin lines in the daemon's log:\n%s", logs)
 	}
 }

@@ -94,6 +94,7 @@ type itemsFlags struct {
 	after, before string
 	orderBy       string
 	noCache       bool
+	xml           bool
 	cmd           *cobra.Command
 }
 
@@ -109,6 +110,7 @@ func (fl *itemsFlags) register(cmd *cobra.Command, orderByHelp, noCacheHelp stri
 	f.IntVar(&fl.index, "index", 0, "RSM: the page starting at index N")
 	f.StringVar(&fl.orderBy, "order-by", "", orderByHelp)
 	f.BoolVar(&fl.noCache, "no-cache", false, noCacheHelp)
+	f.BoolVar(&fl.xml, "xml", false, "print each item's XML (canonical wrapper and exact payload), one per line, instead of the table")
 }
 
 // request checks the flags and builds the request (without NoCache).
@@ -164,7 +166,7 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":{"count","index","fir
 			if err != nil {
 				return c.check(err)
 			}
-			return a.printItems(res.Msg)
+			return a.printItems(res.Msg, fl.xml)
 		},
 	}
 	fl.register(cmd, "creation or modification (XEP-0413)", "bypass the cache")
@@ -201,31 +203,62 @@ func pageJSON(m *backendv1.PubSubItemsPage) xep0060.PageJSON {
 	return out
 }
 
-func (a *app) printItems(m *backendv1.PubSubItemsPage) error {
+// printItems prints a page: -o json as DESIGN §9 says; a table of id,
+// publisher, date and a one-line summary of each payload (title and date
+// of an Atom entry or any payload with such fields, else its text); with
+// --xml each item's canonical XML, one per line, and the notes on stderr.
+func (a *app) printItems(m *backendv1.PubSubItemsPage, raw bool) error {
 	p := pageJSON(m)
 	if a.jsonOutput() {
 		return a.printJSON(p)
 	}
-	w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintf(w, "ID\tPUBLISHER\tXML\n")
-	for _, it := range p.Items {
-		pub := "-"
-		if it.Publisher != nil {
-			pub = *it.Publisher
+	notesTo := a.stdout
+	if raw {
+		for _, it := range p.Items {
+			if _, err := fmt.Fprintln(a.stdout, it.XML); err != nil {
+				return err
+			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", it.ID, pub, it.XML)
-	}
-	if err := w.Flush(); err != nil {
-		return err
+		notesTo = a.stderr
+	} else {
+		t := &table{header: []string{"ID", "PUBLISHER", "DATE", "SUMMARY"}}
+		for _, it := range p.Items {
+			pub := "-"
+			if it.Publisher != nil {
+				pub = cellText(*it.Publisher)
+			}
+			s := summarize(it.XML)
+			t.add(cellText(it.ID), pub, orDash(s.Date), orDash(s.Title))
+		}
+		if err := t.write(a.stdout, termWidth(a.stdout, 120)); err != nil {
+			return err
+		}
 	}
 	var notes []string
-	notes = append(notes, fmt.Sprintf("%d items", len(p.Items)))
+	notes = append(notes, count(len(p.Items), "item"))
 	if p.RSM != nil {
 		notes = append(notes, "rsm count="+intOr(p.RSM.Count)+" index="+intOr(p.RSM.Index)+" first="+strOr(p.RSM.First)+" last="+strOr(p.RSM.Last))
 	}
-	notes = append(notes, fmt.Sprintf("complete=%t from_cache=%t stale=%t", p.Complete, p.FromCache, p.Stale))
-	_, err := fmt.Fprintln(a.stdout, strings.Join(notes, "; "))
+	src := "from the service"
+	if p.FromCache {
+		src = "from the cache"
+	}
+	if p.Stale {
+		src += " (stale: the profile is offline)"
+	}
+	notes = append(notes, src)
+	if !p.Complete {
+		notes = append(notes, "maybe incomplete")
+	}
+	_, err := fmt.Fprintln(notesTo, strings.Join(notes, "; "))
 	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func intOr(v *int) string {

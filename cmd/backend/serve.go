@@ -9,6 +9,7 @@ import (
 
 	"example.org/backend/core/config"
 	"example.org/backend/core/daemon"
+	"example.org/backend/core/sdnotify"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -24,14 +25,20 @@ func (a *app) serveCommand() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg, a.stderr)
+			notify, err := sdnotify.FromEnv()
+			if err != nil {
+				log.Warn("systemd notification socket unusable; running without readiness notification", "err", err)
+			}
+			defer notify.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, daemon.Options{
 				Config:     cfg,
-				Version:    version,
+				Build:      build(),
 				Log:        log,
 				Builtins:   builtinPlugins(),
 				FirstParty: firstPartyPlugins(),
+				Notify:     notify,
 			})
 		},
 	}

@@ -15,9 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gosrc.io/xmpp/stanza"
 
 	"example.org/backend/core"
+	"example.org/backend/core/metrics"
 	"example.org/backend/core/profiles"
 	"example.org/backend/core/session"
 	"example.org/backend/triggers"
@@ -75,6 +77,9 @@ type Manager struct {
 	log      *slog.Logger
 	opts     Options
 
+	attempts *metrics.Counter // connection attempts by kind and outcome
+	lost     prometheus.Counter
+
 	mu       sync.Mutex
 	sessions map[string]*session.Session
 	iqBase   map[string]int64 // IQs sent by sessions of a profile that ended
@@ -89,6 +94,7 @@ func New(h *core.Host, ps *profiles.Service, plugins *core.Plugins, opts Options
 		host: h, profiles: ps, plugins: plugins, log: h.Log.With("component", "sessions"), opts: opts,
 		sessions: map[string]*session.Session{}, iqBase: map[string]int64{}, features: map[string][]string{},
 	}
+	m.declareMetrics()
 	ps.SetStateFunc(m.State)
 	ps.SetBeforeDelete(func(ctx context.Context, name string) {
 		if err := m.Disconnect(ctx, name); err != nil {
@@ -96,6 +102,69 @@ func New(h *core.Host, ps *profiles.Service, plugins *core.Plugins, opts Options
 		}
 	})
 	return m
+}
+
+// sessionStates are the states of a session, as the backend_sessions
+// gauge lists them.
+var sessionStates = []string{string(session.StateDisconnected), string(session.StateConnecting), string(session.StateConnected),
+	string(session.StateReconnecting), string(session.StateFailed)}
+
+// declareMetrics declares the session metrics and the iq_sent status
+// counter.
+func (m *Manager) declareMetrics() {
+	h := m.host
+	h.Counters.DeclareFunc(core.CounterIQSent, func() int64 {
+		var total int64
+		for _, n := range m.IQsSent() {
+			total += n
+		}
+		return total
+	})
+	reg := h.Metrics
+	var errs []error
+	errs = append(errs, reg.GaugeFunc("core", metrics.Opts{
+		Name:   "backend_sessions",
+		Help:   "XMPP sessions the daemon holds, by state (a profile that was never connected, or was disconnected, has none).",
+		Labels: []metrics.Label{{Name: "state", Values: sessionStates}},
+	}, m.sessionsByState))
+	var err error
+	m.attempts, err = reg.Counter("core", metrics.Opts{
+		Name: "backend_session_connection_attempts_total",
+		Help: "XMPP connection attempts of the profiles' sessions: kind first (profile connect, autoconnect) or reconnect (after a lost stream), outcome ok or error (the log says why).",
+		Labels: []metrics.Label{{Name: "kind", Values: []string{"first", "reconnect"}},
+			{Name: "outcome", Values: []string{"ok", "error"}}},
+	})
+	errs = append(errs, err)
+	lost, err := reg.Counter("core", metrics.Opts{
+		Name: "backend_session_streams_lost_total",
+		Help: "XMPP streams that ended without being asked to (network failure, server restart, missed pings); each one starts reconnection attempts.",
+	})
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		m.log.Error("declare session metrics", "err", err)
+	}
+	if lost != nil {
+		m.lost = lost.With()
+	}
+}
+
+// sessionsByState counts the sessions by state for backend_sessions.
+func (m *Manager) sessionsByState() []metrics.Sample {
+	m.mu.Lock()
+	ss := make([]*session.Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		ss = append(ss, s)
+	}
+	m.mu.Unlock()
+	n := map[string]float64{}
+	for _, s := range ss {
+		n[string(s.State())]++
+	}
+	out := make([]metrics.Sample, 0, len(sessionStates))
+	for _, st := range sessionStates {
+		out = append(out, metrics.Sample{Values: []string{st}, Value: n[st]})
+	}
+	return out
 }
 
 // State is the session state of a profile ("disconnected" without session).
@@ -115,7 +184,7 @@ func (m *Manager) Session(profile string) (core.XMPP, error) {
 	s := m.sessions[profile]
 	m.mu.Unlock()
 	if s == nil || s.State() != session.StateConnected {
-		return nil, fmt.Errorf("profile %s: %w", profile, core.ErrNotConnected)
+		return nil, core.NotConnected(profile)
 	}
 	return s, nil
 }
@@ -206,7 +275,7 @@ func (m *Manager) Autoconnect(ctx context.Context) {
 		}
 		go func() {
 			if err := m.Connect(ctx, p.Name); err != nil {
-				m.log.Error("autoconnect failed", "profile", p.Name, "err", err)
+				m.log.Warn("autoconnect failed", "profile", p.Name, "err", err)
 			}
 		}()
 	}
@@ -251,7 +320,23 @@ func (m *Manager) handlers(profile, bare string) session.Handlers {
 				m.log.Warn("profile connected hooks", "profile", profile, "err", err)
 			}
 		},
+		Attempted: func(reconnect bool, err error) {
+			if m.attempts == nil {
+				return
+			}
+			kind, outcome := "first", "ok"
+			if reconnect {
+				kind = "reconnect"
+			}
+			if err != nil {
+				outcome = "error"
+			}
+			m.attempts.With(kind, outcome).Inc()
+		},
 		Disconnected: func(err error) {
+			if err != nil && m.lost != nil {
+				m.lost.Inc()
+			}
 			ctx := context.Background()
 			if nerr := triggers.Notify(ctx, m.host.Bus, Disconnected, ProfileEvent{Profile: profile, JID: bare, Err: err}); nerr != nil {
 				m.log.Warn("session.disconnected observers", "profile", profile, "err", nerr)

@@ -14,16 +14,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"connectrpc.com/connect"
 
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
 	"example.org/backend/core/analysers"
 	"example.org/backend/core/apiserver"
+	"example.org/backend/core/buildinfo"
 	"example.org/backend/core/config"
 	"example.org/backend/core/connections"
 	"example.org/backend/core/profiles"
+	"example.org/backend/core/sdnotify"
 	"example.org/backend/core/secrets"
 	"example.org/backend/core/storage"
 	sdk "example.org/backend/plugin-sdk"
@@ -31,7 +32,10 @@ import (
 
 // Options are what the binary hands to the daemon.
 type Options struct {
-	Config   config.Config
+	Config config.Config
+	// Build says which build runs (zero: read from the binary); Version,
+	// when set, overrides Build.Version.
+	Build    buildinfo.Info
 	Version  string
 	Log      *slog.Logger
 	Builtins []core.Plugin
@@ -42,6 +46,9 @@ type Options struct {
 	Sessions connections.Options
 	// Ready, when set, is called once the API is served.
 	Ready func(*Daemon)
+	// Notify, when set, tells systemd when the daemon is ready, pings its
+	// watchdog and says when it stops (Type=notify).
+	Notify *sdnotify.Notifier
 }
 
 // Daemon is a running daemon.
@@ -87,6 +94,22 @@ func prepareDataDir(dir string, log *slog.Logger) error {
 	return nil
 }
 
+// healthy is the watchdog's check: the database answers and the API
+// socket accepts connections.
+func (d *Daemon) healthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.Host.Store.DB.PingContext(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "unix", d.cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	return c.Close()
+}
+
 // StorageConfig is the database part of the daemon configuration.
 func StorageConfig(cfg config.Config) storage.Config {
 	return storage.Config{Driver: cfg.DatabaseDriver, DSN: cfg.DatabaseDSN, DataDir: cfg.DataDir}
@@ -114,9 +137,29 @@ func Run(ctx context.Context, o Options) error {
 	if err := prepareDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
-	host := core.NewHost(log, o.Version)
+	build := o.Build
+	if build.Version == "" {
+		build = buildinfo.Read("")
+	}
+	if o.Version != "" {
+		build.Version = o.Version
+	}
+	host := core.NewHost(log, build.Version)
+	host.Build = build
 	host.API.SetMaxRequestBytes(cfg.APIMaxRequestBytes)
-	host.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := host.Metrics.Runtime(); err != nil {
+		return fmt.Errorf("runtime metrics: %w", err)
+	}
+	if err := declareBuildInfo(host.Metrics, build); err != nil {
+		return fmt.Errorf("build info metric: %w", err)
+	}
+	// Every Connect handler (the core's and the plugins') takes the
+	// metrics interceptor.
+	ic, err := apiserver.NewInterceptor(host.Metrics)
+	if err != nil {
+		return err
+	}
+	host.API.SetHandlerOptions(connect.WithInterceptors(ic))
 	d = &Daemon{Host: host, cfg: cfg}
 
 	store, err := storage.Open(ctx, StorageConfig(cfg), log)
@@ -172,19 +215,20 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("%w: fix or remove these keys in %s", err, cfg.File)
 	}
 
-	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d}, host.API.HandlerOptions()...)
+	hopts := host.API.HandlerOptions()
+	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d}, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = profiles.NewHandler(d.Profiles, host.API.HandlerOptions()...)
+	path, h = profiles.NewHandler(d.Profiles, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = connections.NewHandler(d.Sessions, host.API.HandlerOptions()...)
+	path, h = connections.NewHandler(d.Sessions, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
-	path, h = newPluginHandler(ext, host.API.HandlerOptions()...)
+	path, h = newPluginHandler(ext, hopts...)
 	if err := host.API.Register("core", path, h); err != nil {
 		return err
 	}
@@ -192,7 +236,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, s := range host.API.Services() {
 		mux.Handle(s.Path, s.Handler)
 	}
-	metrics := promhttp.HandlerFor(host.Metrics, promhttp.HandlerOpts{})
+	metrics := host.Metrics.Handler()
 	mux.Handle("/metrics", metrics)
 
 	// The metrics address is taken first: a taken address refuses start-up
@@ -237,10 +281,22 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", o.Version, "plugin_protocol", sdk.ProtocolVersion)
+	log.Info("daemon ready", "socket", cfg.Socket, "data_dir", cfg.DataDir, "tcp", cfg.APITCPAddress, "version", build.Version,
+		"revision", build.ShortRevision(), "plugin_protocol", sdk.ProtocolVersion)
 	if d.TLSFingerprint != "" {
 		log.Info("api tcp listener uses TLS: pin it with --tls-fingerprint", "addr", cfg.APITCPAddress, "tls_fingerprint", d.TLSFingerprint)
 	}
+	if err := o.Notify.Ready("serving on " + cfg.Socket); err != nil {
+		log.Warn("systemd readiness notification", "err", err)
+	}
+	stopWatchdog := make(chan struct{})
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		o.Notify.RunWatchdog(stopWatchdog, func() error { return d.healthy(ctx) }, func(err error) {
+			log.Warn("systemd watchdog: ping skipped", "err", err)
+		})
+	}()
 	d.Sessions.Autoconnect(ctx)
 	if o.Ready != nil {
 		o.Ready(d)
@@ -252,6 +308,11 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("shutting down")
 	case runErr = <-srv.Err():
 		log.Error("api server failed", "err", runErr)
+	}
+	close(stopWatchdog)
+	<-watchdogDone
+	if err := o.Notify.Stopping(); err != nil {
+		log.Warn("systemd stopping notification", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -59,7 +59,11 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		specs = append(specs, s)
 	}
 	ep := &externalPlugins{d: d, log: log, refused: refused}
-	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart,
+	pm, err := declarePluginMetrics(d.Host.Metrics, func() *pluginhost.Supervisor { return ep.sup })
+	if err != nil {
+		return nil, err
+	}
+	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart, OnCall: pm.onCall,
 		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) }})
 	if err != nil {
 		return nil, err

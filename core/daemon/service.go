@@ -25,6 +25,8 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 		UptimeS:  int64(time.Since(h.Started).Seconds()),
 		Counters: h.Counters.Snapshot(),
 		Profiles: []*backendv1.ProfileState{},
+		Build: &backendv1.BuildInfo{Version: h.Build.Version, Revision: h.Build.Revision, VcsTime: h.Build.Time,
+			Dirty: h.Build.Dirty, GoVersion: h.Build.GoVersion, Platform: h.Build.Platform},
 	}
 	if s.d.cfg.APITCPAddress != "" {
 		addr := s.d.cfg.APITCPAddress
@@ -43,11 +45,6 @@ func (s *daemonService) Status(ctx context.Context, _ *connect.Request[backendv1
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("list profiles: %w", err))
 		}
 		iqs := s.d.Sessions.IQsSent()
-		var total int64
-		for _, n := range iqs {
-			total += n
-		}
-		res.Counters[core.CounterIQSent] = total
 		for _, p := range ps {
 			res.Profiles = append(res.Profiles, &backendv1.ProfileState{Name: p.Name, Jid: p.JID, State: p.State, IqsSent: iqs[p.Name]})
 		}

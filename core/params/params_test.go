@@ -178,6 +178,26 @@ func TestNormalizeUnknownKey(t *testing.T) {
 	}
 }
 
+// TestUnknownKeyInKnownCategory: a name close to nothing in a known
+// category lists that category's keys; an unknown category says where the
+// keys are listed.
+func TestUnknownKeyInKnownCategory(t *testing.T) {
+	r := testRegistry(t)
+	_, err := r.Normalize("cache.zzzzzz", "1")
+	var uk *UnknownKeyError
+	if !errors.As(err, &uk) || len(uk.Close) != 0 || len(uk.Category) == 0 || !strings.Contains(err.Error(), "(the cache parameters are cache.") {
+		t.Errorf("cache.zzzzzz: %v (%+v)", err, uk)
+	}
+	for _, k := range uk.Category {
+		if !strings.HasPrefix(k, "cache.") {
+			t.Errorf("category list has %s", k)
+		}
+	}
+	if _, err := r.Normalize("zzzzzzzz.qqqqq", "1"); err == nil || !strings.Contains(err.Error(), "`backend profile params PROFILE` lists them") {
+		t.Errorf("unknown category: %v", err)
+	}
+}
+
 func TestDeclare(t *testing.T) {
 	tests := []struct {
 		name    string

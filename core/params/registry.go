@@ -107,14 +107,24 @@ type UnknownKeyError struct {
 	Key string
 	// Close lists declared keys that look like Key, closest first.
 	Close []string
+	// Category lists, sorted, the keys of Key's category when none is
+	// close (a mistyped name in a known category).
+	Category []string
 }
 
 // Error returns e.g. `unknown parameter "conection.port" (did you mean
-// connection.port?)`.
+// connection.port?)`, or `unknown parameter "cache.nope" (the cache
+// parameters are cache.enabled, …)`, or says where the keys are listed.
 func (e *UnknownKeyError) Error() string {
 	msg := "unknown parameter " + quote(e.Key)
-	if len(e.Close) > 0 {
+	switch {
+	case len(e.Close) > 0:
 		msg += " (did you mean " + strings.Join(e.Close, " or ") + "?)"
+	case len(e.Category) > 0:
+		cat, _, _ := strings.Cut(e.Category[0], ".")
+		msg += " (the " + cat + " parameters are " + strings.Join(e.Category, ", ") + ")"
+	default:
+		msg += " (a key is category.name: `backend profile params PROFILE` lists them)"
 	}
 	return msg
 }
@@ -129,7 +139,17 @@ func (r *Registry) unknown(key string) error {
 		keys = append(keys, k)
 	}
 	r.mu.RUnlock()
-	return &UnknownKeyError{Key: key, Close: closeKeys(key, keys, 3)}
+	e := &UnknownKeyError{Key: key, Close: closeKeys(key, keys, 3)}
+	if len(e.Close) == 0 {
+		cat, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(key)), ".")
+		for _, k := range keys {
+			if kc, _, _ := strings.Cut(k, "."); kc == cat {
+				e.Category = append(e.Category, k)
+			}
+		}
+		sort.Strings(e.Category)
+	}
+	return e
 }
 
 // Normalize validates raw text for key and returns its canonical form:

@@ -96,6 +96,9 @@ type Options struct {
 	MaxFailures int
 	// StartTimeout and CallTimeout are passed to host.Config.
 	StartTimeout, CallTimeout time.Duration
+	// OnCall, when set, is told about every call to a plugin (its name, the
+	// protocol method, the duration and the error): host.Config.OnCall.
+	OnCall func(plugin, method string, elapsed time.Duration, err error)
 	// OnStart runs after each successful start and Describe, before the
 	// plugin is marked running: the daemon registers the description and
 	// sends Configure for every profile there. An error counts as a failed
@@ -434,9 +437,14 @@ func (s *Supervisor) startOne(p *supervised, log *slog.Logger) (*host.Client, ho
 	if cmd == nil {
 		return nil, host.Description{}, fmt.Errorf("plugin %s: no command", p.spec.Name)
 	}
+	var onCall func(string, time.Duration, error)
+	if f := s.opts.OnCall; f != nil {
+		name := p.spec.Name
+		onCall = func(method string, d time.Duration, err error) { f(name, method, d, err) }
+	}
 	c, err := host.Start(ctx, host.Config{
 		Name: p.spec.Name, Cmd: cmd, SHA256: p.spec.SHA256, Logger: s.opts.Logger,
-		StartTimeout: s.opts.StartTimeout, CallTimeout: s.opts.CallTimeout,
+		StartTimeout: s.opts.StartTimeout, CallTimeout: s.opts.CallTimeout, OnCall: onCall,
 	})
 	if err != nil {
 		return nil, host.Description{}, err

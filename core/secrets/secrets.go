@@ -232,3 +232,19 @@ func (b *Box) Open(ciphertext []byte, aad string) ([]byte, error) {
 	}
 	return plain, nil
 }
+
+// SealedKeyID returns the id (as KeyID gives it) of the key a sealed value
+// was sealed with, without opening it; ok is false for a value of an
+// unknown format.
+func SealedKeyID(sealed []byte) (id string, ok bool) {
+	if len(sealed) < overhead || sealed[0] != version1 {
+		return "", false
+	}
+	return hex.EncodeToString(sealed[1:headerLen]), true
+}
+
+// KeyExists reports whether dataDir holds a key file.
+func KeyExists(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, KeyFileName))
+	return err == nil
+}

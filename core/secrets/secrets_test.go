@@ -208,6 +208,19 @@ func TestRecreatedKey(t *testing.T) {
 	if _, err := old.Open(newCT, "alice/connection.password"); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("new ciphertext under the old key: %v, want ErrWrongKey", err)
 	}
+	// Which key sealed a value is told without opening it.
+	if id, ok := SealedKeyID(oldCT); !ok || id != old.KeyID() {
+		t.Errorf("SealedKeyID(old) = %q %v, want %s", id, ok, old.KeyID())
+	}
+	if id, ok := SealedKeyID(newCT); !ok || id != b.KeyID() {
+		t.Errorf("SealedKeyID(new) = %q %v", id, ok)
+	}
+	if _, ok := SealedKeyID([]byte{1, 2, 3}); ok {
+		t.Error("SealedKeyID of garbage")
+	}
+	if !KeyExists(dir) || KeyExists(t.TempDir()) {
+		t.Error("KeyExists")
+	}
 }
 
 func TestConcurrentOpenBox(t *testing.T) {

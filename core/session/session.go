@@ -57,6 +57,9 @@ type Handlers struct {
 	// StateChanged runs on every state change, with the error that caused
 	// it, if any.
 	StateChanged func(state State, err error)
+	// Attempted runs after each connection attempt (the first one of Start
+	// and each reconnection), with its error (nil: connected).
+	Attempted func(reconnect bool, err error)
 	// Message receives messages in arrival order, on the receive goroutine.
 	Message func(msg *stanza.Message)
 	// Presence receives presences in arrival order, on the receive
@@ -138,6 +141,7 @@ func New(cfg Config, h Handlers) *Session {
 // bounds only the first attempt. Start fails while the session runs.
 func (s *Session) Start(ctx context.Context) error {
 	if s.cfgErr != nil {
+		s.log.Warn("xmpp: connection not attempted: invalid session configuration", "err", s.cfgErr)
 		s.setState(StateFailed, s.cfgErr)
 		return &permanentError{s.cfgErr}
 	}
@@ -158,6 +162,9 @@ func (s *Session) Start(ctx context.Context) error {
 	c, err := s.connect(cctx)
 	stopAfter()
 	cancel()
+	if runCtx.Err() == nil {
+		s.attempted(false, err)
+	}
 	if err == nil && runCtx.Err() != nil {
 		// Stop came while the stream was being set up.
 		c.fail(ErrStopped)
@@ -172,6 +179,9 @@ func (s *Session) Start(ctx context.Context) error {
 		st := StateDisconnected
 		if IsPermanent(err) {
 			st = StateFailed
+		}
+		if !errors.Is(err, ErrStopped) {
+			s.log.Warn("xmpp: connection failed", "addr", s.cfg.addr, "err", err)
 		}
 		s.setState(st, err)
 		s.end(done)
@@ -243,6 +253,13 @@ func (s *Session) setState(st State, err error) {
 	s.mu.Unlock()
 	if s.h.StateChanged != nil {
 		s.h.StateChanged(st, err)
+	}
+}
+
+// attempted reports a connection attempt to Handlers.Attempted.
+func (s *Session) attempted(reconnect bool, err error) {
+	if s.h.Attempted != nil {
+		s.h.Attempted(reconnect, err)
 	}
 }
 
@@ -354,6 +371,9 @@ func (s *Session) reconnect(runCtx context.Context) *conn {
 			return nil
 		}
 		c, err := s.connect(runCtx)
+		if err == nil || runCtx.Err() == nil {
+			s.attempted(true, err)
+		}
 		if err == nil {
 			return c
 		}
@@ -362,11 +382,11 @@ func (s *Session) reconnect(runCtx context.Context) *conn {
 			return nil
 		}
 		if IsPermanent(err) {
-			s.log.Error("xmpp: reconnection failed permanently", "attempt", attempt, "err", err)
+			s.log.Error("xmpp: reconnection failed permanently", "attempt", attempt, "addr", s.cfg.addr, "err", err)
 			s.setState(StateFailed, err)
 			return nil
 		}
-		s.log.Warn("xmpp: reconnection failed", "attempt", attempt, "err", err)
+		s.log.Warn("xmpp: reconnection failed", "attempt", attempt, "addr", s.cfg.addr, "err", err)
 	}
 }
 

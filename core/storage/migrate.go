@@ -171,7 +171,7 @@ func migrateSQLite(ctx context.Context, r resolved, log *slog.Logger) error {
 	if err := db.QueryRowContext(ctx, "SELECT sqlite_compileoption_used('ENABLE_FTS5')").Scan(&fts5); err != nil || !fts5 {
 		return errors.New("this binary's SQLite lacks FTS5: build it with `go build -tags sqlite_fts5` (scripts/run.sh and scripts/test.sh do)")
 	}
-	if p.current != 0 {
+	if p.current != 0 && !r.noBackup {
 		backup, err := backupSQLite(ctx, db, r.dataDir, p.current)
 		if err != nil {
 			return err

@@ -80,6 +80,9 @@ type resolved struct {
 	dsn     string // postgres DSN
 	path    string // sqlite file
 	dataDir string
+	// noBackup skips the backup before migrating (a restored copy: its
+	// source is the backup).
+	noBackup bool
 }
 
 func (c Config) resolve() (resolved, error) {

@@ -70,7 +70,21 @@ type Config struct {
 	// MaxBatchItems and MaxBatchBytes cap one Parse call; Parse splits
 	// larger requests (defaults DefaultMaxBatchItems, DefaultMaxBatchBytes).
 	MaxBatchItems, MaxBatchBytes int
+	// OnCall, when set, is told about every call to the plugin once it
+	// returns: the method (one of the Method* constants), how long it took
+	// and its error (nil on success). The daemon feeds its metrics with it.
+	// It must be quick.
+	OnCall func(method string, elapsed time.Duration, err error)
 }
+
+// The methods of the plugin protocol, as Config.OnCall names them.
+const (
+	MethodPing      = "ping"
+	MethodDescribe  = "describe"
+	MethodConfigure = "configure"
+	MethodMatch     = "match"
+	MethodParse     = "parse"
+)
 
 // Description is what a plugin says about itself.
 type Description struct {
@@ -100,6 +114,7 @@ type Client struct {
 
 	callTimeout        time.Duration
 	maxItems, maxBytes int
+	onCall             func(method string, elapsed time.Duration, err error)
 }
 
 func init() {
@@ -122,6 +137,7 @@ func (c *Client) setLimits(cfg Config) {
 	c.callTimeout = cmpOr(cfg.CallTimeout, DefaultCallTimeout)
 	c.maxItems = cmpOr(cfg.MaxBatchItems, DefaultMaxBatchItems)
 	c.maxBytes = min(cmpOr(cfg.MaxBatchBytes, DefaultMaxBatchBytes), maxItemBytes)
+	c.onCall = cfg.OnCall
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -184,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 		AutoMTLS:         true,
 		Managed:          true,
 		StartTimeout:     cfg.StartTimeout,
-		Logger:           newHCLogAdapter(log),
+		Logger:           newHCLogAdapter(cfg.Logger, "plugin", cfg.Name),
 		Stderr:           stderr,
 		SyncStdout:       &lineWriter{log: log, level: slog.LevelInfo, args: []any{"stream", "stdout"}},
 		SyncStderr:       &lineWriter{log: log, level: slog.LevelWarn, args: []any{"stream", "stderr"}},
@@ -287,8 +303,19 @@ func (c *Client) Kill() {
 	})
 }
 
-// call runs fn with the per-call timeout and maps its error.
-func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+// call runs fn with the per-call timeout and maps its error; method is the
+// protocol method (Config.OnCall), op the same with details for messages.
+func (c *Client) call(ctx context.Context, method, op string, fn func(ctx context.Context) error) error {
+	if c.onCall == nil {
+		return c.callTimed(ctx, op, fn)
+	}
+	start := time.Now()
+	err := c.callTimed(ctx, op, fn)
+	c.onCall(method, time.Since(start), err)
+	return err
+}
+
+func (c *Client) callTimed(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	if c.Exited() {
 		return fmt.Errorf("plugin %s: %s: %w", c.name, op, ErrPluginDown)
 	}
@@ -331,7 +358,7 @@ func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Contex
 
 // Ping checks that the plugin answers.
 func (c *Client) Ping(ctx context.Context) error {
-	return c.call(ctx, "ping", func(ctx context.Context) error {
+	return c.call(ctx, MethodPing, "ping", func(ctx context.Context) error {
 		_, err := c.rpc.Ping(ctx, &pluginv1.PingRequest{})
 		return err
 	})
@@ -340,7 +367,7 @@ func (c *Client) Ping(ctx context.Context) error {
 // Describe asks the plugin for its identity, analysers and parameters.
 func (c *Client) Describe(ctx context.Context) (Description, error) {
 	var resp *pluginv1.DescribeResponse
-	err := c.call(ctx, "describe", func(ctx context.Context) (err error) {
+	err := c.call(ctx, MethodDescribe, "describe", func(ctx context.Context) (err error) {
 		resp, err = c.rpc.Describe(ctx, &pluginv1.DescribeRequest{HostProtocolVersion: uint32(c.protocol)})
 		return err
 	})
@@ -368,7 +395,7 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 // Configure sends the parameter values of a profile (every key the plugin
 // declared, canonical text); values nil means the profile was deleted.
 func (c *Client) Configure(ctx context.Context, profile string, values map[string]string) error {
-	return c.call(ctx, "configure profile "+profile, func(ctx context.Context) error {
+	return c.call(ctx, MethodConfigure, "configure profile "+profile, func(ctx context.Context) error {
 		_, err := c.rpc.Configure(ctx, &pluginv1.ConfigureRequest{Profile: profile, Values: values, Deleted: values == nil})
 		return err
 	})
@@ -381,7 +408,7 @@ func (c *Client) Match(ctx context.Context, req sdk.MatchRequest) (sdk.MatchResu
 		preq.FirstItem = &pluginv1.Item{Id: it.ID, Publisher: it.Publisher, Payload: it.Payload}
 	}
 	var resp *pluginv1.MatchResponse
-	err := c.call(ctx, "match node "+req.Node, func(ctx context.Context) (err error) {
+	err := c.call(ctx, MethodMatch, "match node "+req.Node, func(ctx context.Context) (err error) {
 		resp, err = c.rpc.Match(ctx, preq)
 		return err
 	})
@@ -427,7 +454,7 @@ func (c *Client) parseBatch(ctx context.Context, req sdk.ParseRequest, items []s
 		preq.Items[i] = &pluginv1.Item{Id: it.ID, Publisher: it.Publisher, Payload: it.Payload}
 	}
 	var resp *pluginv1.ParseResponse
-	err := c.call(ctx, fmt.Sprintf("parse %d items of %s", len(items), req.Node), func(ctx context.Context) (err error) {
+	err := c.call(ctx, MethodParse, fmt.Sprintf("parse %d items of %s", len(items), req.Node), func(ctx context.Context) (err error) {
 		resp, err = c.rpc.Parse(ctx, preq)
 		return err
 	})

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -32,6 +33,57 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
+}
+
+// duplicateKeys returns the keys that appear twice in one object of the
+// JSON text line (nested objects included).
+func duplicateKeys(line string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	var dups []string
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k := kt.(string)
+				if seen[k] {
+					dups = append(dups, k)
+				}
+				seen[k] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	return dups, walk()
+}
+
+// lines returns the raw log lines.
+func (b *logBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
 
 // records returns the logged records.
@@ -104,6 +156,39 @@ func TestDescribeAndParse(t *testing.T) {
 	}
 }
 
+// TestOnCall: every call is reported once with its method, and a failed
+// call with its error.
+func TestOnCall(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	c, _ := startHelper(t, "echo", Config{OnCall: func(method string, d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, method+":"+strconv.FormatBool(err == nil))
+		if d < 0 {
+			t.Errorf("negative duration for %s", method)
+		}
+	}})
+	ctx := context.Background()
+	_ = c.Ping(ctx)
+	_, _ = c.Describe(ctx)
+	_ = c.Configure(ctx, "alice", map[string]string{"echo.n": "2"})
+	_, _ = c.Match(ctx, sdk.MatchRequest{Node: "n"})
+	_, _ = c.Parse(ctx, sdk.ParseRequest{Items: []sdk.Item{{ID: "a"}}})
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(calls, " "); got != "ping:true describe:true configure:true match:false parse:true" {
+		t.Errorf("calls = %q", got)
+	}
+}
+
+func TestMergeArgs(t *testing.T) {
+	got := fmt.Sprint(merge([]any{"plugin", "echo"}, []any{"plugin", "echo", "items", 2, "plugin", "other", "items", 3}))
+	if got != "[plugin echo items 2 reported_plugin other reported_items 3]" {
+		t.Errorf("merge = %s", got)
+	}
+}
+
 func TestLogsRouted(t *testing.T) {
 	c, logs := startHelper(t, "echo", Config{})
 	if _, err := c.Parse(context.Background(), sdk.ParseRequest{Items: []sdk.Item{{ID: "stdout"}}}); err != nil {
@@ -121,6 +206,13 @@ func TestLogsRouted(t *testing.T) {
 			}
 		}
 		if want["parsing batch"] && want["stray line on stdout"] && want["stray line on stderr"] {
+			// The plugin's lines carry its own "plugin" attribute: the
+			// host's record has the key once.
+			for _, l := range logs.lines() {
+				if dups, err := duplicateKeys(l); err != nil || len(dups) > 0 {
+					t.Errorf("log line with duplicate keys %v (%v): %s", dups, err, l)
+				}
+			}
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

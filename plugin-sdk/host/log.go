@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -15,15 +16,54 @@ import (
 // hclogAdapter is an hclog.Logger writing into an *slog.Logger: go-plugin
 // logs through it, and re-logs through it each JSON line the plugin writes
 // on stderr, so everything lands in the daemon's log under the plugin's name.
+// A record never carries a key twice: a key the plugin's line repeats (its
+// own "plugin" attribute, say) is dropped when its value is the same and
+// renamed reported_KEY when it differs.
 type hclogAdapter struct {
 	l    *slog.Logger
 	name string
-	args []any
+	args []any // key, value pairs with distinct string keys
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
-func newHCLogAdapter(l *slog.Logger) *hclogAdapter { return &hclogAdapter{l: l} }
+// newHCLogAdapter logs into l with the attributes args (key, value pairs),
+// which l must not carry already.
+func newHCLogAdapter(l *slog.Logger, args ...any) *hclogAdapter {
+	return &hclogAdapter{l: l, args: merge(nil, args)}
+}
+
+// merge appends the pairs of more to args, dropping a repeated key with the
+// same value and renaming one with another value reported_KEY.
+func merge(args, more []any) []any {
+	out := append([]any(nil), args...)
+	index := func(k string) int {
+		for i := 0; i+1 < len(out); i += 2 {
+			if out[i] == k {
+				return i
+			}
+		}
+		return -1
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		k, ok := more[i].(string)
+		if !ok {
+			k = "extra"
+		}
+		v := more[i+1]
+		for j := index(k); j >= 0; j = index(k) {
+			if fmt.Sprint(out[j+1]) == fmt.Sprint(v) {
+				k = ""
+				break
+			}
+			k = "reported_" + k
+		}
+		if k != "" {
+			out = append(out, k, v)
+		}
+	}
+	return out
+}
 
 func toSlogLevel(l hclog.Level) slog.Level {
 	switch l {
@@ -70,7 +110,7 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !a.l.Enabled(ctx, sl) {
 		return
 	}
-	a.l.Log(ctx, sl, msg, append(append([]any(nil), a.args...), cleanArgs(args)...)...)
+	a.l.Log(ctx, sl, msg, merge(a.args, cleanArgs(args))...)
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
@@ -93,7 +133,7 @@ func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	n := *a
-	n.args = append(append([]any(nil), a.args...), cleanArgs(args)...)
+	n.args = merge(a.args, cleanArgs(args))
 	return &n
 }
 
@@ -135,7 +175,7 @@ func (a *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Lo
 }
 
 func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
-	return &lineWriter{log: a.l, level: slog.LevelInfo}
+	return &lineWriter{log: a.l, level: slog.LevelInfo, args: a.args}
 }
 
 // levelName is the name of the lowest level l keeps, for the plugin's

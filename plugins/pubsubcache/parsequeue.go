@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"example.org/backend/core/analysers"
 	"example.org/backend/ent/pubsubitem"
 	sdk "example.org/backend/plugin-sdk"
@@ -73,22 +71,6 @@ type nodeWork struct {
 
 func newParseQueue(p *Plugin) *parseQueue {
 	q := &parseQueue{p: p, workers: map[string]*parseWorker{}, watchers: map[int]chan struct{}{}, failing: map[int]bool{}}
-	if p.h.Metrics != nil {
-		_ = p.h.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "backend_cache_parse_backlog_items",
-			Help: "Cached items held in memory by the parse queue, waiting for a parser call (at most 5000; more wait in the database).",
-		}, func() float64 { return float64(q.heldItems()) }))
-		_ = p.h.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "backend_cache_parse_pending_items",
-			Help: "Cached items whose parse is pending (their parser is down or busy).",
-		}, func() float64 {
-			n, err := p.store.countAllPending(context.Background())
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}))
-	}
 	return q
 }
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
@@ -68,6 +67,7 @@ type Plugin struct {
 	analysers analyserSet
 	inflight  *analyses
 	search    *search.Searcher
+	metrics   *cacheMetrics
 
 	hits, misses, bypass, stale *atomic.Int64
 
@@ -159,11 +159,8 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	p.parse = newParseQueue(p)
 	p.wg.Add(1)
 	go p.parse.rescan()
-	if h.Metrics != nil {
-		_ = h.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "backend_cache_writer_queue_writes",
-			Help: "Writes (notifications, sync pages, parse results) waiting for the cache's writer.",
-		}, func() float64 { return float64(p.w.depth()) }))
+	if err := p.declareMetrics(); err != nil {
+		return fmt.Errorf("declare cache metrics: %w", err)
 	}
 	if h.API != nil {
 		path, handler := backendv1connect.NewPubSubCacheServiceHandler(&api{p: p},

@@ -49,11 +49,13 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	if err != nil {
 		p.log.Warn("cache lookup failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
 		p.misses.Add(1)
+		p.answered("miss", n.typ)
 		return cont, nil
 	}
 	v := decide(n, known, req, f, time.Now())
 	if v.act == actBypass {
 		p.bypass.Add(1)
+		p.answered("bypass", n.typ)
 		return cont, nil
 	}
 	if known && (n.analysed && n.version != p.analysers.version() || !n.analysed && n.state != StateNever) {
@@ -64,6 +66,7 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	}
 	if v.act == actNetwork {
 		p.misses.Add(1)
+		p.answered("miss", n.typ)
 		return cont, nil
 	}
 	page, ok, err := p.read(ctx, n, req, f.beh, v.window)
@@ -72,13 +75,16 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 			p.log.Warn("cache read failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
 		}
 		p.misses.Add(1)
+		p.answered("miss", n.typ)
 		return cont, nil
 	}
 	if v.act == actServeStale {
 		page.Stale = true
 		p.stale.Add(1)
+		p.answered("stale", n.typ)
 	} else {
 		p.hits.Add(1)
+		p.answered("hit", n.typ)
 	}
 	return triggers.Answer(page), nil
 }

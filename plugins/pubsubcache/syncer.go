@@ -313,9 +313,19 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 			}
 			if ev.kind == evSyncInterrupted {
 				p.log.Info("node sync interrupted; it starts again when the profile connects", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+				p.synced(failed.typ, "interrupted", time.Since(start))
 			} else {
 				p.log.Warn("node sync failed", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+				p.synced(failed.typ, "error", time.Since(start))
 			}
+		}
+		if err == nil {
+			n, _ := p.nodes.get(k)
+			outcome := "complete"
+			if pr.State == StatePartial {
+				outcome = "partial"
+			}
+			p.synced(n.typ, outcome, time.Since(start))
 		}
 		j.report(pr)
 		p.syncEvent(pr)

@@ -3,6 +3,7 @@ package xep0060
 import (
 	"context"
 	"errors"
+	"regexp"
 
 	"connectrpc.com/connect"
 
@@ -178,6 +179,22 @@ func (a *api) ConfigureNode(ctx context.Context, req *connect.Request[backendv1.
 	return connect.NewResponse(out), nil
 }
 
+// profileInMessage finds NAME in an error text "profile NAME: …".
+var profileInMessage = regexp.MustCompile(`(?:^|: )profile ([A-Za-z0-9][A-Za-z0-9_.-]{0,63}): `)
+
+// notConnectedProfile names the profile of a not-connected error: its
+// NotConnectedError, else the "profile NAME: " of its text, else PROFILE.
+func notConnectedProfile(err error) string {
+	var nc *core.NotConnectedError
+	if errors.As(err, &nc) {
+		return nc.Profile
+	}
+	if m := profileInMessage.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return "PROFILE"
+}
+
 // APIError maps client errors to API codes: NotFound (unknown profile,
 // item-not-found), FailedPrecondition (profile not connected, order-by not
 // supported, precondition-not-met), PermissionDenied, AlreadyExists
@@ -196,7 +213,7 @@ func APIError(err error) error {
 		err = errors.New(err.Error() + " (see `backend profile list`)")
 	case errors.Is(err, core.ErrNotConnected):
 		code = connect.CodeFailedPrecondition
-		err = errors.New(err.Error() + " (connect it with `backend profile connect NAME`)")
+		err = errors.New(err.Error() + " (connect it with `backend profile connect " + notConnectedProfile(err) + "`)")
 	case errors.Is(err, ErrOrderByUnsupported):
 		code = connect.CodeFailedPrecondition
 	case errors.Is(err, ErrInvalidRequest):

@@ -72,7 +72,7 @@ func bare(jid string) string {
 // session returns the connected session of profile.
 func (c *Client) session(profile string) (core.XMPP, error) {
 	if c.host.Sessions == nil {
-		return nil, fmt.Errorf("profile %s: %w", profile, core.ErrNotConnected)
+		return nil, core.NotConnected(profile)
 	}
 	s, err := c.host.Sessions.Session(profile)
 	if err != nil {
@@ -119,7 +119,7 @@ func (c *Client) Service(ctx context.Context, profileName, service string) (stri
 		}
 		return "", fmt.Errorf("profile %s: %w", profileName, core.ErrUnknownProfile)
 	}
-	return "", fmt.Errorf("profile %s: %w", profileName, core.ErrNotConnected)
+	return "", core.NotConnected(profileName)
 }
 
 // withTimeout applies DefaultTimeout to a context without deadline.
