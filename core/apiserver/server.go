@@ -234,6 +234,12 @@ func (s *Server) serve(ln net.Listener, h http.Handler, overTLS bool) {
 	}
 	srv := &http.Server{Handler: h, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second,
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams}}
+	if s.opts.Log != nil {
+		// The server's own complaints (a failed TLS handshake: a client
+		// without the pin, plain HTTP to the TLS port) go to the daemon's
+		// log, structured, not to the standard logger.
+		srv.ErrorLog = slog.NewLogLogger(s.opts.Log.With("component", "api").Handler(), slog.LevelInfo)
+	}
 	if overTLS {
 		// The listener does the TLS; the server must know for HTTP/2.
 		srv.TLSConfig = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}

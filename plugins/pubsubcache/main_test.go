@@ -364,5 +364,20 @@ func (f *fixture) waitServed(t testing.TB, profile, service, node string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("node %s is never answered from the cache", node)
+	req := &xep0060.ItemsRequest{Profile: profile, Service: service, Node: node, MaxItems: 1}
+	st, _ := f.cache.Status(context.Background(), profile, service, node)
+	t.Fatalf("node %s is never answered from the cache: %s; %+v", node, f.cache.explain(req), st)
+}
+
+// explain says why the cache decides as it does on req.
+func (p *Plugin) explain(req *xep0060.ItemsRequest) string {
+	k := nodeKey{req.Profile, req.Service, req.Node}
+	n, known := p.nodes.get(k)
+	pp := p.params.of(context.Background(), req.Profile)
+	f, err := p.facts(context.Background(), k, n, known, req, pp)
+	if err != nil {
+		return err.Error()
+	}
+	v := decide(n, known, req, f, time.Now())
+	return fmt.Sprintf("%s (node %+v, facts %+v, sync running %v, check running %v)", v.why, n, f, p.sync.running(k) != nil, p.sync.checking(k) != nil)
 }

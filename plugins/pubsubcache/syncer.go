@@ -682,6 +682,12 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 			}
 		}
 	}
+	if partial {
+		// cache.item_limit bounds the node, notified items included.
+		if _, err := p.store.trim(ctx, t.c, n.id, p.params.of(ctx, j.key.profile).limit); err != nil {
+			return false, err
+		}
+	}
 	count, err := p.store.count(ctx, t.c, n.id)
 	if err != nil {
 		return false, err
@@ -702,6 +708,14 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 	n, ok := p.nodes.get(k)
 	if !ok {
 		return nil
+	}
+	if n.state != StateComplete {
+		// Partial (cache.item_limit), or being listed: nothing to check
+		// against the service's listing.
+		return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+			_, _, err := t.transition(ctx, k, event{kind: evVerified, count: n.verified})
+			return err
+		})
 	}
 	held, err := p.store.count(ctx, p.store.db.Client, n.id)
 	if err != nil {
@@ -732,8 +746,9 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 	}
 	return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		n, ok := t.node(k)
-		if !ok || !n.cached() {
-			return nil
+		if !ok || n.state != StateComplete {
+			_, _, err := t.transition(ctx, k, event{kind: evVerified, count: n.verified})
+			return err
 		}
 		positions, err := p.store.itemPositions(ctx, t.c, n.id, nil)
 		if err != nil {
