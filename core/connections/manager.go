@@ -90,6 +90,7 @@ func New(h *core.Host, ps *profiles.Service, plugins *core.Plugins, opts Options
 		sessions: map[string]*session.Session{}, iqBase: map[string]int64{}, features: map[string][]string{},
 	}
 	ps.SetStateFunc(m.State)
+	ps.SetConnInfoFunc(m.ConnInfo)
 	ps.SetBeforeDelete(func(ctx context.Context, name string) {
 		if err := m.Disconnect(ctx, name); err != nil {
 			m.log.Warn("disconnect of a deleted profile", "profile", name, "err", err)
@@ -107,6 +108,17 @@ func (m *Manager) State(profile string) string {
 		return profiles.StateDisconnected
 	}
 	return string(s.State())
+}
+
+// ConnInfo describes the live stream of a profile; false without one.
+func (m *Manager) ConnInfo(profile string) (session.ConnInfo, bool) {
+	m.mu.Lock()
+	s := m.sessions[profile]
+	m.mu.Unlock()
+	if s == nil {
+		return session.ConnInfo{}, false
+	}
+	return s.ConnInfo()
 }
 
 // Session implements core.Sessions.
@@ -154,7 +166,8 @@ func (m *Manager) Connect(ctx context.Context, profile string) error {
 	}
 	s := session.New(session.Config{
 		JID: conn.JID.Bare().String(), Password: conn.Password, Resource: conn.Resource,
-		Host: conn.Host, Port: conn.Port, CAFile: conn.CAFile, InsecureSkipVerify: !conn.TLSVerify,
+		Host: conn.Host, Port: conn.Port, DirectTLS: conn.DirectTLS, DNSServer: conn.DNSServer,
+		CAFile: conn.CAFile, InsecureSkipVerify: !conn.TLSVerify,
 		Timeout: m.opts.Timeout, PingInterval: m.opts.PingInterval, PingTimeout: m.opts.PingTimeout, Backoff: m.opts.Backoff,
 		Log: m.host.Log.With("profile", profile),
 	}, m.handlers(profile, conn.JID.Bare().String()))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"example.org/backend/core/jid"
@@ -166,9 +167,11 @@ func resolve(cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("session config: %w", err)
 	}
 	if cfg.Host != "" || cfg.Port != 0 {
-		host := cfg.Host
-		if host == "" {
-			host = s.asciiDomain
+		host := s.asciiDomain
+		if cfg.Host != "" {
+			if host, err = hostASCII(cfg.Host); err != nil {
+				return nil, fmt.Errorf("session config: host: %w", err)
+			}
 		}
 		port := cfg.Port
 		if port == 0 {
@@ -183,6 +186,19 @@ func resolve(cfg Config) (*settings, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// hostASCII returns a host name in A-labels (DNS has no Unicode), an IP
+// address as is.
+func hostASCII(h string) (string, error) {
+	if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return a.String(), nil
+	}
+	d, err := jid.ValidateDomain(h)
+	if err != nil {
+		return "", err
+	}
+	return jid.ASCIIDomain(d)
 }
 
 // ParseDNSServer checks a DNS server address (an IP address, optionally
