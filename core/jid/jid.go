@@ -112,6 +112,24 @@ func Canonical(s string) (string, error) {
 	return j.String(), nil
 }
 
+// CanonicalEach returns the canonical text of each JID of list (e.g. the
+// service filters of a request), keeping an entry that is not a valid JID
+// as it is: it then equals no canonical key.
+func CanonicalEach(list []string) []string {
+	if len(list) == 0 {
+		return list
+	}
+	out := make([]string, len(list))
+	for i, s := range list {
+		if c, err := Canonical(s); err == nil {
+			out[i] = c
+		} else {
+			out[i] = s
+		}
+	}
+	return out
+}
+
 // ParseBare parses a bare JID (local@domain or domain): a resource is an
 // error.
 func ParseBare(s string) (JID, error) {
