@@ -289,6 +289,22 @@ func TestSRVDiscovery(t *testing.T) {
 					}
 				}
 			})
+			t.Run("an IPv6-only target is dialled over IPv6", func(t *testing.T) {
+				// The servers listen on 127.0.0.1 only: [::1] refuses.
+				d.SetHost("v6only.target.test", "::1")
+				d.SetSRV("_xmpps-client._tcp.localhost", testsvc.SRV{Target: "v6only.target.test", Port: uint16(srv.DirectTLSPort)})
+				d.SetSRV("_xmpp-client._tcp.localhost", testsvc.SRV{Target: "."})
+				defer func() {
+					d.SetSRV("_xmpps-client._tcp.localhost",
+						testsvc.SRV{Priority: 0, Target: "dead.target.test", Port: uint16(dead)},
+						testsvc.SRV{Priority: 5, Target: "xmpp.target.test", Port: uint16(srv.DirectTLSPort)})
+					d.SetSRV("_xmpp-client._tcp.localhost", testsvc.SRV{Priority: 10, Target: "xmpp.target.test", Port: uint16(srv.Port)})
+				}()
+				err := New(discoveredConfig(srv, "alice", "srv-v6", d.Addr), Handlers{}).Start(t.Context())
+				if want := fmt.Sprintf("[::1]:%d", srv.DirectTLSPort); err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Start = %v; want a failure dialling %s", err, want)
+				}
+			})
 			t.Run("no service", func(t *testing.T) {
 				d.SetSRV("_xmpps-client._tcp.localhost", testsvc.SRV{Target: "."})
 				d.SetSRV("_xmpp-client._tcp.localhost", testsvc.SRV{Target: "."})
