@@ -64,8 +64,8 @@ type Config struct {
 	// Timeout bounds each endpoint's attempt: the TCP dial (every address
 	// of the endpoint, IPv6 and IPv4 raced Happy Eyeballs style), the TLS
 	// handshake and the whole stream negotiation; 0 means 15 s. It also
-	// bounds each write of a stanza (a peer that stops reading ends the
-	// connection). The context given to Start bounds the whole first
+	// bounds each write of a stanza, plus a second per 16 KiB (a peer that
+	// stops reading ends the connection). The context given to Start bounds the whole first
 	// connection, every endpoint included.
 	Timeout time.Duration
 	// PingInterval is the period of XEP-0199 liveness pings to the server;

@@ -81,8 +81,9 @@ func (c *conn) finish() {
 // write sends one serialised stanza (or any top-level element) in one
 // Write, so that concurrent senders never interleave; it is the only
 // writer of an established stream (where stream management counts
-// outgoing stanzas). The write must complete within Config.Timeout. A
-// write error ends the connection.
+// outgoing stanzas). The write must complete within Config.Timeout plus a
+// second per 16 KiB (a peer that stops reading is noticed; a large stanza
+// on a slow link is not cut). A write error ends the connection.
 func (c *conn) write(ctx context.Context, data []byte) error {
 	select {
 	case c.wsem <- struct{}{}:
@@ -95,7 +96,7 @@ func (c *conn) write(ctx context.Context, data []byte) error {
 	if c.ctx.Err() != nil {
 		return ErrDisconnected
 	}
-	if err := c.st.writeWithin(data, c.s.cfg.Timeout); err != nil {
+	if err := c.st.writeWithin(data, c.s.cfg.Timeout+time.Duration(len(data)>>14)*time.Second); err != nil {
 		c.fail(err)
 		return err
 	}
