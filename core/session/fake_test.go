@@ -63,7 +63,8 @@ func fakeCert(t testing.TB) testCert {
 	return testCertVal
 }
 
-// fakeServer scripts a server over one end of a net.Pipe, with real TLS
+// fakeServer scripts a server over one end of a loopback TCP connection
+// (connPair), with real TLS
 // (direct or after STARTTLS): SASL with the offered mechanisms (SCRAM
 // through xdg-go/scram's server, channel binding included), bind, then
 // onStanza for each stanza.
@@ -337,15 +338,19 @@ func (fs *fakeServer) sasl() error {
 	return nil
 }
 
-// pipeDial is a dialer whose connections are served by servers made by mk
-// (one per connection); addresses in refuse are refused.
+// pipeDial is a dialer whose connections (connPair) are served by
+// servers made by mk for the dialled address (one per connection); a nil
+// server refuses the connection.
 func pipeDial(t testing.TB, mk func(addr string) *fakeServer, serverErrs chan error) dialer {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		fs := mk(addr)
 		if fs == nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("connect: connection refused")}
 		}
-		c, srvEnd := net.Pipe()
+		c, srvEnd, err := connPair()
+		if err != nil {
+			return nil, err
+		}
 		fs.conn = srvEnd
 		go func() {
 			err := fs.serve(t)
@@ -356,6 +361,32 @@ func pipeDial(t testing.TB, mk func(addr string) *fakeServer, serverErrs chan er
 		}()
 		return c, nil
 	}
+}
+
+// connPair returns the two ends of a loopback TCP connection. (net.Pipe
+// has no buffer: a TLS peer that stops reading to send an alert while the
+// other is still writing its flight deadlocks both.)
+func connPair() (client, server net.Conn, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	server = <-accepted
+	if server == nil {
+		client.Close()
+		return nil, nil, errors.New("accept failed")
+	}
+	return client, server, nil
 }
 
 // fakeSession makes a session whose connections go to fake servers made by
