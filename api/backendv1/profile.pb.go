@@ -13,6 +13,7 @@ package backendv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -464,9 +465,11 @@ func (x *ShowProfileRequest) GetName() string {
 }
 
 type ShowProfileResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Profile       *ProfileInfo           `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
-	Params        []*ProfileParam        `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Profile *ProfileInfo           `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	Params  []*ProfileParam        `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty"`
+	// The live XMPP stream; unset while the profile has none.
+	Session       *SessionInfo `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -515,6 +518,154 @@ func (x *ShowProfileResponse) GetParams() []*ProfileParam {
 	return nil
 }
 
+func (x *ShowProfileResponse) GetSession() *SessionInfo {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// SessionInfo describes a profile's live XMPP stream: where it went and
+// what it negotiated.
+type SessionInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bound full JID.
+	Jid string `protobuf:"bytes,1,opt,name=jid,proto3" json:"jid,omitempty"`
+	// host:port of the endpoint the stream was established with (an SRV
+	// target, the JID's domain, or connection.host).
+	Endpoint string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// How the endpoint was found: "srv:_xmpps-client", "srv:_xmpp-client",
+	// "domain" (the fallback on 5222) or "configured" (connection.host/port).
+	EndpointOrigin string `protobuf:"bytes,3,opt,name=endpoint_origin,json=endpointOrigin,proto3" json:"endpoint_origin,omitempty"`
+	// TLS from the first byte (XEP-0368); false is STARTTLS.
+	DirectTls bool `protobuf:"varint,4,opt,name=direct_tls,json=directTls,proto3" json:"direct_tls,omitempty"`
+	// Remote IP address and port of the connection.
+	Address string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	// e.g. "TLS 1.3".
+	TlsVersion string `protobuf:"bytes,6,opt,name=tls_version,json=tlsVersion,proto3" json:"tls_version,omitempty"`
+	// e.g. "TLS_AES_128_GCM_SHA256".
+	TlsCipherSuite string `protobuf:"bytes,7,opt,name=tls_cipher_suite,json=tlsCipherSuite,proto3" json:"tls_cipher_suite,omitempty"`
+	// The SASL mechanism, e.g. "SCRAM-SHA-256-PLUS".
+	SaslMechanism string `protobuf:"bytes,8,opt,name=sasl_mechanism,json=saslMechanism,proto3" json:"sasl_mechanism,omitempty"`
+	// Channel-binding type of a -PLUS mechanism ("tls-unique",
+	// "tls-exporter", "tls-server-end-point"); "" without.
+	ChannelBinding string `protobuf:"bytes,9,opt,name=channel_binding,json=channelBinding,proto3" json:"channel_binding,omitempty"`
+	// When the stream was established.
+	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// Endpoints tried before this one in the same attempt, with why each
+	// failed ("host:port (kind, origin): error").
+	FailedEndpoints []string `protobuf:"bytes,11,rep,name=failed_endpoints,json=failedEndpoints,proto3" json:"failed_endpoints,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SessionInfo) Reset() {
+	*x = SessionInfo{}
+	mi := &file_backend_v1_profile_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionInfo) ProtoMessage() {}
+
+func (x *SessionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_v1_profile_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
+func (*SessionInfo) Descriptor() ([]byte, []int) {
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SessionInfo) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetEndpointOrigin() string {
+	if x != nil {
+		return x.EndpointOrigin
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetDirectTls() bool {
+	if x != nil {
+		return x.DirectTls
+	}
+	return false
+}
+
+func (x *SessionInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetTlsVersion() string {
+	if x != nil {
+		return x.TlsVersion
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetTlsCipherSuite() string {
+	if x != nil {
+		return x.TlsCipherSuite
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetSaslMechanism() string {
+	if x != nil {
+		return x.SaslMechanism
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetChannelBinding() string {
+	if x != nil {
+		return x.ChannelBinding
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetFailedEndpoints() []string {
+	if x != nil {
+		return x.FailedEndpoints
+	}
+	return nil
+}
+
 type DeleteProfileRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -524,7 +675,7 @@ type DeleteProfileRequest struct {
 
 func (x *DeleteProfileRequest) Reset() {
 	*x = DeleteProfileRequest{}
-	mi := &file_backend_v1_profile_proto_msgTypes[8]
+	mi := &file_backend_v1_profile_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +687,7 @@ func (x *DeleteProfileRequest) String() string {
 func (*DeleteProfileRequest) ProtoMessage() {}
 
 func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[8]
+	mi := &file_backend_v1_profile_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +700,7 @@ func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{8}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteProfileRequest) GetName() string {
@@ -567,7 +718,7 @@ type DeleteProfileResponse struct {
 
 func (x *DeleteProfileResponse) Reset() {
 	*x = DeleteProfileResponse{}
-	mi := &file_backend_v1_profile_proto_msgTypes[9]
+	mi := &file_backend_v1_profile_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +730,7 @@ func (x *DeleteProfileResponse) String() string {
 func (*DeleteProfileResponse) ProtoMessage() {}
 
 func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[9]
+	mi := &file_backend_v1_profile_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +743,7 @@ func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{9}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{10}
 }
 
 type ProfileParamsRequest struct {
@@ -604,7 +755,7 @@ type ProfileParamsRequest struct {
 
 func (x *ProfileParamsRequest) Reset() {
 	*x = ProfileParamsRequest{}
-	mi := &file_backend_v1_profile_proto_msgTypes[10]
+	mi := &file_backend_v1_profile_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +767,7 @@ func (x *ProfileParamsRequest) String() string {
 func (*ProfileParamsRequest) ProtoMessage() {}
 
 func (x *ProfileParamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[10]
+	mi := &file_backend_v1_profile_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +780,7 @@ func (x *ProfileParamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileParamsRequest.ProtoReflect.Descriptor instead.
 func (*ProfileParamsRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{10}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProfileParamsRequest) GetName() string {
@@ -648,7 +799,7 @@ type ProfileParamsResponse struct {
 
 func (x *ProfileParamsResponse) Reset() {
 	*x = ProfileParamsResponse{}
-	mi := &file_backend_v1_profile_proto_msgTypes[11]
+	mi := &file_backend_v1_profile_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +811,7 @@ func (x *ProfileParamsResponse) String() string {
 func (*ProfileParamsResponse) ProtoMessage() {}
 
 func (x *ProfileParamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[11]
+	mi := &file_backend_v1_profile_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +824,7 @@ func (x *ProfileParamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProfileParamsResponse.ProtoReflect.Descriptor instead.
 func (*ProfileParamsResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{11}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProfileParamsResponse) GetParams() []*ProfileParam {
@@ -693,7 +844,7 @@ type GetParamRequest struct {
 
 func (x *GetParamRequest) Reset() {
 	*x = GetParamRequest{}
-	mi := &file_backend_v1_profile_proto_msgTypes[12]
+	mi := &file_backend_v1_profile_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +856,7 @@ func (x *GetParamRequest) String() string {
 func (*GetParamRequest) ProtoMessage() {}
 
 func (x *GetParamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[12]
+	mi := &file_backend_v1_profile_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +869,7 @@ func (x *GetParamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetParamRequest.ProtoReflect.Descriptor instead.
 func (*GetParamRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{12}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetParamRequest) GetName() string {
@@ -744,7 +895,7 @@ type GetParamResponse struct {
 
 func (x *GetParamResponse) Reset() {
 	*x = GetParamResponse{}
-	mi := &file_backend_v1_profile_proto_msgTypes[13]
+	mi := &file_backend_v1_profile_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +907,7 @@ func (x *GetParamResponse) String() string {
 func (*GetParamResponse) ProtoMessage() {}
 
 func (x *GetParamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[13]
+	mi := &file_backend_v1_profile_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +920,7 @@ func (x *GetParamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetParamResponse.ProtoReflect.Descriptor instead.
 func (*GetParamResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{13}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetParamResponse) GetParam() *ProfileParam {
@@ -791,7 +942,7 @@ type SetParamRequest struct {
 
 func (x *SetParamRequest) Reset() {
 	*x = SetParamRequest{}
-	mi := &file_backend_v1_profile_proto_msgTypes[14]
+	mi := &file_backend_v1_profile_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +954,7 @@ func (x *SetParamRequest) String() string {
 func (*SetParamRequest) ProtoMessage() {}
 
 func (x *SetParamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[14]
+	mi := &file_backend_v1_profile_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +967,7 @@ func (x *SetParamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParamRequest.ProtoReflect.Descriptor instead.
 func (*SetParamRequest) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{14}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetParamRequest) GetName() string {
@@ -849,7 +1000,7 @@ type SetParamResponse struct {
 
 func (x *SetParamResponse) Reset() {
 	*x = SetParamResponse{}
-	mi := &file_backend_v1_profile_proto_msgTypes[15]
+	mi := &file_backend_v1_profile_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1012,7 @@ func (x *SetParamResponse) String() string {
 func (*SetParamResponse) ProtoMessage() {}
 
 func (x *SetParamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_v1_profile_proto_msgTypes[15]
+	mi := &file_backend_v1_profile_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1025,7 @@ func (x *SetParamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParamResponse.ProtoReflect.Descriptor instead.
 func (*SetParamResponse) Descriptor() ([]byte, []int) {
-	return file_backend_v1_profile_proto_rawDescGZIP(), []int{15}
+	return file_backend_v1_profile_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetParamResponse) GetParam() *ProfileParam {
@@ -889,7 +1040,7 @@ var File_backend_v1_profile_proto protoreflect.FileDescriptor
 const file_backend_v1_profile_proto_rawDesc = "" +
 	"\n" +
 	"\x18backend/v1/profile.proto\x12\n" +
-	"backend.v1\"k\n" +
+	"backend.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n" +
 	"\vProfileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x14\n" +
@@ -921,10 +1072,26 @@ const file_backend_v1_profile_proto_rawDesc = "" +
 	"\x14ListProfilesResponse\x123\n" +
 	"\bprofiles\x18\x01 \x03(\v2\x17.backend.v1.ProfileInfoR\bprofiles\"(\n" +
 	"\x12ShowProfileRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"z\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xad\x01\n" +
 	"\x13ShowProfileResponse\x121\n" +
 	"\aprofile\x18\x01 \x01(\v2\x17.backend.v1.ProfileInfoR\aprofile\x120\n" +
-	"\x06params\x18\x02 \x03(\v2\x18.backend.v1.ProfileParamR\x06params\"*\n" +
+	"\x06params\x18\x02 \x03(\v2\x18.backend.v1.ProfileParamR\x06params\x121\n" +
+	"\asession\x18\x03 \x01(\v2\x17.backend.v1.SessionInfoR\asession\"\xa2\x03\n" +
+	"\vSessionInfo\x12\x10\n" +
+	"\x03jid\x18\x01 \x01(\tR\x03jid\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12'\n" +
+	"\x0fendpoint_origin\x18\x03 \x01(\tR\x0eendpointOrigin\x12\x1d\n" +
+	"\n" +
+	"direct_tls\x18\x04 \x01(\bR\tdirectTls\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vtls_version\x18\x06 \x01(\tR\n" +
+	"tlsVersion\x12(\n" +
+	"\x10tls_cipher_suite\x18\a \x01(\tR\x0etlsCipherSuite\x12%\n" +
+	"\x0esasl_mechanism\x18\b \x01(\tR\rsaslMechanism\x12'\n" +
+	"\x0fchannel_binding\x18\t \x01(\tR\x0echannelBinding\x12=\n" +
+	"\fconnected_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12)\n" +
+	"\x10failed_endpoints\x18\v \x03(\tR\x0ffailedEndpoints\"*\n" +
 	"\x14DeleteProfileRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
 	"\x15DeleteProfileResponse\"*\n" +
@@ -964,7 +1131,7 @@ func file_backend_v1_profile_proto_rawDescGZIP() []byte {
 	return file_backend_v1_profile_proto_rawDescData
 }
 
-var file_backend_v1_profile_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_backend_v1_profile_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_backend_v1_profile_proto_goTypes = []any{
 	(*ProfileInfo)(nil),           // 0: backend.v1.ProfileInfo
 	(*ProfileParam)(nil),          // 1: backend.v1.ProfileParam
@@ -974,44 +1141,48 @@ var file_backend_v1_profile_proto_goTypes = []any{
 	(*ListProfilesResponse)(nil),  // 5: backend.v1.ListProfilesResponse
 	(*ShowProfileRequest)(nil),    // 6: backend.v1.ShowProfileRequest
 	(*ShowProfileResponse)(nil),   // 7: backend.v1.ShowProfileResponse
-	(*DeleteProfileRequest)(nil),  // 8: backend.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil), // 9: backend.v1.DeleteProfileResponse
-	(*ProfileParamsRequest)(nil),  // 10: backend.v1.ProfileParamsRequest
-	(*ProfileParamsResponse)(nil), // 11: backend.v1.ProfileParamsResponse
-	(*GetParamRequest)(nil),       // 12: backend.v1.GetParamRequest
-	(*GetParamResponse)(nil),      // 13: backend.v1.GetParamResponse
-	(*SetParamRequest)(nil),       // 14: backend.v1.SetParamRequest
-	(*SetParamResponse)(nil),      // 15: backend.v1.SetParamResponse
-	nil,                           // 16: backend.v1.CreateProfileRequest.ParamsEntry
+	(*SessionInfo)(nil),           // 8: backend.v1.SessionInfo
+	(*DeleteProfileRequest)(nil),  // 9: backend.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil), // 10: backend.v1.DeleteProfileResponse
+	(*ProfileParamsRequest)(nil),  // 11: backend.v1.ProfileParamsRequest
+	(*ProfileParamsResponse)(nil), // 12: backend.v1.ProfileParamsResponse
+	(*GetParamRequest)(nil),       // 13: backend.v1.GetParamRequest
+	(*GetParamResponse)(nil),      // 14: backend.v1.GetParamResponse
+	(*SetParamRequest)(nil),       // 15: backend.v1.SetParamRequest
+	(*SetParamResponse)(nil),      // 16: backend.v1.SetParamResponse
+	nil,                           // 17: backend.v1.CreateProfileRequest.ParamsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_backend_v1_profile_proto_depIdxs = []int32{
-	16, // 0: backend.v1.CreateProfileRequest.params:type_name -> backend.v1.CreateProfileRequest.ParamsEntry
+	17, // 0: backend.v1.CreateProfileRequest.params:type_name -> backend.v1.CreateProfileRequest.ParamsEntry
 	0,  // 1: backend.v1.CreateProfileResponse.profile:type_name -> backend.v1.ProfileInfo
 	0,  // 2: backend.v1.ListProfilesResponse.profiles:type_name -> backend.v1.ProfileInfo
 	0,  // 3: backend.v1.ShowProfileResponse.profile:type_name -> backend.v1.ProfileInfo
 	1,  // 4: backend.v1.ShowProfileResponse.params:type_name -> backend.v1.ProfileParam
-	1,  // 5: backend.v1.ProfileParamsResponse.params:type_name -> backend.v1.ProfileParam
-	1,  // 6: backend.v1.GetParamResponse.param:type_name -> backend.v1.ProfileParam
-	1,  // 7: backend.v1.SetParamResponse.param:type_name -> backend.v1.ProfileParam
-	2,  // 8: backend.v1.ProfileService.Create:input_type -> backend.v1.CreateProfileRequest
-	4,  // 9: backend.v1.ProfileService.List:input_type -> backend.v1.ListProfilesRequest
-	6,  // 10: backend.v1.ProfileService.Show:input_type -> backend.v1.ShowProfileRequest
-	8,  // 11: backend.v1.ProfileService.Delete:input_type -> backend.v1.DeleteProfileRequest
-	10, // 12: backend.v1.ProfileService.Params:input_type -> backend.v1.ProfileParamsRequest
-	12, // 13: backend.v1.ProfileService.Get:input_type -> backend.v1.GetParamRequest
-	14, // 14: backend.v1.ProfileService.Set:input_type -> backend.v1.SetParamRequest
-	3,  // 15: backend.v1.ProfileService.Create:output_type -> backend.v1.CreateProfileResponse
-	5,  // 16: backend.v1.ProfileService.List:output_type -> backend.v1.ListProfilesResponse
-	7,  // 17: backend.v1.ProfileService.Show:output_type -> backend.v1.ShowProfileResponse
-	9,  // 18: backend.v1.ProfileService.Delete:output_type -> backend.v1.DeleteProfileResponse
-	11, // 19: backend.v1.ProfileService.Params:output_type -> backend.v1.ProfileParamsResponse
-	13, // 20: backend.v1.ProfileService.Get:output_type -> backend.v1.GetParamResponse
-	15, // 21: backend.v1.ProfileService.Set:output_type -> backend.v1.SetParamResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 5: backend.v1.ShowProfileResponse.session:type_name -> backend.v1.SessionInfo
+	18, // 6: backend.v1.SessionInfo.connected_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: backend.v1.ProfileParamsResponse.params:type_name -> backend.v1.ProfileParam
+	1,  // 8: backend.v1.GetParamResponse.param:type_name -> backend.v1.ProfileParam
+	1,  // 9: backend.v1.SetParamResponse.param:type_name -> backend.v1.ProfileParam
+	2,  // 10: backend.v1.ProfileService.Create:input_type -> backend.v1.CreateProfileRequest
+	4,  // 11: backend.v1.ProfileService.List:input_type -> backend.v1.ListProfilesRequest
+	6,  // 12: backend.v1.ProfileService.Show:input_type -> backend.v1.ShowProfileRequest
+	9,  // 13: backend.v1.ProfileService.Delete:input_type -> backend.v1.DeleteProfileRequest
+	11, // 14: backend.v1.ProfileService.Params:input_type -> backend.v1.ProfileParamsRequest
+	13, // 15: backend.v1.ProfileService.Get:input_type -> backend.v1.GetParamRequest
+	15, // 16: backend.v1.ProfileService.Set:input_type -> backend.v1.SetParamRequest
+	3,  // 17: backend.v1.ProfileService.Create:output_type -> backend.v1.CreateProfileResponse
+	5,  // 18: backend.v1.ProfileService.List:output_type -> backend.v1.ListProfilesResponse
+	7,  // 19: backend.v1.ProfileService.Show:output_type -> backend.v1.ShowProfileResponse
+	10, // 20: backend.v1.ProfileService.Delete:output_type -> backend.v1.DeleteProfileResponse
+	12, // 21: backend.v1.ProfileService.Params:output_type -> backend.v1.ProfileParamsResponse
+	14, // 22: backend.v1.ProfileService.Get:output_type -> backend.v1.GetParamResponse
+	16, // 23: backend.v1.ProfileService.Set:output_type -> backend.v1.SetParamResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_backend_v1_profile_proto_init() }
@@ -1025,7 +1196,7 @@ func file_backend_v1_profile_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_v1_profile_proto_rawDesc), len(file_backend_v1_profile_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

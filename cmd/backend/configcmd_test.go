@@ -28,7 +28,7 @@ func TestConfigReferenceHasProfileParams(t *testing.T) {
 		"### `cache` (declared by pubsubcache)",
 		"| `cache.item_limit` | int | `10000` | >= 1 | no |",
 		"### `connection` (declared by core)",
-		"| `connection.port` | int | `5222` | 1..65535 | yes |",
+		"| `connection.port` | int | `0` | 0..65535 | yes |",
 		"| `connection.password` | secret | (none) |",
 		"### `microblog` (declared by microblog)",
 		"| `microblog.keep_xhtml` | bool | `true` |",

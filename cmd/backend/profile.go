@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -47,6 +48,37 @@ type paramJSON struct {
 	Help           string  `json:"help"`
 	Secret         bool    `json:"secret"`
 	NeedsReconnect bool    `json:"needs_reconnect"`
+}
+
+// sessionJSON is the live stream in `profile show` (null without one).
+type sessionJSON struct {
+	JID             string   `json:"jid"`
+	Endpoint        string   `json:"endpoint"`
+	EndpointOrigin  string   `json:"endpoint_origin"`
+	DirectTLS       bool     `json:"direct_tls"`
+	Address         string   `json:"address"`
+	TLSVersion      string   `json:"tls_version"`
+	TLSCipherSuite  string   `json:"tls_cipher_suite"`
+	SASLMechanism   string   `json:"sasl_mechanism"`
+	ChannelBinding  *string  `json:"channel_binding"`
+	ConnectedAt     string   `json:"connected_at"`
+	FailedEndpoints []string `json:"failed_endpoints"`
+}
+
+func sessionOut(m *backendv1.SessionInfo) *sessionJSON {
+	if m == nil {
+		return nil
+	}
+	out := &sessionJSON{
+		JID: m.GetJid(), Endpoint: m.GetEndpoint(), EndpointOrigin: m.GetEndpointOrigin(), DirectTLS: m.GetDirectTls(),
+		Address: m.GetAddress(), TLSVersion: m.GetTlsVersion(), TLSCipherSuite: m.GetTlsCipherSuite(),
+		SASLMechanism: m.GetSaslMechanism(), ConnectedAt: m.GetConnectedAt().AsTime().UTC().Format(time.RFC3339),
+		FailedEndpoints: append([]string{}, m.GetFailedEndpoints()...),
+	}
+	if cb := m.GetChannelBinding(); cb != "" {
+		out.ChannelBinding = &cb
+	}
+	return out
 }
 
 func profileOut(p *backendv1.ProfileInfo) profileJSON {
@@ -99,14 +131,16 @@ with the value on stdin.`,
 func (a *app) profileCreateCommand() *cobra.Command {
 	var jid, passwordFile, passwordEnv, host, caFile string
 	var port int
-	var noTLSVerify, autoconnect bool
+	var noTLSVerify, autoconnect, directTLS bool
 	cmd := &cobra.Command{
-		Use:   "create NAME --jid JID (--password-file FILE | --password-env VAR) [--host HOST] [--port N] [--ca-file FILE] [--no-tls-verify] [--autoconnect]",
+		Use:   "create NAME --jid JID (--password-file FILE | --password-env VAR) [--host HOST] [--port N] [--direct-tls] [--ca-file FILE] [--no-tls-verify] [--autoconnect]",
 		Short: "Create a profile",
 		Long: `Create a profile: NAME is 1 to 64 ASCII letters, digits, '_', '.' or '-',
 starting with a letter or a digit; JID is the bare JID of the account. The
 password is read from a file (one trailing newline is dropped) or from an
-environment variable, never from the command line.
+environment variable, never from the command line. Without --host and
+--port the server is discovered from the JID's domain (DNS SRV records, then
+the domain on 5222); 'backend profile show NAME' tells what was found.
 
 With -o json the output is the new profile: {"name","jid","state","autoconnect"}.`,
 		Args: cobra.ExactArgs(1),
@@ -122,6 +156,9 @@ With -o json the output is the new profile: {"name","jid","state","autoconnect"}
 			}
 			if f.Changed("port") {
 				req.Params[profiles.KeyPort] = fmt.Sprint(port)
+			}
+			if f.Changed("direct-tls") {
+				req.Params[profiles.KeyDirectTLS] = fmt.Sprint(directTLS)
 			}
 			if f.Changed("ca-file") {
 				if req.Params[profiles.KeyCAFile], err = absPath(caFile); err != nil {
@@ -154,8 +191,9 @@ With -o json the output is the new profile: {"name","jid","state","autoconnect"}
 	f.StringVar(&jid, "jid", "", "bare JID of the account (user@domain)")
 	f.StringVar(&passwordFile, "password-file", "", "read the account password from this file")
 	f.StringVar(&passwordEnv, "password-env", "", "read the account password from this environment variable")
-	f.StringVar(&host, "host", "", "server host to connect to (default: the JID's domain)")
-	f.IntVar(&port, "port", 0, "server port, 1..65535 (default: params.connection.port of the daemon config, else 5222)")
+	f.StringVar(&host, "host", "", "server host to connect to (default: discovered from the JID's domain: DNS SRV records, then the domain)")
+	f.IntVar(&port, "port", 0, "server port, 1..65535, skips discovery (default: discovered; 5222 with --host; params.connection.port of the daemon config when set there)")
+	f.BoolVar(&directTLS, "direct-tls", false, "with --host or --port: TLS from the first byte (XEP-0368) instead of STARTTLS")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of extra CA certificates to trust")
 	f.BoolVar(&noTLSVerify, "no-tls-verify", false, "do not verify the server's TLS certificate (testing only)")
 	f.BoolVar(&autoconnect, "autoconnect", false, "connect this profile when the daemon starts")
@@ -244,8 +282,14 @@ func (a *app) profileShowCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a profile and its parameters",
-		Long: `Show a profile and its parameters. With -o json:
-{"name","jid","state","autoconnect","params":[…]} (params as in 'profile params').`,
+		Long: `Show a profile, what its live stream negotiated, and its parameters. With -o json:
+{"name","jid","state","autoconnect","session","params":[…]} (params as in
+'profile params'); "session" is null without a live stream, else
+{"jid","endpoint","endpoint_origin","direct_tls","address","tls_version",
+"tls_cipher_suite","sasl_mechanism","channel_binding","connected_at",
+"failed_endpoints"}: endpoint_origin is "srv:_xmpps-client",
+"srv:_xmpp-client", "domain" or "configured"; channel_binding is null
+without one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -258,14 +302,32 @@ func (a *app) profileShowCommand() *cobra.Command {
 			}
 			p := profileOut(res.Msg.GetProfile())
 			ps := paramsOut(res.Msg.GetParams())
+			sess := sessionOut(res.Msg.GetSession())
 			if a.jsonOutput() {
 				return a.printJSON(struct {
 					profileJSON
-					Params []paramJSON `json:"params"`
-				}{p, ps})
+					Session *sessionJSON `json:"session"`
+					Params  []paramJSON  `json:"params"`
+				}{p, sess, ps})
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 2, 2, ' ', 0)
 			fmt.Fprintf(w, "name\t%s\njid\t%s\nstate\t%s\nautoconnect\t%t\n", p.Name, p.JID, p.State, p.Autoconnect)
+			if sess != nil {
+				kind := "STARTTLS"
+				if sess.DirectTLS {
+					kind = "direct TLS"
+				}
+				cb := "none"
+				if sess.ChannelBinding != nil {
+					cb = *sess.ChannelBinding
+				}
+				fmt.Fprintf(w, "bound jid\t%s\nendpoint\t%s (%s, %s) at %s\ntls\t%s %s\nsasl\t%s (channel binding: %s)\nconnected at\t%s\n",
+					sess.JID, sess.Endpoint, kind, sess.EndpointOrigin, sess.Address, sess.TLSVersion, sess.TLSCipherSuite,
+					sess.SASLMechanism, cb, sess.ConnectedAt)
+				for _, f := range sess.FailedEndpoints {
+					fmt.Fprintf(w, "failed first\t%s\n", f)
+				}
+			}
 			if err := w.Flush(); err != nil {
 				return err
 			}

@@ -121,7 +121,7 @@ func TestProfileCLI(t *testing.T) {
 	}
 	// Every type's validation through `profile set`.
 	for _, tc := range [][2]string{
-		{"connection.port", "0"}, {"connection.port", "65536"}, {"connection.port", "abc"},
+		{"connection.port", "1.5"}, {"connection.port", "65536"}, {"connection.port", "abc"},
 		{"connection.tls_verify", "maybe"}, {"connection.autoconnect", "2"},
 		{"connection.host", "bad host"}, {"connection.jid", "not a jid"}, {"connection.resource", "a\x01"},
 	} {
@@ -161,7 +161,7 @@ func TestProfileCLI(t *testing.T) {
 	check("connection.host", "xmpp.example.org", "profile")
 	check("connection.autoconnect", true, "profile")
 	check("connection.tls_verify", true, "default")
-	if p := byKey["connection.port"]; p["bounds"] != "1..65535" || p["default"] != float64(5222) || p["type"] != "int" || p["needs_reconnect"] != true {
+	if p := byKey["connection.port"]; p["bounds"] != "0..65535" || p["default"] != float64(0) || p["type"] != "int" || p["needs_reconnect"] != true {
 		t.Errorf("port = %v", p)
 	}
 	if p := byKey["connection.host"]; p["bounds"] != nil {
@@ -186,12 +186,12 @@ func TestProfileCLI(t *testing.T) {
 		t.Errorf("--no-tls-verify: %s", out)
 	}
 	out, _, _ = run("", "profile", "show", "alice", "-o", "json")
-	if m := decode(t, out); jsonKeys(m) != "autoconnect,jid,name,params,state" {
+	if m := decode(t, out); jsonKeys(m) != "autoconnect,jid,name,params,session,state" || m["session"] != nil {
 		t.Errorf("show = %s", out)
 	}
 	// Human tables.
 	out, _, _ = run("", "profile", "params", "alice")
-	for _, s := range []string{"KEY", "SOURCE", "connection.port", "5223", "1..65535", "TCP port", "********"} {
+	for _, s := range []string{"KEY", "SOURCE", "connection.port", "5223", "0..65535", "TCP port", "********"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("params table lacks %q:\n%s", s, out)
 		}

@@ -18,8 +18,9 @@ import (
 	"example.org/backend/internal/testsvc"
 )
 
-// servers are shared by the tests of this package (stopped by TestMain).
-var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw", "bob": "bob-pw"}}
+// servers are shared by the tests of this package (stopped by TestMain);
+// they have direct TLS listeners for the discovery tests.
+var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw", "bob": "bob-pw"}, DirectTLS: true}
 
 // startXMPP returns the shared server of kind and records its use; the
 // tests use distinct node names.

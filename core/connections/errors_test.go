@@ -22,9 +22,16 @@ func TestConnectErrorMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := profiles.Connection{Profile: "alice", JID: account, Host: "xmpp.example.org", Port: 5222}
+	configured := session.Endpoint{Host: "xmpp.example.org", Port: 5222, Origin: session.OriginConfigured}
 	dial := func(inner error) error {
-		return fmt.Errorf("connect to xmpp.example.org:5222: %w", &net.OpError{Op: "dial", Net: "tcp", Err: inner})
+		return &session.ConnectError{Domain: "example.org", Attempts: []session.Attempt{{Endpoint: configured, Err: &net.OpError{Op: "dial", Net: "tcp", Err: inner}}}}
 	}
+	discovered := &session.ConnectError{Domain: "example.org", Notes: []string{"SRV lookup of _xmpps-client._tcp.example.org failed: timeout"}, Attempts: []session.Attempt{
+		{Endpoint: session.Endpoint{Host: "a.example.org", Port: 5223, DirectTLS: true, Origin: session.OriginSRVDirectTLS},
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}},
+		{Endpoint: session.Endpoint{Host: "example.org", Port: 5222, Origin: session.OriginDomain},
+			Err: fmt.Errorf("tls handshake: %w", errors.New("x509: certificate signed by unknown authority"))},
+	}}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -38,6 +45,12 @@ func TestConnectErrorMessages(t *testing.T) {
 			[]string{"xmpp.example.org:5222", "no such host xmpp.example.org", "connection.host", "backend profile params alice"}},
 		{"dns timeout", dial(&net.DNSError{Err: "i/o timeout", Name: "xmpp.example.org", IsTimeout: true}),
 			[]string{"xmpp.example.org:5222", "timed out", "connection.host"}},
+		{"discovered endpoints", discovered,
+			[]string{"cannot reach the XMPP server of example.org", "a.example.org:5223 (direct TLS, srv:_xmpps-client): connection refused",
+				"example.org:5222 (STARTTLS, domain): tls handshake: x509: certificate signed by unknown authority",
+				"SRV lookup of _xmpps-client._tcp.example.org failed", "DNS SRV records", "connection.dns_server", "connection.host", "backend profile params alice"}},
+		{"no service", fmt.Errorf("example.org: %w", session.ErrNoService),
+			[]string{"example.org publishes no XMPP client service", "connection.host", "backend profile params alice"}},
 		{"other auth failure", &session.AuthError{Condition: "no-mechanism"},
 			[]string{"connect profile alice", "no-mechanism"}},
 	} {

@@ -96,6 +96,7 @@ func New(h *core.Host, ps *profiles.Service, plugins *core.Plugins, opts Options
 	}
 	m.declareMetrics()
 	ps.SetStateFunc(m.State)
+	ps.SetConnInfoFunc(m.ConnInfo)
 	ps.SetBeforeDelete(func(ctx context.Context, name string) {
 		if err := m.Disconnect(ctx, name); err != nil {
 			m.log.Warn("disconnect of a deleted profile", "profile", name, "err", err)
@@ -178,6 +179,17 @@ func (m *Manager) State(profile string) string {
 	return string(s.State())
 }
 
+// ConnInfo describes the live stream of a profile; false without one.
+func (m *Manager) ConnInfo(profile string) (session.ConnInfo, bool) {
+	m.mu.Lock()
+	s := m.sessions[profile]
+	m.mu.Unlock()
+	if s == nil {
+		return session.ConnInfo{}, false
+	}
+	return s.ConnInfo()
+}
+
 // Session implements core.Sessions.
 func (m *Manager) Session(profile string) (core.XMPP, error) {
 	m.mu.Lock()
@@ -223,7 +235,8 @@ func (m *Manager) Connect(ctx context.Context, profile string) error {
 	}
 	s := session.New(session.Config{
 		JID: conn.JID.Bare().String(), Password: conn.Password, Resource: conn.Resource,
-		Host: conn.Host, Port: conn.Port, CAFile: conn.CAFile, InsecureSkipVerify: !conn.TLSVerify,
+		Host: conn.Host, Port: conn.Port, DirectTLS: conn.DirectTLS, DNSServer: conn.DNSServer,
+		CAFile: conn.CAFile, InsecureSkipVerify: !conn.TLSVerify,
 		Timeout: m.opts.Timeout, PingInterval: m.opts.PingInterval, PingTimeout: m.opts.PingTimeout, Backoff: m.opts.Backoff,
 		Log: m.host.Log.With("profile", profile),
 	}, m.handlers(profile, conn.JID.Bare().String()))

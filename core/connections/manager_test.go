@@ -173,6 +173,12 @@ func TestConnectDisconnect(t *testing.T) {
 			if p.State != "connected" {
 				t.Errorf("profiles report state %q", p.State)
 			}
+			// profile show's session: the configured endpoint, TLS, SASL.
+			info, ok := f.ps.ConnInfo("alice")
+			if !ok || info.Endpoint.Addr() != srv.Addr() || info.Endpoint.Origin != session.OriginConfigured ||
+				!strings.HasPrefix(info.TLSVersion, "TLS 1.") || !strings.HasPrefix(info.Mechanism, "SCRAM-SHA-") || info.JID != x.JID() {
+				t.Errorf("ConnInfo = %+v, %v", info, ok)
+			}
 			// Connecting again is a no-op.
 			if err := f.m.Connect(ctx, "alice"); err != nil {
 				t.Fatal(err)
@@ -185,6 +191,9 @@ func TestConnectDisconnect(t *testing.T) {
 			}
 			if _, err := f.m.Session("alice"); !errors.Is(err, core.ErrNotConnected) {
 				t.Errorf("session after disconnect: %v", err)
+			}
+			if _, ok := f.ps.ConnInfo("alice"); ok {
+				t.Error("ConnInfo after disconnect")
 			}
 			eventually(t, "the disconnected hook", func() bool { return strings.Contains(f.hooks.String(), "disconnected:alice") })
 			if n := f.m.IQsSent()["alice"]; n < 1 {

@@ -88,7 +88,7 @@ func TestBadParamsConfigRefusesStart(t *testing.T) {
 		msg    string
 	}{
 		{map[string]string{"connection.prot": "5222"}, `unknown parameter "connection.prot" (did you mean connection.port?)`},
-		{map[string]string{"connection.port": "0"}, "connection.port: 0 is out of range"},
+		{map[string]string{"connection.port": "70000"}, "connection.port: 70000 is out of range"},
 		{map[string]string{"connection.password": "x"}, "a secret cannot be set in the config file"},
 	} {
 		dir := shortDir(t)

@@ -22,6 +22,19 @@ func TestParse(t *testing.T) {
 		{in: "alice@example.org/a/b@c d", want: JID{"alice", "example.org", "a/b@c d"}},
 		{in: "example.org/res", want: JID{"", "example.org", "res"}},
 		{in: "élodie@exâmple.org", want: JID{"élodie", "exâmple.org", ""}},
+		// PRECIS and IDNA mappings (RFC 7622): case, width, NFC, A-labels.
+		{in: "Alice@Example.ORG/Phone", want: JID{"alice", "example.org", "Phone"}},
+		{in: "ＡＬＩＣＥ@ＥＸＡＭＰＬＥ.org", want: JID{"alice", "example.org", ""}},
+		{in: "Élodie@example.org", want: JID{"élodie", "example.org", ""}},
+		{in: "ÉLODIE@example.org", want: JID{"élodie", "example.org", ""}},
+		{in: "alice@XN--BCHER-KVA.example", want: JID{"alice", "bücher.example", ""}},
+		{in: "alice@BÜCHER.example", want: JID{"alice", "bücher.example", ""}},
+		{in: "alice@example。org", want: JID{"alice", "example.org", ""}},
+		{in: "alice@example.org/a b", want: JID{"alice", "example.org", "a b"}},
+		{in: "alice@example.org/Résumé", want: JID{"alice", "example.org", "Résumé"}},
+		{in: "a＠b@example.org", err: "may not contain '@'"},
+		{in: "☃@example.org", err: "UsernameCaseMapped"},
+		{in: "alice@xn--a.example", err: "IDNA"},
 		{in: "bob@[::1]", want: JID{"bob", "[::1]", ""}},
 		{in: "bob@127.0.0.1", want: JID{"bob", "127.0.0.1", ""}},
 		{in: long + "@example.org", want: JID{long, "example.org", ""}},
@@ -41,11 +54,11 @@ func TestParse(t *testing.T) {
 		{in: "alice@exa mple.org", err: "whitespace"},
 		{in: "alice@example.org:5222", err: "may not contain ':'"},
 		{in: "alice@example..org", err: "empty label"},
-		{in: "alice@-example.org", err: "may not start or end with '-'"},
+		{in: "alice@-example.org", err: `invalid label "-example"`},
 		{in: "alice@[::1", err: "[address]"},
 		{in: "alice@[1.2.3.4]", err: "not an IPv6"},
 		{in: "alice@example.org/\x00", err: "control"},
-		{in: "alice@example.org/ x", err: "start or end with a space"},
+		{in: "alice@example.org/ x", want: JID{"alice", "example.org", " x"}},
 		{in: "alice@example.org/a\nb", err: "control"},
 		{in: "\xff@example.org", err: "UTF-8"},
 		{in: long + "a@example.org", err: "at most 1023"},
@@ -76,7 +89,7 @@ func TestParseBareAndAccount(t *testing.T) {
 		t.Errorf("ParseAccount without localpart: %v", err)
 	}
 	j, err := ParseAccount("Alice@EXAMPLE.org")
-	if err != nil || j.String() != "Alice@example.org" {
+	if err != nil || j.String() != "alice@example.org" {
 		t.Errorf("ParseAccount = %v, %v", j, err)
 	}
 	full := JID{"a", "b.c", "r"}
@@ -103,7 +116,8 @@ func TestValidateHelpers(t *testing.T) {
 // FuzzParse checks that whatever parses prints back to a JID that parses to
 // the same value, within the length limits and with a lowercase domain.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"alice@example.org", "a@b/c", "example.org", "x@[::1]/r/s", "É@Ü.de.", "@", "/", "a@b@c", "\xff"} {
+	for _, s := range []string{"alice@example.org", "a@b/c", "example.org", "x@[::1]/r/s", "É@Ü.de.", "@", "/", "a@b@c", "\xff",
+		"ＡＬＩＣＥ@ＥＸＡＭＰＬＥ.org/Ｒ", "alice@XN--BCHER-KVA.example", "E\u0301@x\u3002y", "a\uff20b@c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -125,6 +139,10 @@ func FuzzParse(f *testing.F) {
 		again, err := Parse(j.String())
 		if err != nil || again != j {
 			t.Fatalf("Parse(%q) = %#v, but Parse(%q) = %#v, %v", s, j, j.String(), again, err)
+		}
+		// The canonical domain has an ASCII form for DNS and TLS.
+		if _, err := ASCIIDomain(j.Domain); err != nil {
+			t.Fatalf("Parse(%q) = %#v, but ASCIIDomain: %v", s, j, err)
 		}
 	})
 }

@@ -6,11 +6,13 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core/jid"
 	"example.org/backend/core/params"
+	"example.org/backend/core/session"
 )
 
 // NewHandler returns the path and handler of the API's ProfileService,
@@ -101,7 +103,24 @@ func (a *apiService) Show(ctx context.Context, req *connect.Request[backendv1.Sh
 	if err != nil {
 		return nil, a.apiError(err)
 	}
-	return connect.NewResponse(&backendv1.ShowProfileResponse{Profile: profileMessage(p), Params: paramMessages(rs)}), nil
+	res := &backendv1.ShowProfileResponse{Profile: profileMessage(p), Params: paramMessages(rs)}
+	if info, ok := a.s.ConnInfo(req.Msg.GetName()); ok {
+		res.Session = SessionMessage(info)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// SessionMessage converts what a live stream negotiated for the API.
+func SessionMessage(info session.ConnInfo) *backendv1.SessionInfo {
+	m := &backendv1.SessionInfo{
+		Jid: info.JID, Endpoint: info.Endpoint.Addr(), EndpointOrigin: info.Endpoint.Origin, DirectTls: info.Endpoint.DirectTLS,
+		Address: info.Address, TlsVersion: info.TLSVersion, TlsCipherSuite: info.CipherSuite,
+		SaslMechanism: info.Mechanism, ChannelBinding: info.ChannelBinding, ConnectedAt: timestamppb.New(info.Since),
+	}
+	for _, a := range info.Failed {
+		m.FailedEndpoints = append(m.FailedEndpoints, a.Endpoint.String()+": "+a.Err.Error())
+	}
+	return m
 }
 
 func (a *apiService) Delete(ctx context.Context, req *connect.Request[backendv1.DeleteProfileRequest]) (*connect.Response[backendv1.DeleteProfileResponse], error) {

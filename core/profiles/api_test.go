@@ -71,7 +71,7 @@ func TestAPI(t *testing.T) {
 		{"bad value", func() error {
 			_, err := c.Set(ctx, connect.NewRequest(&backendv1.SetParamRequest{Name: "alice", Key: KeyPort, Value: "x"}))
 			return err
-		}, connect.CodeInvalidArgument, "accepts an integer in 1..65535"},
+		}, connect.CodeInvalidArgument, "accepts an integer in 0..65535"},
 	} {
 		err := tc.call()
 		if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
@@ -88,7 +88,7 @@ func TestAPI(t *testing.T) {
 	for _, p := range params.Msg.GetParams() {
 		got[p.GetKey()] = p
 	}
-	if p := got[KeyPort]; p.GetValue() != "5269" || p.GetSource() != "config" || p.GetDefaultValue() != "5222" || p.GetBounds() != "1..65535" ||
+	if p := got[KeyPort]; p.GetValue() != "5269" || p.GetSource() != "config" || p.GetDefaultValue() != "0" || p.GetBounds() != "0..65535" ||
 		p.GetType() != "int" || !p.GetNeedsReconnect() || p.GetHelp() == "" || p.GetOwner() != Owner {
 		t.Errorf("port = %v", p)
 	}

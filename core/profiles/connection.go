@@ -8,6 +8,7 @@ import (
 
 	"example.org/backend/core/jid"
 	"example.org/backend/core/params"
+	"example.org/backend/core/session"
 )
 
 // Keys of the connection parameters the core declares (DESIGN §9).
@@ -20,6 +21,8 @@ const (
 	KeyCAFile      = "connection.ca_file"
 	KeyAutoconnect = "connection.autoconnect"
 	KeyResource    = "connection.resource"
+	KeyDirectTLS   = "connection.direct_tls"
+	KeyDNSServer   = "connection.dns_server"
 )
 
 // Owner is the owner of the parameters the core declares.
@@ -36,9 +39,13 @@ func ConnectionDecls() []params.Decl {
 		{Category: "connection", Name: "password", Type: params.TypeSecret, NeedsReconnect: true,
 			Help: "Password of the account, stored encrypted; set it with `backend profile set NAME connection.password -` (read from stdin)."},
 		{Category: "connection", Name: "host", Type: params.TypeString, Default: "", NeedsReconnect: true,
-			Help: "Server host name or IP address to connect to; empty means the JID's domain."},
-		{Category: "connection", Name: "port", Type: params.TypeInt, Default: "5222", Min: params.Int64(1), Max: params.Int64(65535), NeedsReconnect: true,
-			Help: "TCP port of the server's client-to-server (STARTTLS) service."},
+			Help: "Server host name or IP address to connect to, instead of discovering it; empty (with connection.port 0) discovers it: the DNS SRV records of the JID's domain (_xmpps-client._tcp for direct TLS, _xmpp-client._tcp for STARTTLS), then the domain on 5222. The certificate is always checked for the JID's domain."},
+		{Category: "connection", Name: "port", Type: params.TypeInt, Default: "0", Min: params.Int64(0), Max: params.Int64(65535), NeedsReconnect: true,
+			Help: "TCP port of connection.host (of the JID's domain when the host is empty), which skips discovery; 0 discovers the server, or means 5222 with connection.host set."},
+		{Category: "connection", Name: "direct_tls", Type: params.TypeBool, Default: "false", NeedsReconnect: true,
+			Help: "With connection.host or connection.port set: TLS from the first byte (XEP-0368, e.g. port 5223 or 443) instead of STARTTLS. Discovered servers say themselves which they offer."},
+		{Category: "connection", Name: "dns_server", Type: params.TypeString, Default: "", NeedsReconnect: true,
+			Help: "DNS server for the SRV and address lookups of this profile: an IP address with an optional port (192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53); empty uses the system's resolver."},
 		{Category: "connection", Name: "tls_verify", Type: params.TypeBool, Default: "true", NeedsReconnect: true,
 			Help: "Verify the server's TLS certificate; turn off only for testing."},
 		{Category: "connection", Name: "ca_file", Type: params.TypeString, Default: "", NeedsReconnect: true,
@@ -64,12 +71,17 @@ type Connection struct {
 	JID jid.JID
 	// Password is the decrypted password. Never log it.
 	Password string
-	// Host is the host to connect to: connection.host, or the JID's domain
-	// when that is empty (HostFromJID is then true).
-	Host        string
-	HostFromJID bool
-	Port        int
-	TLSVerify   bool
+	// Host is connection.host: the host to connect to, "" to discover it
+	// (unless Port is set).
+	Host string
+	// Port is connection.port: 0 discovers the server (or means 5222
+	// with a Host).
+	Port int
+	// DirectTLS is connection.direct_tls (for a set Host or Port).
+	DirectTLS bool
+	// DNSServer is connection.dns_server, "" for the system's resolver.
+	DNSServer string
+	TLSVerify bool
 	// CAFile is an extra PEM file of trusted CA certificates ("" for none).
 	CAFile      string
 	Autoconnect bool
@@ -89,7 +101,8 @@ func (c Connection) GoString() string { return c.String() }
 func (c Connection) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("profile", c.Profile), slog.String("jid", c.JID.String()),
-		slog.String("host", c.Host), slog.Int("port", c.Port), slog.Bool("tls_verify", c.TLSVerify),
+		slog.String("host", c.Host), slog.Int("port", c.Port), slog.Bool("direct_tls", c.DirectTLS),
+		slog.String("dns_server", c.DNSServer), slog.Bool("tls_verify", c.TLSVerify),
 		slog.String("resource", c.Resource),
 	)
 }
@@ -119,6 +132,14 @@ var extraChecks = map[string]extraCheck{
 				Accepts: "a host name, an IP address, or empty for the JID's domain"}
 		}
 		return d, nil
+	},
+	KeyDNSServer: func(v string) (string, *params.ValueError) {
+		out, err := session.ParseDNSServer(v)
+		if err != nil {
+			return "", &params.ValueError{Key: KeyDNSServer, Reason: quote(v) + " is not an IP address with an optional port",
+				Accepts: "an IP address, IP:port or [IPv6]:port, or empty for the system's resolver"}
+		}
+		return out, nil
 	},
 	KeyCAFile: func(v string) (string, *params.ValueError) {
 		if v == "" {

@@ -28,6 +28,7 @@ import (
 	"example.org/backend/core/jid"
 	"example.org/backend/core/params"
 	"example.org/backend/core/secrets"
+	"example.org/backend/core/session"
 	"example.org/backend/core/storage"
 	"example.org/backend/ent"
 	"example.org/backend/ent/param"
@@ -120,6 +121,9 @@ type Service struct {
 	config map[string]string
 	log    *slog.Logger
 	state  atomic.Pointer[StateFunc]
+	// connInfo describes a profile's live stream (installed by the
+	// session layer).
+	connInfo atomic.Pointer[ConnInfoFunc]
 	// beforeDelete runs before a profile is deleted (the session layer
 	// closes the profile's session there).
 	beforeDelete atomic.Pointer[func(ctx context.Context, name string)]
@@ -144,6 +148,23 @@ func New(h *core.Host, config map[string]string) *Service {
 // SetBeforeDelete installs f, run before a profile is deleted.
 func (s *Service) SetBeforeDelete(f func(ctx context.Context, name string)) {
 	s.beforeDelete.Store(&f)
+}
+
+// ConnInfoFunc returns what a profile's live stream negotiated, false
+// when the profile has none.
+type ConnInfoFunc func(profile string) (session.ConnInfo, bool)
+
+// SetConnInfoFunc installs the session layer's lookup of live streams.
+func (s *Service) SetConnInfoFunc(f ConnInfoFunc) {
+	s.connInfo.Store(&f)
+}
+
+// ConnInfo describes the profile's live stream; false when it has none.
+func (s *Service) ConnInfo(name string) (session.ConnInfo, bool) {
+	if f := s.connInfo.Load(); f != nil && *f != nil {
+		return (*f)(name)
+	}
+	return session.ConnInfo{}, false
 }
 
 // SetStateFunc installs the session layer's state lookup (nil restores
@@ -568,7 +589,7 @@ func (s *Service) ConnectionSettings(ctx context.Context, name string) (Connecti
 	for _, r := range s.resolveAll(st) {
 		vals[r.Decl.Key()] = r.Value
 	}
-	c := Connection{Profile: name, Host: vals[KeyHost], CAFile: vals[KeyCAFile], Resource: vals[KeyResource]}
+	c := Connection{Profile: name, Host: vals[KeyHost], CAFile: vals[KeyCAFile], Resource: vals[KeyResource], DNSServer: vals[KeyDNSServer]}
 	if c.JID, err = jid.ParseAccount(vals[KeyJID]); err != nil {
 		return Connection{}, fmt.Errorf("profile %s: %s: %w (set it with `backend profile set %s %s JID`)", quote(name), KeyJID, err, name, KeyJID)
 	}
@@ -576,15 +597,15 @@ func (s *Service) ConnectionSettings(ctx context.Context, name string) (Connecti
 	if err != nil {
 		return Connection{}, fmt.Errorf("profile %s: %s: %w", quote(name), KeyPort, err)
 	}
-	c.Port = int(port)
+	c.Port = int(port) // 0: discovery
+	if c.DirectTLS, err = params.ParseBool(vals[KeyDirectTLS]); err != nil {
+		return Connection{}, fmt.Errorf("profile %s: %s: %w", quote(name), KeyDirectTLS, err)
+	}
 	if c.TLSVerify, err = params.ParseBool(vals[KeyTLSVerify]); err != nil {
 		return Connection{}, fmt.Errorf("profile %s: %s: %w", quote(name), KeyTLSVerify, err)
 	}
 	if c.Autoconnect, err = params.ParseBool(vals[KeyAutoconnect]); err != nil {
 		return Connection{}, fmt.Errorf("profile %s: %s: %w", quote(name), KeyAutoconnect, err)
-	}
-	if c.Host == "" {
-		c.Host, c.HostFromJID = c.JID.Domain, true
 	}
 	if c.Password, err = s.secret(st, KeyPassword); err != nil {
 		return Connection{}, err

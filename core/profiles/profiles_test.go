@@ -239,7 +239,7 @@ func TestCreateRefusalsWriteNothing(t *testing.T) {
 			{"bad jid", CreateRequest{Name: "bob", JID: "bob@exa mple.org"}, params.ErrInvalidValue, "whitespace"},
 			{"full jid", CreateRequest{Name: "bob", JID: "bob@example.org/res"}, params.ErrInvalidValue, "bare JID"},
 			{"domain jid", CreateRequest{Name: "bob", JID: "example.org"}, params.ErrInvalidValue, "localpart"},
-			{"bad port", CreateRequest{Name: "bob", JID: "bob@example.org", Params: map[string]string{KeyPort: "0"}}, params.ErrInvalidValue, "1..65535"},
+			{"bad port", CreateRequest{Name: "bob", JID: "bob@example.org", Params: map[string]string{KeyPort: "-1"}}, params.ErrInvalidValue, "0..65535"},
 			{"unknown key", CreateRequest{Name: "bob", JID: "bob@example.org", Params: map[string]string{"connection.prot": "1"}}, params.ErrUnknownKey, "connection.port"},
 		} {
 			_, err := fx.svc.Create(ctx, tc.req)
@@ -294,9 +294,35 @@ func TestPrecedence(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := Connection{Profile: "alice", JID: jid.JID{Local: "alice", Domain: "example.org"}, Password: testPassword,
-			Host: "example.org", HostFromJID: true, Port: 5223, TLSVerify: true, Resource: "from-config"}
+			Port: 5223, TLSVerify: true, Resource: "from-config"}
 		if c != want {
 			t.Errorf("ConnectionSettings = %#v, want %#v", c, want)
+		}
+		// bob's port comes from the config.
+		if _, err := fx.svc.Set(ctx, "bob", KeyPassword, testPassword); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := fx.svc.ConnectionSettings(ctx, "bob"); err != nil || c.Host != "" || c.Port != 5269 {
+			t.Errorf("bob's ConnectionSettings = %#v, %v; want port 5269 from the config", c, err)
+		}
+	})
+}
+
+// TestConnectionSettingsDiscovery: without host and port (the port at its
+// default, 0) the session layer gets Host "" and Port 0, so it discovers
+// the server; the JID is canonical.
+func TestConnectionSettingsDiscovery(t *testing.T) {
+	forEachEngine(t, nil, func(t *testing.T, fx *fixture) {
+		ctx := context.Background()
+		if _, err := fx.svc.Create(ctx, CreateRequest{Name: "carol", JID: "Carol@Example.ORG", Password: "pw",
+			Params: map[string]string{KeyDNSServer: "127.0.0.1:5353", KeyDirectTLS: "true"}}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := fx.svc.ConnectionSettings(ctx, "carol")
+		want := Connection{Profile: "carol", JID: jid.JID{Local: "carol", Domain: "example.org"}, Password: "pw",
+			DirectTLS: true, DNSServer: "127.0.0.1:5353", TLSVerify: true, Resource: "backend"}
+		if err != nil || c != want {
+			t.Errorf("ConnectionSettings = %#v, %v; want %#v (discovery: no host, no port)", c, err, want)
 		}
 	})
 }
@@ -317,8 +343,9 @@ func TestSetValidation(t *testing.T) {
 			{KeyAutoconnect, "", "", "not a boolean"},
 			{KeyPort, " 5223 ", "5223", ""},
 			{KeyPort, "65535", "65535", ""},
-			{KeyPort, "0", "", "1..65535"},
-			{KeyPort, "65536", "", "1..65535"},
+			{KeyPort, "0", "0", ""},
+			{KeyPort, "-1", "", "0..65535"},
+			{KeyPort, "65536", "", "0..65535"},
 			{KeyPort, "abc", "", "not an integer"},
 			{KeyPort, "99999999999999999999", "", "out of range"},
 			{KeyHost, "Server.Example.org", "server.example.org", ""},
@@ -328,8 +355,14 @@ func TestSetValidation(t *testing.T) {
 			{KeyCAFile, "/etc/ssl/ca.pem", "/etc/ssl/ca.pem", ""},
 			{KeyCAFile, "ca.pem", "", "absolute"},
 			{KeyResource, "laptop", "laptop", ""},
+			{KeyDNSServer, "192.0.2.53", "192.0.2.53:53", ""},
+			{KeyDNSServer, "[2001:db8::53]:5353", "[2001:db8::53]:5353", ""},
+			{KeyDNSServer, "", "", ""},
+			{KeyDNSServer, "dns.example.org", "", "IP address"},
+			{KeyDirectTLS, "yes", "true", ""},
 			{KeyResource, "a\x01", "", "control"},
 			{KeyJID, "alice@example.net", "alice@example.net", ""},
+			{KeyJID, "Alice@EXAMPLE.net", "alice@example.net", ""},
 			{KeyJID, "alice@example.net/x", "", "bare JID"},
 			{KeyPassword, "", "", "empty"},
 			{"connection.nope", "1", "", "unknown parameter"},
@@ -390,8 +423,8 @@ func TestChangeEvents(t *testing.T) {
 	if _, err := fx.svc.Set(ctx, "alice", KeyPassword, "new-"+testPassword); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fx.svc.Set(ctx, "alice", KeyPort, "0"); err == nil {
-		t.Fatal("port 0 accepted")
+	if _, err := fx.svc.Set(ctx, "alice", KeyPort, "-1"); err == nil {
+		t.Fatal("port -1 accepted")
 	}
 	want := []ParamChange{
 		{Profile: "alice", Key: KeyPort, Value: "5223", Source: params.SourceProfile, NeedsReconnect: true},
@@ -545,7 +578,7 @@ func TestConnectionSettingsWithoutPassword(t *testing.T) {
 	}
 	fx.svc.Set(ctx, "bob", KeyPassword, testPassword)
 	c, err := fx.svc.ConnectionSettings(ctx, "bob")
-	if err != nil || c.Host != "10.0.0.1" || c.HostFromJID || c.Password != testPassword {
+	if err != nil || c.Host != "10.0.0.1" || c.Port != 0 || c.Password != testPassword {
 		t.Errorf("ConnectionSettings = %v, %v", c, err)
 	}
 	var logged bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"example.org/backend/internal/testsvc"
-	"gosrc.io/xmpp"
 	"gosrc.io/xmpp/stanza"
 )
 
@@ -49,9 +47,9 @@ func benchServer(b *testing.B, kind string) *testsvc.XMPPServer {
 	var err error
 	switch kind {
 	case testsvc.KindProsody:
-		srv, err = prosody.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(false)) })
+		srv, err = prosody.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(kind, false)) })
 	default:
-		srv, err = ejabberd.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartEjabberd(ctx, opts(false)) })
+		srv, err = ejabberd.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartEjabberd(ctx, opts(kind, false)) })
 	}
 	testsvc.RequireXMPP(b, err)
 	return srv
@@ -70,7 +68,7 @@ func BenchmarkOrderedLoop(b *testing.B) {
 	done := make(chan struct{}, 1)
 	var want atomic.Int64
 	s := New(Config{
-		JID: "alice@localhost", Password: "fake-pw", Resource: "fake", PingInterval: -1,
+		JID: "alice@localhost", Password: "fake-pw", Resource: "fake", Host: "127.0.0.1", PingInterval: -1,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, Handlers{Message: func(*stanza.Message) {
 		if got.Add(1) == want.Load() {
@@ -78,12 +76,11 @@ func BenchmarkOrderedLoop(b *testing.B) {
 		}
 	}})
 	var server *fakeServer
-	s.newTransport = func(xmpp.TransportConfiguration) transport {
-		c, srvEnd := net.Pipe()
-		server = &fakeServer{mechanisms: []string{"PLAIN"}, password: "fake-pw", conn: srvEnd}
-		go func() { _ = server.serve() }()
-		return &fakeTransport{conn: c}
-	}
+	s.cfg.tls.RootCAs = fakeCert(b).pool
+	s.dial = pipeDial(b, func(string) *fakeServer {
+		server = &fakeServer{mechanisms: []string{"PLAIN"}, password: "fake-pw"}
+		return server
+	}, make(chan error, 1))
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

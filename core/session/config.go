@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
-	"strconv"
+	"strings"
 	"time"
 
 	"example.org/backend/core/jid"
@@ -33,11 +34,25 @@ type Config struct {
 	Password string
 	// Resource is the resource to bind; empty lets the server pick one.
 	Resource string
-	// Host is the host name or IP address to connect to; empty means the
-	// JID's domain. No DNS SRV lookup is made.
+	// Host is the host name or IP address to connect to. Empty Host and
+	// zero Port mean discovery: the DNS SRV records of the JID's domain
+	// (_xmpps-client._tcp for direct TLS, _xmpp-client._tcp for STARTTLS,
+	// RFC 6120 §3.2 and XEP-0368), then the domain itself on 5222. A
+	// non-empty Host, or a non-zero Port (with the JID's domain as host),
+	// is the only endpoint tried: no SRV lookup is made.
 	Host string
-	// Port is the c2s port (STARTTLS); 0 means 5222.
+	// Port is the port of Host (or of the JID's domain); 0 means 5222 when
+	// Host is set, discovery when it is not.
 	Port int
+	// DirectTLS makes the configured endpoint (Host or Port set) a direct
+	// TLS one (XEP-0368: TLS from the first byte, ALPN xmpp-client)
+	// instead of STARTTLS. Discovered endpoints say themselves which kind
+	// they are.
+	DirectTLS bool
+	// DNSServer is the DNS server (an IP address, optionally with a port,
+	// 53 by default) that resolves SRV records and host names; empty means
+	// the system's resolver.
+	DNSServer string
 	// CAFile is a PEM file of extra trusted certificates (e.g. a
 	// self-signed server's), added to the system roots.
 	CAFile string
@@ -46,15 +61,12 @@ type Config struct {
 	// TLSVerify flag first sketched for this API, so that a forgotten field
 	// never weakens security.
 	InsecureSkipVerify bool
-	// Timeout bounds the TCP dial and the whole stream negotiation of one
-	// connection attempt; 0 means 15 s. The transport counts it in whole
-	// seconds (rounded up), and uses it twice in ways the session cannot
-	// shorten (gosrc.io/xmpp v0.5.1 keeps its net.Conn private): a
-	// connection dropped by the server while the stream opens costs
-	// Timeout (the transport waits that long for a stream close before
-	// giving up), and a network that stalls inside the server's stream
-	// header or the TLS handshake is only noticed by TCP keepalive. Stop
-	// waits for such an attempt to end.
+	// Timeout bounds each endpoint's attempt: the TCP dial (every address
+	// of the endpoint, IPv6 and IPv4 raced Happy Eyeballs style), the TLS
+	// handshake and the whole stream negotiation; 0 means 15 s. It also
+	// bounds each write of a stanza, plus a second per 16 KiB (a peer that
+	// stops reading ends the connection). The context given to Start bounds the whole first
+	// connection, every endpoint included.
 	Timeout time.Duration
 	// PingInterval is the period of XEP-0199 liveness pings to the server;
 	// 0 means 60 s, negative disables them.
@@ -78,6 +90,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("resource", c.Resource),
 		slog.String("host", c.Host),
 		slog.Int("port", c.Port),
+		slog.Bool("direct_tls", c.DirectTLS),
+		slog.String("dns_server", c.DNSServer),
 		slog.Bool("insecure_skip_verify", c.InsecureSkipVerify),
 	)
 }
@@ -100,9 +114,17 @@ func DefaultBackoff(attempt int) time.Duration {
 // settings is a validated Config with defaults applied.
 type settings struct {
 	Config
-	account jid.JID // bare
-	addr    string  // host:port
-	tls     *tls.Config
+	account jid.JID // bare, canonical
+	// asciiDomain is the account's domain in A-labels, for DNS and TLS.
+	asciiDomain string
+	// configured is the only endpoint to try (Host or Port set), nil for
+	// discovery.
+	configured *Endpoint
+	// dnsServer is DNSServer as host:port ("" for the system's).
+	dnsServer string
+	// tls is the TLS client configuration (certificates checked for the
+	// JID's domain). Tests may cap its MaxVersion.
+	tls *tls.Config
 }
 
 // resolve validates cfg and applies defaults.
@@ -118,9 +140,6 @@ func resolve(cfg Config) (*settings, error) {
 	}
 	if cfg.Password == "" {
 		return nil, fmt.Errorf("session config: empty password for %s", account)
-	}
-	if cfg.Port == 0 {
-		cfg.Port = DefaultPort
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("session config: port %d out of range", cfg.Port)
@@ -143,23 +162,63 @@ func resolve(cfg Config) (*settings, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	host := cfg.Host
-	if host == "" {
-		host = account.Domain
+	s := &settings{Config: cfg, account: account}
+	if s.asciiDomain, err = jid.ASCIIDomain(account.Domain); err != nil {
+		return nil, fmt.Errorf("session config: %w", err)
 	}
-	s := &settings{
-		Config:  cfg,
-		account: account,
-		addr:    net.JoinHostPort(host, strconv.Itoa(cfg.Port)),
+	if cfg.Host != "" || cfg.Port != 0 {
+		host := s.asciiDomain
+		if cfg.Host != "" {
+			if host, err = hostASCII(cfg.Host); err != nil {
+				return nil, fmt.Errorf("session config: host: %w", err)
+			}
+		}
+		port := cfg.Port
+		if port == 0 {
+			port = DefaultPort
+		}
+		s.configured = &Endpoint{Host: host, Port: port, DirectTLS: cfg.DirectTLS, Origin: OriginConfigured}
 	}
-	if s.tls, err = tlsConfig(cfg, account.Domain); err != nil {
+	if s.dnsServer, err = ParseDNSServer(cfg.DNSServer); err != nil {
+		return nil, fmt.Errorf("session config: %w", err)
+	}
+	if s.tls, err = tlsConfig(cfg, s.asciiDomain); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// hostASCII returns a host name in A-labels (DNS has no Unicode), an IP
+// address as is.
+func hostASCII(h string) (string, error) {
+	if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return a.String(), nil
+	}
+	d, err := jid.ValidateDomain(h)
+	if err != nil {
+		return "", err
+	}
+	return jid.ASCIIDomain(d)
+}
+
+// ParseDNSServer checks a DNS server address (an IP address, optionally
+// with a port; [IPv6]:port) and returns it as host:port, "" for "".
+func ParseDNSServer(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+		return net.JoinHostPort(a.String(), "53"), nil
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil && ap.Addr().Zone() == "" && ap.Port() != 0 {
+		return ap.String(), nil
+	}
+	return "", fmt.Errorf("DNS server %q is not an IP address with an optional port (e.g. 192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53)", v)
+}
+
 // tlsConfig builds the TLS client configuration: certificates are checked
-// for the JID's domain (not Host) against the system roots plus CAFile.
+// for the JID's domain (never for Host or an SRV target: RFC 6120
+// §13.7.2.1) against the system roots plus CAFile.
 func tlsConfig(cfg Config, domain string) (*tls.Config, error) {
 	c := &tls.Config{ServerName: domain, MinVersion: tls.VersionTLS12}
 	if cfg.InsecureSkipVerify {
@@ -182,12 +241,4 @@ func tlsConfig(cfg Config, domain string) (*tls.Config, error) {
 	}
 	c.RootCAs = pool
 	return c, nil
-}
-
-// connectTimeoutSeconds is Timeout for the transport, in whole seconds,
-// at least 1 (0 would mean no dial timeout, and Close would not wait for
-// the ReceivedStreamClose signal).
-func (s *settings) connectTimeoutSeconds() int {
-	sec := int((s.Timeout + time.Second - 1) / time.Second)
-	return max(sec, 1)
 }

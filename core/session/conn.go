@@ -18,10 +18,10 @@ const maxConcurrentIQ = 64
 // conn is one negotiated stream on one transport. It is never reused:
 // reconnection makes a new one.
 type conn struct {
-	s   *Session
-	t   transport
-	dec *xml.Decoder
-	jid string // bound full JID
+	s    *Session
+	st   *stream
+	jid  string   // bound full JID
+	info ConnInfo // set before the connection is shared, then read-only
 
 	ctx    context.Context // ends with the connection
 	cancel context.CancelFunc
@@ -36,10 +36,10 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-func newConn(s *Session, t transport, dec *xml.Decoder, bound string) *conn {
+func newConn(s *Session, st *stream, bound string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
-		s: s, t: t, dec: dec, jid: bound,
+		s: s, st: st, jid: bound,
 		ctx: ctx, cancel: cancel,
 		wsem:  make(chan struct{}, 1),
 		iqSem: make(chan struct{}, maxConcurrentIQ),
@@ -47,12 +47,22 @@ func newConn(s *Session, t transport, dec *xml.Decoder, bound string) *conn {
 	}
 }
 
-// fail ends the connection with cause (the first cause wins): the
-// transport is closed, which ends the receive loop.
+// fail ends the connection with cause (the first cause wins): the stream
+// is closed, which ends the receive loop. The stream end is written
+// unless a stanza is being written (its writer holds wsem; it may be the
+// caller): closing the connection then unblocks that writer.
 func (c *conn) fail(cause error) {
 	c.errOnce.Do(func() { c.err = cause })
 	c.cancel()
-	c.closeOnce.Do(func() { closeTransport(c.t) })
+	c.closeOnce.Do(func() {
+		select {
+		case c.wsem <- struct{}{}:
+			c.st.close()
+			<-c.wsem
+		default:
+			c.st.abort()
+		}
+	})
 }
 
 // cause is why the connection ended (valid after done).
@@ -69,8 +79,11 @@ func (c *conn) finish() {
 }
 
 // write sends one serialised stanza (or any top-level element) in one
-// Write, so that concurrent senders never interleave. A write error ends
-// the connection.
+// Write, so that concurrent senders never interleave; it is the only
+// writer of an established stream (where stream management counts
+// outgoing stanzas). The write must complete within Config.Timeout plus a
+// second per 16 KiB (a peer that stops reading is noticed; a large stanza
+// on a slow link is not cut). A write error ends the connection.
 func (c *conn) write(ctx context.Context, data []byte) error {
 	select {
 	case c.wsem <- struct{}{}:
@@ -83,19 +96,20 @@ func (c *conn) write(ctx context.Context, data []byte) error {
 	if c.ctx.Err() != nil {
 		return ErrDisconnected
 	}
-	if _, err := c.t.Write(data); err != nil {
-		err = fmt.Errorf("write: %w", err)
+	if err := c.st.writeWithin(data, c.s.cfg.Timeout+time.Duration(len(data)>>14)*time.Second); err != nil {
 		c.fail(err)
 		return err
 	}
 	return nil
 }
 
-// readLoop reads stanzas in order until the stream ends.
+// readLoop reads stanzas in order until the stream ends; it is the only
+// reader of an established stream (where stream management counts
+// incoming stanzas).
 func (c *conn) readLoop() {
 	defer close(c.done)
 	for {
-		p, err := stanza.NextPacket(c.dec)
+		p, err := c.st.next()
 		if err != nil {
 			c.fail(fmt.Errorf("read: %w", err))
 			return

@@ -3,26 +3,58 @@
 // service discovery and entity capabilities, and a supervisor that
 // reconnects with backoff on a fresh transport.
 //
-// It builds on gosrc.io/xmpp v0.5.1 only for its TCP transport
-// (xmpp.NewClientTransport: dial, stream open, STARTTLS, XML decoder) and
-// its stanza package (types and stanza.NextPacket). The library's Client,
-// Session, Router and StreamManager are not used: they deliver stanzas out
-// of order, lose IQ replies and cannot reconnect (see
-// reference/dependencies.md). SASL SCRAM comes from github.com/xdg-go/scram.
+// The connection layer is the package's own: it dials, runs TLS (direct,
+// or STARTTLS) and opens the XML streams on a net.Conn it owns (stream.go).
+// From gosrc.io/xmpp v0.5.1 only the stanza package is used (types and
+// stanza.NextPacket); the library's transport, Client, Session, Router and
+// StreamManager are not: they deliver stanzas out of order, lose IQ
+// replies, cannot reconnect, and keep the connection (hence the TLS state
+// channel binding needs) private (see reference/dependencies.md). SASL
+// SCRAM comes from github.com/xdg-go/scram.
+//
+// # Finding the server
+//
+// With Config.Host and Config.Port unset, the session discovers its server
+// as RFC 6120 §3.2 and XEP-0368 say: the SRV records _xmpps-client._tcp
+// (direct TLS, ALPN xmpp-client) and _xmpp-client._tcp (STARTTLS) of the
+// JID's domain, merged by priority (direct TLS first on a tie) and by
+// weight within a priority (RFC 2782), then the domain itself on 5222. A
+// service whose only record has the target "." is decidedly not offered
+// ("." for _xmpp-client also drops the fallback). Each endpoint is tried
+// in turn; a host name is resolved to its IPv6 and IPv4 addresses, which
+// are raced Happy Eyeballs style (net.Dialer: the second family 300 ms
+// after the first). Config.DNSServer names the DNS server of these
+// lookups (empty: the system's resolver). A set Host (or Port alone, with
+// the domain as host) is the only endpoint tried, STARTTLS unless
+// Config.DirectTLS. The certificate is always checked for the JID's domain
+// (never for the SRV target or the configured host: RFC 6120 §13.7.2.1)
+// against the system roots plus Config.CAFile. When no endpoint works, the
+// error is a *ConnectError listing each endpoint tried and why it failed.
 //
 // # Negotiation
 //
-// A connection dials Config.Host:Config.Port (no SRV lookup: an empty Host
-// means the JID's domain), requires STARTTLS (a server that does not offer
-// it is refused), verifies the certificate for the JID's domain against the
-// system roots plus Config.CAFile, authenticates with SASL (SCRAM-SHA-512,
-// SCRAM-SHA-256, SCRAM-SHA-1, then PLAIN; PLAIN only over TLS, which is
-// always the case here; -PLUS variants are not offered because the
-// transport does not expose the TLS state needed for channel binding),
-// binds Config.Resource, establishes the legacy session when the server
-// requires it, and sends an initial presence carrying the XEP-0115 caps
-// element. A SASL failure is an *AuthError and is permanent: the supervisor
-// never retries it.
+// On each endpoint: TLS (a server that does not offer STARTTLS is
+// refused: the session never continues without TLS), then SASL with the
+// strongest mechanism both sides offer: SCRAM-SHA-512-PLUS, -256-PLUS,
+// -1-PLUS when the channel binding can be honoured (XEP-0440's advertised
+// tls-exporter or tls-server-end-point, else tls-unique on TLS 1.2 and
+// below), then SCRAM-SHA-512, -256, -1 (gs2 flag "y" when the client could
+// have bound the channel but no -PLUS was offered, "n" when no binding is
+// possible: on TLS 1.3 with tls-unique the only type), then PLAIN (only
+// over TLS). Then resource binding (Config.Resource), the legacy session
+// when the server requires it, and an initial presence carrying the
+// XEP-0115 caps element. A SASL failure is an *AuthError and is
+// permanent: the supervisor never retries it, and no further endpoint is
+// tried. ConnInfo reports the endpoint, TLS version, mechanism and channel
+// binding of the live stream.
+//
+// # Stream management (for XEP-0198)
+//
+// The stream's bytes have one reader (the connection's receive loop,
+// stream.next) and one serialised writer (conn.write): those are the
+// points where stanzas are counted for acknowledgements. The features of
+// the stream after SASL (negotiated.features) tell whether the server
+// offers stream management.
 //
 // # Receive loop and ordering
 //

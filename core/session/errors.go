@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"gosrc.io/xmpp/stanza"
 )
@@ -109,6 +110,71 @@ func newIQError(iq *stanza.IQ) *IQError {
 	return e
 }
 
+// Attempt is one endpoint a connection tried, and why it failed.
+type Attempt struct {
+	Endpoint Endpoint
+	Err      error
+}
+
+// ConnectError is a connection that no endpoint could establish. It lists
+// every endpoint tried, in order, with why it failed, and what discovery
+// noted (failed SRV lookups, "." targets). errors.Is and errors.As see the
+// errors of the attempts.
+type ConnectError struct {
+	// Domain is the JID's domain.
+	Domain string
+	// Attempts are the endpoints tried, in order.
+	Attempts []Attempt
+	// Notes are discovery's remarks.
+	Notes []string
+}
+
+func (e *ConnectError) Error() string {
+	var b strings.Builder
+	b.WriteString("connect to the XMPP server of " + e.Domain + ": ")
+	switch len(e.Attempts) {
+	case 0:
+		b.WriteString("no endpoint to try")
+	case 1:
+		b.WriteString(e.Attempts[0].Endpoint.String() + ": " + e.Attempts[0].Err.Error())
+	default:
+		fmt.Fprintf(&b, "all %d endpoints failed: ", len(e.Attempts))
+		for i, a := range e.Attempts {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%d. %s: %v", i+1, a.Endpoint, a.Err)
+		}
+	}
+	if len(e.Notes) > 0 {
+		b.WriteString(" (" + strings.Join(e.Notes, "; ") + ")")
+	}
+	return b.String()
+}
+
+// Unwrap returns the errors of the attempts.
+func (e *ConnectError) Unwrap() []error {
+	out := make([]error, 0, len(e.Attempts))
+	for _, a := range e.Attempts {
+		out = append(out, a.Err)
+	}
+	return out
+}
+
+// permanent reports whether every attempt failed for a reason that
+// retrying would not fix.
+func (e *ConnectError) permanent() bool {
+	if len(e.Attempts) == 0 {
+		return true
+	}
+	for _, a := range e.Attempts {
+		if !IsPermanent(a.Err) {
+			return false
+		}
+	}
+	return true
+}
+
 // permanentError marks errors the supervisor must not retry.
 type permanentError struct{ err error }
 
@@ -116,10 +182,18 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // IsPermanent reports whether err is an error that reconnecting would not
-// fix: an *AuthError, a configuration error, or an error of the Connecting
-// hook.
+// fix: an *AuthError, a configuration error, an error of the Connecting
+// hook, a domain without XMPP service, or a *ConnectError whose every
+// attempt failed permanently (e.g. no STARTTLS).
 func IsPermanent(err error) bool {
 	var auth *AuthError
+	if errors.As(err, &auth) {
+		return true
+	}
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		return ce.permanent()
+	}
 	var perm *permanentError
-	return errors.As(err, &auth) || errors.As(err, &perm)
+	return errors.As(err, &perm)
 }

@@ -44,8 +44,19 @@ func (s *server) get(start func() (*testsvc.XMPPServer, error)) (*testsvc.XMPPSe
 	return s.srv, s.err
 }
 
-func opts(scram bool) testsvc.XMPPOptions {
-	return testsvc.XMPPOptions{ScramOnly: scram, Accounts: testAccounts, LogDir: os.Getenv("SESSION_TEST_LOGDIR")}
+// opts are the options of the shared servers: every one has a direct TLS
+// listener; Prosody stores SHA-1 (its default) and the SCRAM-only Prosody
+// SHA-256 password hashes, so they offer SCRAM-SHA-1 and SCRAM-SHA-256;
+// ejabberd stores SHA-512 ones and offers SCRAM-SHA-512.
+func opts(kind string, scram bool) testsvc.XMPPOptions {
+	o := testsvc.XMPPOptions{ScramOnly: scram, Accounts: testAccounts, LogDir: os.Getenv("SESSION_TEST_LOGDIR"), DirectTLS: true}
+	switch {
+	case kind == testsvc.KindEjabberd:
+		o.PasswordHash = "SHA-512"
+	case scram:
+		o.PasswordHash = "SHA-256"
+	}
+	return o
 }
 
 // useServer returns the shared server of kind ("prosody", "ejabberd" or
@@ -58,11 +69,11 @@ func useServer(t *testing.T, kind string) *testsvc.XMPPServer {
 	var err error
 	switch kind {
 	case testsvc.KindProsody:
-		srv, err = prosody.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(false)) })
+		srv, err = prosody.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(kind, false)) })
 	case testsvc.KindEjabberd:
-		srv, err = ejabberd.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartEjabberd(ctx, opts(false)) })
+		srv, err = ejabberd.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartEjabberd(ctx, opts(kind, false)) })
 	case "prosody-scram":
-		srv, err = prosodyScram.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(true)) })
+		srv, err = prosodyScram.get(func() (*testsvc.XMPPServer, error) { return testsvc.StartProsody(ctx, opts(kind, true)) })
 		kind = testsvc.KindProsody
 	default:
 		t.Fatalf("unknown server kind %q", kind)
@@ -129,6 +140,11 @@ func testConfig(srv *testsvc.XMPPServer, user, resource string) Config {
 		PingInterval: -1,
 		Backoff:      fastBackoff,
 	}
+}
+
+// testLogger logs at debug level into l.
+func testLogger(l *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // startSession starts a session and stops it when the test ends; it checks

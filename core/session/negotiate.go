@@ -2,286 +2,186 @@ package session
 
 import (
 	"context"
-	"encoding/xml"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"gosrc.io/xmpp/stanza"
 )
 
-// negotiation is the stream negotiation of one connection attempt.
-type negotiation struct {
-	s *settings
-	t transport
+// alpnXMPPClient is the ALPN protocol of direct TLS c2s (XEP-0368).
+const alpnXMPPClient = "xmpp-client"
 
-	// mu is held while the transport replaces its own fields (Connect,
-	// StartTLS): the watchdog may only close the transport outside those.
-	mu        sync.Mutex
-	connected bool // Connect succeeded: the transport must be closed
-	aborted   bool // the watchdog closed the transport
+// negotiated is a stream ready for stanzas.
+type negotiated struct {
+	st    *stream
+	bound string // the bound full JID
+	info  ConnInfo
+	// features are those of the last stream (after SASL): stream
+	// management (XEP-0198) is enabled from them.
+	features *streamFeatures
 }
 
-// negotiate dials and negotiates a stream on t: STARTTLS, SASL, bind and
-// the legacy session. It returns the bound full JID and the decoder to read
-// stanzas from. ctx (and Config.Timeout) bound everything but the two
-// phases where the transport cannot be interrupted (see Config.Timeout).
-// On error the transport is closed.
-func negotiate(ctx context.Context, s *settings, t transport) (string, *xml.Decoder, error) {
-	n := &negotiation{s: s, t: t}
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
-	watchdogDone := make(chan struct{})
-	stopWatchdog := context.AfterFunc(ctx, func() {
-		defer close(watchdogDone)
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if n.connected && !n.aborted {
-			n.aborted = true
-			closeTransport(n.t)
+// negotiate opens and negotiates a stream on st, a fresh connection to ep:
+// TLS (direct, or STARTTLS, which the server must offer), SASL, resource
+// binding and the legacy session where the server requires it. The
+// caller bounds the I/O with ctx (stream.deadlineFrom) and closes st on
+// error.
+func negotiate(ctx context.Context, s *settings, st *stream, ep Endpoint) (*negotiated, error) {
+	if ep.DirectTLS {
+		cfg := s.tls.Clone()
+		cfg.NextProtos = []string{alpnXMPPClient}
+		if err := st.encrypt(ctx, cfg); err != nil {
+			return nil, err
 		}
-	})
-	bound, dec, err := n.run()
-	if !stopWatchdog() {
-		<-watchdogDone // the watchdog fired: wait until it is done
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.aborted {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("stream negotiation with %s: %w", s.addr, context.Cause(ctx))
+		if p := st.tlsState.NegotiatedProtocol; p != "" && p != alpnXMPPClient {
+			return nil, fmt.Errorf("direct tls: the server chose the ALPN protocol %q, not %s", p, alpnXMPPClient)
 		}
-		return "", nil, err
 	}
+	if err := st.open(); err != nil {
+		return nil, err
+	}
+	features, err := st.features()
 	if err != nil {
-		if n.connected {
-			closeTransport(n.t)
-		}
-		return "", nil, err
+		return nil, err
 	}
-	return bound, dec, nil
-}
-
-// locked runs f with the watchdog held off, unless it already fired.
-func (n *negotiation) locked(f func() error) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.aborted {
-		return errors.New("negotiation aborted")
-	}
-	return f()
-}
-
-func (n *negotiation) run() (string, *xml.Decoder, error) {
-	err := n.locked(func() error {
-		// On failure nothing is left open: a failed dial opened nothing,
-		// and a failed stream open closed the transport itself.
-		if _, err := n.t.Connect(); err != nil {
-			return fmt.Errorf("connect to %s: %w", n.s.addr, err)
+	if st.tlsState == nil {
+		if features.StartTLS == nil {
+			return nil, &permanentError{fmt.Errorf("%s: %w", ep.Addr(), ErrNoTLS)}
 		}
-		n.connected = true
-		return nil
-	})
+		if err := starttls(ctx, s, st); err != nil {
+			return nil, err
+		}
+		if err := st.open(); err != nil {
+			return nil, fmt.Errorf("restart stream after starttls: %w", err)
+		}
+		if features, err = st.features(); err != nil {
+			return nil, err
+		}
+	}
+	if s.InsecureSkipVerify {
+		s.Log.Warn("xmpp: TLS certificate verification is disabled", "jid", s.account.String())
+	}
+	info := ConnInfo{
+		TLSVersion:  tls.VersionName(st.tlsState.Version),
+		CipherSuite: tls.CipherSuiteName(st.tlsState.CipherSuite),
+	}
+	auth, err := authenticate(st, s, features)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	features, err := n.readFeatures()
+	info.Mechanism, info.ChannelBinding = auth.mechanism, auth.channelBinding
+	if err := st.open(); err != nil {
+		return nil, fmt.Errorf("restart stream after sasl: %w", err)
+	}
+	if features, err = st.features(); err != nil {
+		return nil, err
+	}
+	if features.Bind == nil {
+		return nil, errors.New("server offers no resource binding")
+	}
+	bound, err := bind(st, s.Resource)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if _, ok := features.DoesStartTLS(); !ok {
-		return "", nil, &permanentError{fmt.Errorf("negotiate with %s: %w", n.s.addr, ErrNoTLS)}
-	}
-	if err := n.starttls(); err != nil {
-		return "", nil, err
-	}
-	if features, err = n.readFeatures(); err != nil {
-		return "", nil, err
-	}
-	if err := n.authenticate(features.Mechanisms.Mechanism); err != nil {
-		return "", nil, err
-	}
-	if _, err := n.t.StartStream(); err != nil {
-		return "", nil, fmt.Errorf("restart stream after sasl: %w", err)
-	}
-	if features, err = n.readFeatures(); err != nil {
-		return "", nil, err
-	}
-	if features.Bind.XMLName.Space != nsBind {
-		return "", nil, errors.New("server offers no resource binding")
-	}
-	bound, err := n.bind()
-	if err != nil {
-		return "", nil, err
-	}
-	// RFC 3921 sessions are obsolete (RFC 6121); gosrc.io/xmpp cannot tell
-	// an optional one, and establishing it is harmless when advertised.
-	if features.Session.XMLName.Space == nsSession {
-		if err := n.legacySession(); err != nil {
-			return "", nil, err
+	// RFC 3921 sessions are obsolete (RFC 6121); establish one only when
+	// the server does not mark it optional.
+	if features.Session != nil && features.Session.Optional == nil {
+		if _, err := negotiationIQ(st, "session", "<session xmlns='"+nsSession+"'/>"); err != nil {
+			return nil, fmt.Errorf("establish session: %w", err)
 		}
 	}
-	return bound, n.t.GetDecoder(), nil
+	return &negotiated{st: st, bound: bound, info: info, features: features}, nil
 }
 
-// write sends one serialised element.
-func (n *negotiation) write(s string) error {
-	if _, err := n.t.Write([]byte(s)); err != nil {
-		return fmt.Errorf("write to %s: %w", n.s.addr, err)
-	}
-	return nil
-}
-
-// nextStart returns the next top-level element's start, turning a stream
-// error or the stream's end into errors.
-func nextStart(dec *xml.Decoder) (xml.StartElement, error) {
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return xml.StartElement{}, fmt.Errorf("read stream: %w", err)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			if tok.Name.Space == nsStream && tok.Name.Local == "error" {
-				var se stanza.StreamError
-				if err := dec.DecodeElement(&se, &tok); err != nil {
-					return xml.StartElement{}, fmt.Errorf("decode stream error: %w", err)
-				}
-				return xml.StartElement{}, streamError(se)
-			}
-			return tok, nil
-		case xml.EndElement:
-			if tok.Name.Space == nsStream && tok.Name.Local == "stream" {
-				return xml.StartElement{}, ErrStreamClosed
-			}
-		}
-	}
-}
-
-// streamError converts the library's stream error.
-func streamError(se stanza.StreamError) *StreamError {
-	cond := se.Error.Local
-	if cond == "text" || cond == "" {
-		cond = "undefined-condition"
-	}
-	return &StreamError{Condition: cond, Text: strings.TrimSpace(se.Text)}
-}
-
-// readFeatures reads <stream:features/>.
-func (n *negotiation) readFeatures() (*stanza.StreamFeatures, error) {
-	dec := n.t.GetDecoder()
-	start, err := nextStart(dec)
-	if err != nil {
-		return nil, fmt.Errorf("read stream features: %w", err)
-	}
-	if start.Name.Space != nsStream || start.Name.Local != "features" {
-		return nil, fmt.Errorf("read stream features: got <%s xmlns=%q>", start.Name.Local, start.Name.Space)
-	}
-	var f stanza.StreamFeatures
-	if err := dec.DecodeElement(&f, &start); err != nil {
-		return nil, fmt.Errorf("decode stream features: %w", err)
-	}
-	return &f, nil
-}
-
-// starttls upgrades the connection and restarts the stream.
-func (n *negotiation) starttls() error {
-	if err := n.write("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
+// starttls asks for TLS and runs the handshake (RFC 6120 §5.4).
+func starttls(ctx context.Context, s *settings, st *stream) error {
+	if err := st.write([]byte("<starttls xmlns='" + nsTLS + "'/>")); err != nil {
 		return err
 	}
-	start, err := nextStart(n.t.GetDecoder())
+	start, err := nextStart(st.dec)
 	if err != nil {
 		return fmt.Errorf("starttls: %w", err)
 	}
-	if err := n.t.GetDecoder().Skip(); err != nil {
+	if err := st.dec.Skip(); err != nil {
 		return fmt.Errorf("starttls: %w", err)
 	}
 	if start.Name.Space != nsTLS || start.Name.Local != "proceed" {
 		return fmt.Errorf("starttls refused by the server: <%s>", start.Name.Local)
 	}
-	if n.s.InsecureSkipVerify {
-		n.s.Log.Warn("xmpp: TLS certificate verification is disabled", "jid", n.s.account.String())
-	}
-	err = n.locked(func() error {
-		if err := n.t.StartTLS(); err != nil {
-			return fmt.Errorf("tls handshake with %s: %w", n.s.addr, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if !n.t.IsSecure() {
-		return errors.New("tls not established after starttls")
-	}
-	if _, err := n.t.StartStream(); err != nil {
-		return fmt.Errorf("restart stream after starttls: %w", err)
-	}
-	return nil
+	return st.encrypt(ctx, s.tls)
 }
 
-// authenticate runs the SASL exchange (the stream is already encrypted).
-func (n *negotiation) authenticate(offered []string) error {
-	mech := pickMechanism(offered, n.t.IsSecure())
-	if mech == "" {
-		return &AuthError{Condition: "no-mechanism", Text: "server offers " + strings.Join(offered, ", ")}
+// authResult is the outcome of a SASL exchange.
+type authResult struct {
+	mechanism      string
+	channelBinding string // "" without
+}
+
+// authenticate runs the SASL exchange (RFC 6120 §6) on the encrypted
+// stream with the strongest mechanism both sides offer (see chooseSASL).
+func authenticate(st *stream, s *settings, features *streamFeatures) (authResult, error) {
+	offered := features.mechanisms()
+	choice := chooseSASL(offered, features.channelBindings(), st.tlsState)
+	if choice.mechanism == "" {
+		return authResult{}, &AuthError{Condition: "no-mechanism", Text: "server offers " + strings.Join(offered, ", ")}
 	}
-	conv, err := newSASLConv(mech, n.s.account.Local, n.s.Password)
+	mech := choice.mechanism
+	conv, err := newSASLConv(choice, s.account.Local, s.Password)
 	if err != nil {
-		return err
+		return authResult{}, err
 	}
 	initial, err := conv.Step(nil)
 	if err != nil {
-		return &AuthError{Mechanism: mech, Condition: "malformed-request", Text: err.Error()}
+		return authResult{}, &AuthError{Mechanism: mech, Condition: "malformed-request", Text: err.Error()}
 	}
-	if err := n.write("<auth xmlns='" + nsSASL + "' mechanism='" + mech + "'>" + encodeBase64(initial) + "</auth>"); err != nil {
-		return err
+	if err := st.write([]byte("<auth xmlns='" + nsSASL + "' mechanism='" + mech + "'>" + encodeBase64(initial) + "</auth>")); err != nil {
+		return authResult{}, err
 	}
-	dec := n.t.GetDecoder()
 	for {
-		start, err := nextStart(dec)
+		start, err := nextStart(st.dec)
 		if err != nil {
-			return fmt.Errorf("sasl %s: %w", mech, err)
+			return authResult{}, fmt.Errorf("sasl %s: %w", mech, err)
 		}
-		el, err := decodeSASL(dec, start)
+		el, err := decodeSASL(st.dec, start)
 		if err != nil {
-			return fmt.Errorf("sasl %s: %w", mech, err)
+			return authResult{}, fmt.Errorf("sasl %s: %w", mech, err)
 		}
 		switch el.Local {
 		case "failure":
-			return &AuthError{Mechanism: mech, Condition: el.Condition, Text: el.Text}
+			return authResult{}, &AuthError{Mechanism: mech, Condition: el.Condition, Text: el.Text}
 		case "challenge":
 			resp, err := conv.Step(el.Data)
 			if err != nil {
-				_ = n.write("<abort xmlns='" + nsSASL + "'/>")
-				return &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: err.Error()}
+				_ = st.write([]byte("<abort xmlns='" + nsSASL + "'/>"))
+				return authResult{}, &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: err.Error()}
 			}
-			if err := n.write("<response xmlns='" + nsSASL + "'>" + encodeBase64(resp) + "</response>"); err != nil {
-				return err
+			if err := st.write([]byte("<response xmlns='" + nsSASL + "'>" + encodeBase64(resp) + "</response>")); err != nil {
+				return authResult{}, err
 			}
 		case "success":
 			if len(el.Data) > 0 {
 				if _, err := conv.Step(el.Data); err != nil {
-					return &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: err.Error()}
+					return authResult{}, &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: err.Error()}
 				}
 			}
 			if !conv.Verified() {
-				return &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: "the server did not prove it knows the credentials"}
+				return authResult{}, &AuthError{Mechanism: mech, Condition: "invalid-server-signature", Text: "the server did not prove it knows the credentials"}
 			}
-			n.s.Log.Debug("xmpp: authenticated", "jid", n.s.account.String(), "mechanism", mech)
-			return nil
+			s.Log.Debug("xmpp: authenticated", "jid", s.account.String(), "mechanism", mech, "channel_binding", choice.cb.Type)
+			return authResult{mechanism: mech, channelBinding: string(choice.cb.Type)}, nil
 		}
 	}
 }
 
-// bind binds the configured resource and returns the full JID.
-func (n *negotiation) bind() (string, error) {
+// bind binds the resource and returns the full JID.
+func bind(st *stream, resource string) (string, error) {
 	res := ""
-	if n.s.Resource != "" {
-		res = "<resource>" + escapeText(n.s.Resource) + "</resource>"
+	if resource != "" {
+		res = "<resource>" + escapeText(resource) + "</resource>"
 	}
-	iq, err := n.negotiationIQ("bind", "<bind xmlns='"+nsBind+"'>"+res+"</bind>")
+	iq, err := negotiationIQ(st, "bind", "<bind xmlns='"+nsBind+"'>"+res+"</bind>")
 	if err != nil {
 		return "", fmt.Errorf("bind resource: %w", err)
 	}
@@ -292,22 +192,14 @@ func (n *negotiation) bind() (string, error) {
 	return b.Jid, nil
 }
 
-// legacySession establishes an RFC 3921 session.
-func (n *negotiation) legacySession() error {
-	if _, err := n.negotiationIQ("session", "<session xmlns='"+nsSession+"'/>"); err != nil {
-		return fmt.Errorf("establish session: %w", err)
-	}
-	return nil
-}
-
 // negotiationIQ sends an IQ set during negotiation and waits for its answer
 // (nothing else may arrive before it).
-func (n *negotiation) negotiationIQ(id, payload string) (*stanza.IQ, error) {
-	if err := n.write("<iq type='set' id='" + id + "'>" + payload + "</iq>"); err != nil {
+func negotiationIQ(st *stream, id, payload string) (*stanza.IQ, error) {
+	if err := st.write([]byte("<iq type='set' id='" + id + "'>" + payload + "</iq>")); err != nil {
 		return nil, err
 	}
 	for {
-		p, err := stanza.NextPacket(n.t.GetDecoder())
+		p, err := st.next()
 		if err != nil {
 			return nil, fmt.Errorf("read answer: %w", err)
 		}

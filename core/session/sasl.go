@@ -1,10 +1,12 @@
 package session
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/xdg-go/scram"
@@ -20,25 +22,109 @@ const (
 	nsStreams = "urn:ietf:params:xml:ns:xmpp-streams"
 )
 
-// mechanismPreference lists the SASL mechanisms the session uses, best
-// first. -PLUS variants are absent: channel binding needs the TLS state,
-// which the transport keeps private.
-var mechanismPreference = []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}
+// Channel-binding types (RFC 5929, RFC 9266), as XEP-0440 names them.
+const (
+	cbTLSExporter       = "tls-exporter"
+	cbTLSServerEndPoint = "tls-server-end-point"
+	cbTLSUnique         = "tls-unique"
+)
 
-// pickMechanism returns the preferred mechanism among those offered, or "".
-// PLAIN is only picked over TLS.
-func pickMechanism(offered []string, secure bool) string {
-	for _, m := range mechanismPreference {
-		if m == "PLAIN" && !secure {
-			continue
-		}
-		for _, o := range offered {
-			if strings.EqualFold(strings.TrimSpace(o), m) {
-				return m
+// scramHashes lists the SCRAM hashes, strongest first.
+var scramHashes = []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"}
+
+// saslChoice is the mechanism picked for a stream and how it binds to the
+// TLS channel.
+type saslChoice struct {
+	// mechanism is the SASL mechanism, "" when none can be used.
+	mechanism string
+	// cb is the channel binding of a -PLUS mechanism (Type "" otherwise).
+	cb scram.ChannelBinding
+	// advertise is the gs2 flag "y" of plain SCRAM: the client could bind
+	// to the channel but the server offered no -PLUS mechanism.
+	advertise bool
+}
+
+// chooseSASL picks the strongest mechanism both sides offer on a stream
+// whose TLS state is state (nil: not encrypted):
+//
+//   - SCRAM-SHA-512-PLUS, -256-PLUS, -1-PLUS when the channel binding can
+//     be honoured (see channelBinding), channel binding before hash
+//     strength: it is what defeats a man in the middle holding a
+//     certificate the client trusts;
+//   - then SCRAM-SHA-512, -256, -1, with the gs2 flag "y" when the client
+//     could have bound the channel but the server offered no -PLUS (a
+//     server that did offer them, stripped by an attacker, then fails the
+//     exchange), and "n" when no channel binding is possible here;
+//   - then PLAIN, only over TLS (the password travels as is).
+//
+// advertised are the XEP-0440 channel-binding types of the stream
+// features (nil when the server advertises none).
+func chooseSASL(offered, advertised []string, state *tls.ConnectionState) saslChoice {
+	has := func(m string) bool {
+		return slices.ContainsFunc(offered, func(o string) bool { return strings.EqualFold(strings.TrimSpace(o), m) })
+	}
+	cb, canBind := channelBinding(state, advertised)
+	if canBind {
+		for _, h := range scramHashes {
+			if has(h + "-PLUS") {
+				return saslChoice{mechanism: h + "-PLUS", cb: cb}
 			}
 		}
 	}
-	return ""
+	anyPlus := slices.ContainsFunc(offered, func(o string) bool { return strings.HasSuffix(strings.ToUpper(strings.TrimSpace(o)), "-PLUS") })
+	for _, h := range scramHashes {
+		if has(h) {
+			// "y" only when the server offered no -PLUS at all. On TLS 1.3
+			// with tls-unique the only possible binding, no binding is
+			// possible (tls-unique is undefined there, RFC 9266): the flag
+			// is "n". ejabberd 23.01 still advertises -PLUS on TLS 1.3
+			// and accepts only tls-unique: "y" there would make it fail
+			// the exchange as a downgrade, so "n" is also what works.
+			return saslChoice{mechanism: h, advertise: canBind && !anyPlus}
+		}
+	}
+	if state != nil && has("PLAIN") {
+		return saslChoice{mechanism: "PLAIN"}
+	}
+	return saslChoice{}
+}
+
+// channelBinding returns the channel binding the client can honour on
+// this TLS connection. With XEP-0440 types advertised: tls-exporter (TLS
+// 1.3, or 1.2 with the extended master secret), then tls-server-end-point,
+// then tls-unique (TLS 1.2 and below), each when advertised. Without
+// XEP-0440: tls-unique, the default of RFC 5802, only on TLS 1.2 and
+// below (it is undefined on TLS 1.3 and Go does not compute it there).
+func channelBinding(state *tls.ConnectionState, advertised []string) (scram.ChannelBinding, bool) {
+	if state == nil {
+		return scram.ChannelBinding{}, false
+	}
+	unique := func() (scram.ChannelBinding, bool) {
+		if state.Version <= tls.VersionTLS12 && len(state.TLSUnique) > 0 {
+			return scram.NewTLSUniqueBinding(state.TLSUnique), true
+		}
+		return scram.ChannelBinding{}, false
+	}
+	if len(advertised) == 0 {
+		return unique()
+	}
+	adv := func(t string) bool {
+		return slices.ContainsFunc(advertised, func(a string) bool { return strings.EqualFold(a, t) })
+	}
+	if adv(cbTLSExporter) {
+		if cb, err := scram.NewTLSExporterBinding(state); err == nil {
+			return cb, true
+		}
+	}
+	if adv(cbTLSServerEndPoint) {
+		if cb, err := scram.NewTLSServerEndpointBinding(state); err == nil {
+			return cb, true
+		}
+	}
+	if adv(cbTLSUnique) {
+		return unique()
+	}
+	return scram.ChannelBinding{}, false
 }
 
 // saslConv is one side of a SASL exchange: Step gets the server's data
@@ -50,12 +136,13 @@ type saslConv interface {
 	Verified() bool
 }
 
-// newSASLConv starts a conversation for mechanism. user is the account's
+// newSASLConv starts a conversation for the choice. user is the account's
 // localpart (the SASL authentication identity); no authorization identity
 // is sent.
-func newSASLConv(mechanism, user, password string) (saslConv, error) {
+func newSASLConv(choice saslChoice, user, password string) (saslConv, error) {
+	mechanism := choice.mechanism
 	var hash scram.HashGeneratorFcn
-	switch mechanism {
+	switch strings.TrimSuffix(mechanism, "-PLUS") {
 	case "PLAIN":
 		return &plainConv{user: user, password: password}, nil
 	case "SCRAM-SHA-1":
@@ -72,7 +159,16 @@ func newSASLConv(mechanism, user, password string) (saslConv, error) {
 		// SASLprep refused the name or password; do not quote them.
 		return nil, &AuthError{Mechanism: mechanism, Condition: "malformed-request", Text: "credentials rejected by SASLprep"}
 	}
-	return &scramConv{conv: client.NewConversation()}, nil
+	var conv *scram.ClientConversation
+	switch {
+	case strings.HasSuffix(mechanism, "-PLUS"):
+		conv = client.NewConversationWithChannelBinding(choice.cb)
+	case choice.advertise:
+		conv = client.NewConversationAdvertisingChannelBinding()
+	default:
+		conv = client.NewConversation()
+	}
+	return &scramConv{conv: conv}, nil
 }
 
 // plainConv is SASL PLAIN (RFC 4616).

@@ -3,16 +3,17 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"gosrc.io/xmpp"
 	"gosrc.io/xmpp/stanza"
 )
 
@@ -84,9 +85,12 @@ type Session struct {
 	h      Handlers
 	log    *slog.Logger
 
-	// newTransport makes the transport of each connection (tests replace
-	// it with a fake).
-	newTransport func(xmpp.TransportConfiguration) transport
+	// resolver looks up SRV records, dial opens TCP connections (host
+	// names resolved by the same resolver); handshake, when set, replaces
+	// the TLS client handshake. Tests replace them.
+	resolver  srvResolver
+	dial      dialer
+	handshake func(ctx context.Context, raw net.Conn, cfg *tls.Config) (net.Conn, *tls.ConnectionState, error)
 
 	tracker *tracker
 	iqsSent atomic.Int64
@@ -111,15 +115,16 @@ type Session struct {
 // Start.
 func New(cfg Config, h Handlers) *Session {
 	s := &Session{
-		h:            h,
-		newTransport: newXMPPTransport,
-		tracker:      newTracker(),
-		state:        StateDisconnected,
-		disco:        newDiscoFeatures([]Identity{DefaultIdentity}, nil),
+		h:       h,
+		tracker: newTracker(),
+		state:   StateDisconnected,
+		disco:   newDiscoFeatures([]Identity{DefaultIdentity}, nil),
 	}
 	s.cfg, s.cfgErr = resolve(cfg)
 	if s.cfg != nil {
 		s.log = s.cfg.Log.With("jid", s.cfg.account.String())
+		r := newResolver(s.cfg.dnsServer)
+		s.resolver, s.dial = r, netDialer(r)
 	} else {
 		s.log = slog.Default()
 		if cfg.Log != nil {
@@ -291,18 +296,15 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	t := s.newTransport(xmpp.TransportConfiguration{
-		Address:        s.cfg.addr,
-		Domain:         s.cfg.account.Domain,
-		ConnectTimeout: s.cfg.connectTimeoutSeconds(),
-		TLSConfig:      s.cfg.tls,
-	})
 	t0 := time.Now()
-	bound, dec, err := negotiate(ctx, s.cfg, t)
+	n, err := s.establish(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(s, t, dec, bound)
+	bound := n.bound
+	c := newConn(s, n.st, bound)
+	c.info = n.info
+	c.info.JID, c.info.Since = bound, time.Now()
 	go c.readLoop()
 	if s.cfg.PingInterval > 0 {
 		c.wg.Add(1)
@@ -318,8 +320,19 @@ func (s *Session) connect(ctx context.Context) (*conn, error) {
 		s.clearConn(c)
 		return nil, fmt.Errorf("send initial presence: %w", err)
 	}
-	s.log.Info("xmpp: connected", "bound", bound, "addr", s.cfg.addr, "took", time.Since(t0).Round(time.Millisecond))
+	s.log.Info("xmpp: connected", "bound", bound, "endpoint", c.info.Endpoint.String(), "address", c.info.Address,
+		"tls", c.info.TLSVersion, "mechanism", c.info.Mechanism, "channel_binding", c.info.ChannelBinding,
+		"took", time.Since(t0).Round(time.Millisecond))
 	return c, nil
+}
+
+// ConnInfo describes the live stream; false when there is none.
+func (s *Session) ConnInfo() (ConnInfo, bool) {
+	c := s.current()
+	if c == nil {
+		return ConnInfo{}, false
+	}
+	return c.info, true
 }
 
 // supervise runs Connected for each connection, waits for its end and

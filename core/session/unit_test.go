@@ -2,9 +2,12 @@ package session
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +75,8 @@ func TestResolveConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"ok", Config{JID: "a@example.org", Password: "x"}, ""},
+		{"ok, canonical", Config{JID: "A@EXAMPLE.org.", Password: "x"}, ""},
+		{"bad dns server", Config{JID: "a@example.org", Password: "x", DNSServer: "dns.example.org"}, "DNS server"},
 		{"no localpart", Config{JID: "example.org", Password: "x"}, "localpart"},
 		{"full jid", Config{JID: "a@example.org/r", Password: "x"}, "bare"},
 		{"no password", Config{JID: "a@example.org"}, "empty password"},
@@ -85,13 +90,38 @@ func TestResolveConfig(t *testing.T) {
 				t.Errorf("%s: %v", tt.name, err)
 				continue
 			}
-			if s.addr != "example.org:5222" || s.Timeout != DefaultTimeout || s.tls.ServerName != "example.org" {
-				t.Errorf("%s: defaults %s %s %q", tt.name, s.addr, s.Timeout, s.tls.ServerName)
+			if s.configured != nil || s.account.String() != "a@example.org" || s.Timeout != DefaultTimeout || s.tls.ServerName != "example.org" {
+				t.Errorf("%s: defaults %v %s %s %q", tt.name, s.configured, s.account, s.Timeout, s.tls.ServerName)
 			}
 			continue
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("%s: error %v, want %q", tt.name, err, tt.wantErr)
+		}
+	}
+	// Overrides: a host, or a port alone, is the only endpoint.
+	for _, tt := range []struct {
+		cfg  Config
+		want Endpoint
+	}{
+		{Config{Host: "xmpp.example.net"}, Endpoint{Host: "xmpp.example.net", Port: 5222, Origin: OriginConfigured}},
+		{Config{Host: "192.0.2.1", Port: 5223, DirectTLS: true}, Endpoint{Host: "192.0.2.1", Port: 5223, DirectTLS: true, Origin: OriginConfigured}},
+		{Config{Port: 5269}, Endpoint{Host: "xn--bcher-kva.example", Port: 5269, Origin: OriginConfigured}},
+	} {
+		tt.cfg.JID, tt.cfg.Password = "a@Bücher.example", "x"
+		s, err := resolve(tt.cfg)
+		if err != nil || s.configured == nil || *s.configured != tt.want || s.tls.ServerName != "xn--bcher-kva.example" {
+			t.Errorf("resolve(%+v) = %+v, %v; want %+v and ServerName in A-labels", tt.cfg, s, err, tt.want)
+		}
+	}
+	for in, want := range map[string]string{"192.0.2.53": "192.0.2.53:53", "127.0.0.1:5353": "127.0.0.1:5353", "::1": "[::1]:53", "[::1]:53": "[::1]:53"} {
+		if got, err := ParseDNSServer(in); err != nil || got != want {
+			t.Errorf("ParseDNSServer(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"dns.example.org", "1.2.3.4:0", "1.2.3.4:x", "[fe80::1%eth0]:53"} {
+		if _, err := ParseDNSServer(in); err == nil {
+			t.Errorf("ParseDNSServer(%q) accepted", in)
 		}
 	}
 	// Start returns the configuration error, permanent.
@@ -146,22 +176,38 @@ func TestCheckWellFormed(t *testing.T) {
 	}
 }
 
-func TestPickMechanism(t *testing.T) {
+func TestChooseSASL(t *testing.T) {
+	tls13 := &tls.ConnectionState{Version: tls.VersionTLS13}
+	tls12 := &tls.ConnectionState{Version: tls.VersionTLS12, TLSUnique: []byte("finished")}
+	tls12NoUnique := &tls.ConnectionState{Version: tls.VersionTLS12}
 	tests := []struct {
-		offered []string
-		secure  bool
-		want    string
+		offered, cb []string
+		state       *tls.ConnectionState
+		want        string
+		wantCB      string
+		wantY       bool
 	}{
-		{[]string{"PLAIN", "SCRAM-SHA-1"}, true, "SCRAM-SHA-1"},
-		{[]string{"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}, true, "SCRAM-SHA-256"},
-		{[]string{"PLAIN"}, true, "PLAIN"},
-		{[]string{"PLAIN"}, false, ""},
-		{[]string{"DIGEST-MD5", "X-OAUTH2"}, true, ""},
-		{[]string{" scram-sha-1 "}, true, "SCRAM-SHA-1"},
+		{[]string{"PLAIN", "SCRAM-SHA-1"}, nil, tls13, "SCRAM-SHA-1", "", false},
+		{[]string{"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}, nil, tls13, "SCRAM-SHA-256", "", false},
+		{[]string{"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"}, nil, tls13, "SCRAM-SHA-512", "", false},
+		{[]string{"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}, nil, tls12, "SCRAM-SHA-256-PLUS", "tls-unique", false},
+		{[]string{"SCRAM-SHA-512", "SCRAM-SHA-1-PLUS"}, nil, tls12, "SCRAM-SHA-1-PLUS", "tls-unique", false},
+		{[]string{"SCRAM-SHA-512", "SCRAM-SHA-512-PLUS"}, nil, tls12NoUnique, "SCRAM-SHA-512", "", false},
+		{[]string{"SCRAM-SHA-256"}, nil, tls12, "SCRAM-SHA-256", "", true},
+		{[]string{"SCRAM-SHA-256"}, nil, tls13, "SCRAM-SHA-256", "", false},
+		{[]string{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, []string{"tls-unique"}, tls13, "SCRAM-SHA-1", "", false},
+		{[]string{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, []string{"tls-unique"}, tls12, "SCRAM-SHA-1-PLUS", "tls-unique", false},
+		{[]string{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, []string{"tls-unique"}, tls12NoUnique, "SCRAM-SHA-1", "", false},
+		{[]string{"PLAIN"}, nil, tls13, "PLAIN", "", false},
+		{[]string{"PLAIN"}, nil, nil, "", "", false},
+		{[]string{"DIGEST-MD5", "X-OAUTH2"}, nil, tls13, "", "", false},
+		{[]string{" scram-sha-1 "}, nil, tls13, "SCRAM-SHA-1", "", false},
 	}
 	for _, tt := range tests {
-		if got := pickMechanism(tt.offered, tt.secure); got != tt.want {
-			t.Errorf("pickMechanism(%v, %v) = %q, want %q", tt.offered, tt.secure, got, tt.want)
+		got := chooseSASL(tt.offered, tt.cb, tt.state)
+		if got.mechanism != tt.want || string(got.cb.Type) != tt.wantCB || got.advertise != tt.wantY {
+			t.Errorf("chooseSASL(%v, %v, %+v) = %s cb %q y %v, want %s cb %q y %v", tt.offered, tt.cb, tt.state,
+				got.mechanism, got.cb.Type, got.advertise, tt.want, tt.wantCB, tt.wantY)
 		}
 	}
 }
@@ -197,45 +243,23 @@ func FuzzDecodeSASL(f *testing.F) {
 	})
 }
 
-// replayTransport replays fixed server bytes and discards what the client
+// replayConn replays fixed server bytes and discards what the client
 // writes: fuzzing the negotiation with arbitrary server input.
-type replayTransport struct {
-	r      *bytes.Reader
-	dec    *xml.Decoder
-	secure bool
+type replayConn struct {
+	net.Conn // nil: only the methods below are used
+	r        *bytes.Reader
 }
 
-func (r *replayTransport) Connect() (string, error) {
-	r.dec = xml.NewDecoder(r.r)
-	return r.StartStream()
-}
-func (r *replayTransport) StartStream() (string, error) { return initStream(r.dec) }
-func (r *replayTransport) StartTLS() error {
-	r.secure = true
-	r.dec = xml.NewDecoder(r.r) // bytes.Reader is a ByteReader: no read-ahead is lost
-	return nil
-}
-func (r *replayTransport) GetDecoder() *xml.Decoder    { return r.dec }
-func (r *replayTransport) IsSecure() bool              { return r.secure }
-func (r *replayTransport) Write(p []byte) (int, error) { return len(p), nil }
-func (r *replayTransport) Close() error                { return nil }
-func (r *replayTransport) ReceivedStreamClose()        {}
+func (r *replayConn) Read(p []byte) (int, error)       { return r.r.Read(p) }
+func (r *replayConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (r *replayConn) Close() error                     { return nil }
+func (r *replayConn) SetDeadline(time.Time) error      { return nil }
+func (r *replayConn) SetWriteDeadline(time.Time) error { return nil }
 
-// initStream is stanza.InitStream (kept local so the fuzz target names
-// what it exercises).
-func initStream(dec *xml.Decoder) (string, error) {
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", err
-		}
-		if se, ok := tok.(xml.StartElement); ok {
-			if se.Name.Local != "stream" {
-				return "", io.ErrUnexpectedEOF
-			}
-			return "", nil
-		}
-	}
+// fakeHandshake pretends to run TLS 1.2 (with a tls-unique value) on the
+// replayed bytes.
+func fakeHandshake(_ context.Context, raw net.Conn, _ *tls.Config) (net.Conn, *tls.ConnectionState, error) {
+	return raw, &tls.ConnectionState{Version: tls.VersionTLS12, TLSUnique: []byte("0123456789ab")}, nil
 }
 
 const serverHeader = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x' version='1.0'>"
@@ -259,11 +283,16 @@ func FuzzNegotiate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	ep := Endpoint{Host: "b", Port: 5222, Origin: OriginDomain}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tr := &replayTransport{r: bytes.NewReader(data)}
-		bound, _, err := negotiate(t.Context(), cfg, tr)
-		if err == nil && bound == "" {
-			t.Error("negotiation succeeded without a bound JID")
+		st := newStream(&replayConn{r: bytes.NewReader(data)}, "b", "a@b")
+		st.handshake = fakeHandshake
+		n, err := negotiate(t.Context(), cfg, st, ep)
+		if err == nil && (n.bound == "" || n.info.Mechanism == "") {
+			t.Error("negotiation succeeded without a bound JID or a mechanism")
+		}
+		if err == nil && n.info.Mechanism == "PLAIN" && st.tlsState == nil {
+			t.Error("PLAIN without TLS")
 		}
 	})
 }

@@ -178,7 +178,7 @@ func migrateSQLite(ctx context.Context, r resolved, log *slog.Logger) error {
 		}
 		log.Info("database backed up before migration", "backup", backup, "version", p.current)
 	}
-	if err := applyUp(m, p, r.path, log); err != nil {
+	if err := applyUp(ctx, m, p, db, DriverSQLite, r.path, log); err != nil {
 		return err
 	}
 	return foreignKeyCheck(ctx, db)
@@ -207,7 +207,7 @@ func migratePostgres(ctx context.Context, r resolved, log *slog.Logger) error {
 	if len(p.pending) == 0 {
 		return nil
 	}
-	return applyUp(m, p, where, log)
+	return applyUp(ctx, m, p, db, DriverPostgres, where, log)
 }
 
 // pgWhere names a PostgreSQL database for messages, without credentials.
@@ -219,13 +219,50 @@ func pgWhere(dsn string) string {
 	return fmt.Sprintf("%q on %s:%d", c.Database, c.Host, c.Port)
 }
 
-func applyUp(m *migrate.Migrate, p plan, where string, log *slog.Logger) error {
+// applyUp applies the pending migrations. A migration with a Go data
+// step (jidkeys.go) is reached in two moves: the files up to the one
+// before it, then the step in its own transaction on db, then the rest.
+func applyUp(ctx context.Context, m *migrate.Migrate, p plan, db *sql.DB, dialectName, where string, log *slog.Logger) error {
 	start := time.Now()
+	for _, f := range p.pending {
+		step := stepFor(f)
+		if step == nil {
+			continue
+		}
+		i := slices.IndexFunc(p.files, func(x migrationFile) bool { return x.Version == f.Version })
+		if i == 0 {
+			return fmt.Errorf("migrate database %s: the data step of %s needs a migration before it", where, f.Name)
+		}
+		if prev := p.files[i-1].Version; prev > p.current {
+			if err := m.Migrate(prev); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+				return fmt.Errorf("migrate database %s from version %d to %d: %w", where, p.current, prev, err)
+			}
+		}
+		if err := runDataStep(ctx, db, dialectName, step, log); err != nil {
+			return fmt.Errorf("migrate database %s: %s: %w (the database is unchanged at the version before it)", where, f.Name, err)
+		}
+	}
 	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate database %s from version %d: %w", where, p.current, err)
 	}
 	log.Info("database migrated", "from", p.current, "to", p.head(),
 		"applied", len(p.pending), "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// runDataStep runs a data step in one transaction.
+func runDataStep(ctx context.Context, db *sql.DB, dialectName string, step *dataStep, log *slog.Logger) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := step.run(ctx, tx, dialectName, log); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
 	return nil
 }
 

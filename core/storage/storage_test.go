@@ -175,25 +175,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// rebind turns ? placeholders into $n for PostgreSQL.
-func rebind(dialectName, q string) string {
-	if dialectName != DriverPostgres {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			b.WriteString("$")
-			b.WriteString(string(rune('0' + n)))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 func assertMode(t *testing.T, path string, want os.FileMode) {
 	t.Helper()
 	st, err := os.Stat(path)

@@ -20,7 +20,7 @@ import (
 // distribution (no epmd, no distribution port, hence no ejabberdctl), with a
 // private configuration and Mnesia database in a new directory under /tmp:
 // c2s with STARTTLS required on a free loopback port (shaper none, 10 MiB
-// stanzas), mod_pubsub (flat and pep, 20000 items per node), mod_caps,
+// stanzas; with XMPPOptions.DirectTLS a direct TLS c2s listener too), mod_pubsub (flat and pep, 20000 items per node), mod_caps,
 // mod_disco, mod_ping, mod_roster, mod_private, and mod_http_api on a
 // second loopback port (APIPort) open to 127.0.0.1 for every command, which
 // Register, CloseStream and API use. It returns once the server answers a
@@ -101,6 +101,9 @@ func (s *XMPPServer) ejabberdLaunch() (string, []string, readiness, error) {
 		},
 		busy: []string{"eaddrinuse"},
 	}
+	if s.DirectTLSPort != 0 {
+		ready.want = append(ready.want, fmt.Sprintf("Start accepting TLS connections at %s:%d for ejabberd_c2s", s.Host, s.DirectTLSPort))
+	}
 	return "erl", args, ready, nil
 }
 
@@ -127,6 +130,10 @@ func (s *XMPPServer) ejabberdConfig() string {
 	p("listen:")
 	p("  - {port: %d, ip: %s, module: ejabberd_c2s, starttls: true, starttls_required: true,", s.Port, q(s.Host))
 	p("     max_stanza_size: 10485760, shaper: none, access: c2s}")
+	if s.DirectTLSPort != 0 {
+		p("  - {port: %d, ip: %s, module: ejabberd_c2s, tls: true,", s.DirectTLSPort, q(s.Host))
+		p("     max_stanza_size: 10485760, shaper: none, access: c2s}")
+	}
 	p("  - {port: %d, ip: %s, module: ejabberd_http, request_handlers: {/api: mod_http_api}}", s.APIPort, q(s.Host))
 	if s.opts.ScramOnly {
 		p(`disable_sasl_mechanisms: ["PLAIN"]`)
@@ -149,7 +156,17 @@ func (s *XMPPServer) ejabberdConfig() string {
 	p(`    who: {ip: "127.0.0.1/8"}`)
 	p(`    what: "*"`)
 	p("auth_method: internal")
-	p("auth_password_format: scram")
+	if s.opts.PlainPasswords {
+		p("auth_password_format: plain")
+	} else {
+		p("auth_password_format: scram")
+	}
+	if h := strings.ToLower(strings.ReplaceAll(s.opts.PasswordHash, "-", "")); h != "" {
+		if h == "sha1" {
+			h = "sha"
+		}
+		p("auth_scram_hash: %s", h)
+	}
 	p("default_db: mnesia")
 	p("modules:")
 	p("  mod_admin_extra: {}")

@@ -49,6 +49,19 @@ type XMPPOptions struct {
 	// Port is the c2s port; 0 picks a free one (ejabberd's API port is
 	// always picked).
 	Port int
+	// DirectTLS adds a direct TLS c2s listener (XEP-0368) on a free
+	// loopback port, XMPPServer.DirectTLSPort.
+	DirectTLS bool
+	// PasswordHash is the SCRAM hash the server stores passwords with, and
+	// so the one SCRAM mechanism it offers: "SHA-1" (the default of both
+	// servers), "SHA-256", or on ejabberd "SHA-512". Prosody:
+	// password_hash; ejabberd: auth_scram_hash (with the scram password
+	// format).
+	PasswordHash string
+	// PlainPasswords stores passwords in clear (ejabberd:
+	// auth_password_format plain, which lets it offer SCRAM-SHA-1, -256
+	// and -512 alike; Prosody: authentication internal_plain).
+	PlainPasswords bool
 }
 
 // XMPPServer is a private XMPP server (Prosody or ejabberd) listening on
@@ -66,6 +79,9 @@ type XMPPServer struct {
 	Host string
 	// Port is the c2s port (STARTTLS required).
 	Port int
+	// DirectTLSPort is the direct TLS c2s port (XEP-0368), 0 unless
+	// XMPPOptions.DirectTLS.
+	DirectTLSPort int
 	// CAFile is the PEM of the server's self-signed certificate (valid for
 	// Domain and PubSub), for clients' CA option.
 	CAFile string
@@ -116,7 +132,8 @@ func (s *XMPPServer) Addr() string {
 
 // StartProsody starts Prosody 0.12 in the foreground with a private
 // configuration in a new directory under /tmp: c2s with STARTTLS required on
-// a free loopback port (no s2s, no HTTP), SQLite storage, no rate limits,
+// a free loopback port (with XMPPOptions.DirectTLS a direct TLS c2s port
+// too; no s2s, no HTTP), SQLite storage, no rate limits,
 // PEP and the pubsub.localhost component holding up to 20000 items per node
 // (the component exposes publishers), the admin shell, XEP-0198. It returns
 // once the server answers a stream open. The error wraps ErrNotInstalled
@@ -227,6 +244,11 @@ func (s *XMPPServer) startFresh(ctx context.Context) error {
 				return err
 			}
 		}
+		if s.opts.DirectTLS {
+			if s.DirectTLSPort, err = freePort(); err != nil {
+				return err
+			}
+		}
 		s.mu.Lock()
 		err = s.launch(ctx)
 		s.mu.Unlock()
@@ -256,6 +278,9 @@ func (s *XMPPServer) launch(ctx context.Context) error {
 		ready = readiness{
 			want: []string{fmt.Sprintf("Activated service 'c2s' on [%s]:%d", s.Host, s.Port)},
 			busy: []string{"Failed to open server port"},
+		}
+		if s.DirectTLSPort != 0 {
+			ready.want = append(ready.want, fmt.Sprintf("Activated service 'c2s_direct_tls' on [%s]:%d", s.Host, s.DirectTLSPort))
 		}
 	case KindEjabberd:
 		name, args, ready, err = s.ejabberdLaunch()
@@ -298,11 +323,22 @@ func (s *XMPPServer) prosodyConfig() string {
 	p("component_ports = { }")
 	p("http_ports = { }")
 	p("https_ports = { }")
-	p("c2s_direct_tls_ports = { }")
+	if s.DirectTLSPort != 0 {
+		p("c2s_direct_tls_ports = { %d }", s.DirectTLSPort)
+	} else {
+		p("c2s_direct_tls_ports = { }")
+	}
 	p("legacy_ssl_ports = { }")
 	p(`modules_disabled = { "s2s"; "offline"; "http"; "bosh"; "websocket" }`)
 	p(`modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "pep"; "private"; "admin_shell"; "smacks" }`)
-	p(`authentication = "internal_hashed"`)
+	if s.opts.PlainPasswords {
+		p(`authentication = "internal_plain"`)
+	} else {
+		p(`authentication = "internal_hashed"`)
+	}
+	if s.opts.PasswordHash != "" {
+		p("password_hash = %s", luaQuote(s.opts.PasswordHash))
+	}
 	p("c2s_require_encryption = true")
 	if s.opts.ScramOnly {
 		p(`disable_sasl_mechanisms = { "PLAIN" }`)

@@ -13,8 +13,10 @@ import (
 // Kinds: KindProsody, KindEjabberd, and "prosody-scram" (PLAIN disabled).
 type SharedXMPP struct {
 	Accounts map[string]string
-	mu       sync.Mutex
-	servers  map[string]*sharedServer
+	// DirectTLS gives every server a direct TLS listener too.
+	DirectTLS bool
+	mu        sync.Mutex
+	servers   map[string]*sharedServer
 }
 
 type sharedServer struct {
@@ -41,7 +43,7 @@ func (s *SharedXMPP) Use(t testing.TB, kind string) *XMPPServer {
 	e.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		opts := XMPPOptions{Accounts: s.Accounts}
+		opts := XMPPOptions{Accounts: s.Accounts, DirectTLS: s.DirectTLS}
 		switch kind {
 		case KindProsody:
 			e.srv, e.err = StartProsody(ctx, opts)

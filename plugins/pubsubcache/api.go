@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/core/jid"
 	"example.org/backend/plugins/xep0060"
 )
 
@@ -100,7 +101,7 @@ func (a *api) Status(ctx context.Context, req *connect.Request[backendv1.PubSubC
 
 func (a *api) Purge(ctx context.Context, req *connect.Request[backendv1.PubSubCachePurgeRequest]) (*connect.Response[backendv1.PubSubCachePurgeResponse], error) {
 	m := req.Msg
-	f := PurgeFilter{Profiles: m.GetProfiles(), Services: m.GetServices(), Nodes: m.GetNodes(), Types: m.GetTypes(), Subtypes: m.GetSubtypes()}
+	f := PurgeFilter{Profiles: m.GetProfiles(), Services: jid.CanonicalEach(m.GetServices()), Nodes: m.GetNodes(), Types: m.GetTypes(), Subtypes: m.GetSubtypes()}
 	if m.CreatedBefore != nil {
 		t := time.Unix(*m.CreatedBefore, 0)
 		f.CreatedBefore = &t

@@ -14,6 +14,7 @@ import (
 	"gosrc.io/xmpp/stanza"
 
 	"example.org/backend/core"
+	"example.org/backend/core/jid"
 	"example.org/backend/core/session"
 	"example.org/backend/ent/profile"
 	"example.org/backend/plugins/xep0060/wire"
@@ -62,11 +63,37 @@ func newClient(h *core.Host) *Client {
 }
 
 // bare strips the resource of a JID.
-func bare(jid string) string {
-	if i := strings.IndexByte(jid, '/'); i >= 0 {
-		return jid[:i]
+// bare returns the canonical bare form of a JID (RFC 7622), the key
+// under which services are stored; an address that is not a valid JID is
+// only cut at its resource.
+func bare(s string) string {
+	if j, err := jid.Parse(s); err == nil {
+		return j.Bare().String()
 	}
-	return jid
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// canonicalService returns the canonical form of a service address given
+// by a caller (RFC 7622: the key the cache stores), refusing what is not a
+// JID.
+func canonicalService(s string) (string, error) {
+	c, err := jid.Canonical(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: service address: %w", ErrInvalidRequest, err)
+	}
+	return c, nil
+}
+
+// canonicalFrom returns the canonical form of the 'from' of a stanza (the
+// server stamps it; an odd one is kept as is).
+func canonicalFrom(s string) string {
+	if c, err := jid.Canonical(s); err == nil {
+		return c
+	}
+	return s
 }
 
 // session returns the connected session of profile.
@@ -94,12 +121,14 @@ func (c *Client) profileExists(name string) bool {
 	return err != nil || ok
 }
 
-// Service resolves service for profile: as is when not empty, else the
+// Service resolves service for profile: its canonical form (RFC 7622)
+// when not empty (an invalid address is refused, wrapping jid.ErrInvalid),
+// else the
 // profile's bare JID (from its session, what it last connected as, or the
 // stored profile, so that it works offline too).
 func (c *Client) Service(ctx context.Context, profileName, service string) (string, error) {
 	if service != "" {
-		return service, nil
+		return canonicalService(service)
 	}
 	if c.host.Sessions != nil {
 		if s, err := c.host.Sessions.Session(profileName); err == nil && s.JID() != "" {

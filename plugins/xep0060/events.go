@@ -59,7 +59,7 @@ func (r *router) message(profile string, msg *stanza.Message) {
 			continue
 		}
 		if len(ns) > 0 {
-			r.enqueue(notification{profile: profile, service: msg.From, items: ns})
+			r.enqueue(notification{profile: profile, service: canonicalFrom(msg.From), items: ns})
 		}
 	}
 }

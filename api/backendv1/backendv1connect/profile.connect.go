@@ -59,7 +59,8 @@ type ProfileServiceClient interface {
 	Create(context.Context, *connect.Request[backendv1.CreateProfileRequest]) (*connect.Response[backendv1.CreateProfileResponse], error)
 	// List lists the profiles, sorted by name.
 	List(context.Context, *connect.Request[backendv1.ListProfilesRequest]) (*connect.Response[backendv1.ListProfilesResponse], error)
-	// Show returns one profile with its resolved parameters.
+	// Show returns one profile with its resolved parameters and, while it is
+	// connected, what its live stream negotiated.
 	Show(context.Context, *connect.Request[backendv1.ShowProfileRequest]) (*connect.Response[backendv1.ShowProfileResponse], error)
 	// Delete deletes a profile and everything it owns (parameters, cache).
 	Delete(context.Context, *connect.Request[backendv1.DeleteProfileRequest]) (*connect.Response[backendv1.DeleteProfileResponse], error)
@@ -179,7 +180,8 @@ type ProfileServiceHandler interface {
 	Create(context.Context, *connect.Request[backendv1.CreateProfileRequest]) (*connect.Response[backendv1.CreateProfileResponse], error)
 	// List lists the profiles, sorted by name.
 	List(context.Context, *connect.Request[backendv1.ListProfilesRequest]) (*connect.Response[backendv1.ListProfilesResponse], error)
-	// Show returns one profile with its resolved parameters.
+	// Show returns one profile with its resolved parameters and, while it is
+	// connected, what its live stream negotiated.
 	Show(context.Context, *connect.Request[backendv1.ShowProfileRequest]) (*connect.Response[backendv1.ShowProfileResponse], error)
 	// Delete deletes a profile and everything it owns (parameters, cache).
 	Delete(context.Context, *connect.Request[backendv1.DeleteProfileRequest]) (*connect.Response[backendv1.DeleteProfileResponse], error)

@@ -60,8 +60,8 @@ func main() {
 	flag.IntVar(&o.xmppPort, "xmpp-port", 0, "c2s port of the private Prosody (0: a free port)")
 	flag.StringVar(&o.jid, "jid", os.Getenv("BACKEND_DEMO_JID"), "use this XMPP account instead of a private Prosody ($BACKEND_DEMO_JID)")
 	flag.StringVar(&o.passwordEnv, "password-env", "BACKEND_DEMO_PASSWORD", "environment variable holding the password of --jid")
-	flag.StringVar(&o.host, "host", "", "server host of --jid (default: from the JID's domain)")
-	flag.IntVar(&o.port, "port", 0, "server port of --jid (default 5222)")
+	flag.StringVar(&o.host, "host", "", "server host of --jid (default: discovered from the JID's domain: DNS SRV records, then the domain)")
+	flag.IntVar(&o.port, "port", 0, "server port of --jid (default: discovered; 5222 with --host)")
 	flag.StringVar(&o.caFile, "ca-file", "", "PEM file of the CA (or self-signed certificate) of --jid's server (default: the system's CAs)")
 	flag.BoolVar(&o.once, "once", false, "stop everything once the demo is set up (for scripts and CI)")
 	flag.Parse()
@@ -298,7 +298,8 @@ func setupProfile(ctx context.Context, cli func(context.Context, []byte, ...stri
 	for _, p := range list.Profiles {
 		exists = exists || p.Name == name
 	}
-	settings := map[string]string{"connection.host": acct.host, "connection.ca_file": acct.caFile, "connection.port": "5222"}
+	// Port 0 with no host: the server is discovered from the JID's domain.
+	settings := map[string]string{"connection.host": acct.host, "connection.ca_file": acct.caFile, "connection.port": "0"}
 	if acct.port != 0 {
 		settings["connection.port"] = strconv.Itoa(acct.port)
 	}

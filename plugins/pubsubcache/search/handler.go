@@ -10,6 +10,7 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/jid"
 )
 
 // WrapFunc builds the canonical <item/> wrapper of an item (DESIGN §5);
@@ -32,7 +33,7 @@ type api struct {
 // filters and order keys.
 func QueryFromRequest(m *backendv1.CacheSearchRequest) (Query, error) {
 	q := Query{
-		Profiles: m.GetProfiles(), Services: m.GetServices(), Nodes: m.GetNodes(),
+		Profiles: m.GetProfiles(), Services: jid.CanonicalEach(m.GetServices()), Nodes: m.GetNodes(),
 		Types: m.GetTypes(), Subtypes: m.GetSubtypes(), ItemIDs: m.GetItemIds(),
 		FTS: m.GetFts(), Offset: int(m.GetIndex()), Limit: int(m.GetLimit()), WithPayload: m.GetWithPayload(),
 	}

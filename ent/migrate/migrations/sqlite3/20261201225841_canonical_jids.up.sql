@@ -1,0 +1,11 @@
+-- Hand-written migration (sqlite3). Edit, then re-hash: go run -tags sqlite_fts5 ./ent/migrate/main.go hash
+--
+-- JIDs used as keys become canonical (RFC 7622: PRECIS and IDNA, see
+-- core/jid): profiles.jid, pubsub_nodes.service, service_profiles.service.
+-- SQL cannot compute PRECIS, so the rewrite is Go code, the data step
+-- "canonical_jids" of core/storage (jidkeys.go), which runs in its own
+-- transaction right before this file, with the database at the previous
+-- version; it merges the rows that become equal (see its doc). This file
+-- only records the version: a crash between the two re-runs the step,
+-- which is idempotent.
+SELECT 1;
