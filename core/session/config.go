@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -241,4 +242,13 @@ func tlsConfig(cfg Config, domain string) (*tls.Config, error) {
 	}
 	c.RootCAs = pool
 	return c, nil
+}
+
+// target names where the session connects, for logs: the configured
+// endpoint, or the JID's domain when it is discovered.
+func (s *settings) target() string {
+	if s.configured != nil {
+		return net.JoinHostPort(s.configured.Host, strconv.Itoa(s.configured.Port))
+	}
+	return s.asciiDomain + " (discovered)"
 }

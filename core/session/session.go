@@ -186,7 +186,7 @@ func (s *Session) Start(ctx context.Context) error {
 			st = StateFailed
 		}
 		if !errors.Is(err, ErrStopped) {
-			s.log.Warn("xmpp: connection failed", "addr", s.cfg.addr, "err", err)
+			s.log.Warn("xmpp: connection failed", "addr", s.cfg.target(), "err", err)
 		}
 		s.setState(st, err)
 		s.end(done)
@@ -395,11 +395,11 @@ func (s *Session) reconnect(runCtx context.Context) *conn {
 			return nil
 		}
 		if IsPermanent(err) {
-			s.log.Error("xmpp: reconnection failed permanently", "attempt", attempt, "addr", s.cfg.addr, "err", err)
+			s.log.Error("xmpp: reconnection failed permanently", "attempt", attempt, "addr", s.cfg.target(), "err", err)
 			s.setState(StateFailed, err)
 			return nil
 		}
-		s.log.Warn("xmpp: reconnection failed", "attempt", attempt, "addr", s.cfg.addr, "err", err)
+		s.log.Warn("xmpp: reconnection failed", "attempt", attempt, "addr", s.cfg.target(), "err", err)
 	}
 }
 
