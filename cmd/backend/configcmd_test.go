@@ -118,7 +118,7 @@ func TestConfigReferenceJSON(t *testing.T) {
 			t.Errorf("param fields: %s", k)
 		}
 		if p["key"] == "connection.port" {
-			found = p["default"] == 5222.0 && p["bounds"] == "1..65535" && p["owner"] == "core" && p["needs_reconnect"] == true
+			found = p["default"] == 0.0 && p["bounds"] == "0..65535" && p["owner"] == "core" && p["needs_reconnect"] == true
 		}
 		if p["secret"] == true && p["default"] != nil {
 			t.Errorf("a secret's default shows: %v", p)

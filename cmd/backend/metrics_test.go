@@ -105,7 +105,8 @@ func TestMetricsAfterSession(t *testing.T) {
 	defer proxy.Close()
 	e := newEnv(t)
 	tcpPort := freePort(t)
-	e.vars = append(e.vars, "ALICE_PW=alice-pw", fmt.Sprintf("BACKEND_API_TCP_ADDRESS=127.0.0.1:%d", tcpPort))
+	// Plain HTTP on loopback (TLS on the listener is TestTCPListenerTLS's).
+	e.vars = append(e.vars, "ALICE_PW=alice-pw", fmt.Sprintf("BACKEND_API_TCP_ADDRESS=127.0.0.1:%d", tcpPort), "BACKEND_API_TCP_PLAINTEXT=loopback")
 	e.serve(t)
 	waitFor(t, "microblog running", func() bool { return microblogRunning(t, e) })
 	before := scrape(t, e)

@@ -28,6 +28,10 @@ func cursorOut(id, cursor string) string {
 	return cacheCursorPrefix + id
 }
 
+// drainWait bounds how long a request waits for the node's queued
+// notifications to be applied before it goes to the service.
+const drainWait = 250 * time.Millisecond
+
 // internalKey marks contexts of the cache's own requests (syncs, fetches
 // by id), whose answers the ItemsReceived observer must not analyse again.
 type internalKey struct{}
@@ -44,6 +48,13 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	cont := triggers.Continue[*xep0060.ItemsPage]()
 	k := nodeKey{req.Profile, req.Service, req.Node}
 	n, known := p.nodes.get(k)
+	if known && n.state == StateComplete && n.fresh && !req.NoCache && p.w.hasQueued(k) {
+		// Notifications of the node already received wait in the writer
+		// (a busy node): an answer now would miss them. Applying them
+		// takes milliseconds: wait for them rather than ask the service.
+		p.w.waitDrained(ctx, k, drainWait)
+		n, known = p.nodes.get(k)
+	}
 	pp := p.params.of(ctx, req.Profile)
 	f, err := p.facts(ctx, k, n, known, req, pp)
 	if err != nil {

@@ -31,13 +31,16 @@ type writer struct {
 	// there are some, the node is not answered from the cache (the answer
 	// would miss what the service already notified).
 	queued map[nodeKey]int
-	busy   bool
+	// drained are closed when the queued item writes of their node are
+	// all applied (waitDrained).
+	drained map[nodeKey]chan struct{}
+	busy    bool
 	wake   chan struct{}
 	idle   *sync.Cond
 }
 
 func newWriter(p *Plugin) *writer {
-	w := &writer{p: p, queued: map[nodeKey]int{}, wake: make(chan struct{}, 1)}
+	w := &writer{p: p, queued: map[nodeKey]int{}, drained: map[nodeKey]chan struct{}{}, wake: make(chan struct{}, 1)}
 	w.idle = sync.NewCond(&w.mu)
 	return w
 }
@@ -119,6 +122,31 @@ func (w *writer) hasQueued(k nodeKey) bool {
 	return w.queued[k] > 0
 }
 
+// waitDrained waits, at most max, until the item writes of k queued now
+// are applied; it reports whether they are.
+func (w *writer) waitDrained(ctx context.Context, k nodeKey, max time.Duration) bool {
+	w.mu.Lock()
+	if w.queued[k] == 0 {
+		w.mu.Unlock()
+		return true
+	}
+	ch := w.drained[k]
+	if ch == nil {
+		ch = make(chan struct{})
+		w.drained[k] = ch
+	}
+	w.mu.Unlock()
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
 // depth is the number of writes waiting.
 func (w *writer) depth() int {
 	w.mu.Lock()
@@ -197,6 +225,10 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 			for _, o := range items {
 				if w.queued[o.key]--; w.queued[o.key] <= 0 {
 					delete(w.queued, o.key)
+					if ch := w.drained[o.key]; ch != nil {
+						close(ch)
+						delete(w.drained, o.key)
+					}
 				}
 			}
 			w.mu.Unlock()
