@@ -291,3 +291,11 @@ func BenchmarkParseEntry(b *testing.B) {
 		}
 	}
 }
+
+// The attachments node of an item is XEP-0470's: its §4.1 example.
+func TestAttachmentsNodeName(t *testing.T) {
+	got := AttachmentsPrefix + ItemURI("juliet@capulet.lit", "urn:xmpp:microblog:0", "balcony-restoration-afd1")
+	if want := "urn:xmpp:pubsub-attachments:1/xmpp:juliet@capulet.lit?;node=urn%3Axmpp%3Amicroblog%3A0;item=balcony-restoration-afd1"; got != want {
+		t.Errorf("attachments node %q, want %q", got, want)
+	}
+}
