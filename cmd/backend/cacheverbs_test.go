@@ -230,7 +230,7 @@ func TestCacheMicroblogPluginKilled(t *testing.T) {
 	// Every item parsed once the plugin restarted (pending ones re-parsed).
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		out, _, code := e.cli(t, "cache", "search", "-p", "alice", "-n", node, "-F", "title like post%", "-o", "json")
+		out, _, code := e.cli(t, "cache", "search", "-p", "alice", "-n", node, "-F", "content like post%", "-o", "json") // title-only posts: the title is the content
 		var found struct {
 			Items []json.RawMessage `json:"items"`
 		}

@@ -14,13 +14,16 @@ import (
 	"example.org/backend/core/pluginhost"
 	sdk "example.org/backend/plugin-sdk"
 	"example.org/backend/plugin-sdk/plugins/microblog"
+	"example.org/backend/plugin-sdk/plugins/pep"
 )
 
 // firstPartyPlugins are the external plugins shipped in this binary; the
 // daemon runs each out of process by re-executing the binary with the
-// hidden plugin subcommand.
+// hidden plugin subcommand: microblog (XEP-0277 posts and comments) and
+// pep (XEP-0402 bookmarks, XEP-0084 avatar metadata, XEP-0292 vCard4,
+// XEP-0172 nicknames).
 func firstPartyPlugins() map[string]*sdk.Plugin {
-	return map[string]*sdk.Plugin{"microblog": microblog.New()}
+	return map[string]*sdk.Plugin{"microblog": microblog.New(), "pep": pep.New()}
 }
 
 // pluginServeCommand is the hidden subcommand a plugin process runs. It

@@ -56,8 +56,23 @@ func TestFirstPartyPluginThroughReexec(t *testing.T) {
 		}
 		return false
 	})
-	if first.PID == nil || !alive(*first.PID) || strings.Join(first.Analysers, ",") != "xep-0277" || !first.FirstParty {
+	if first.PID == nil || !alive(*first.PID) || strings.Join(first.Analysers, ",") != "xep-0277,xep-0277-comments" || !first.FirstParty {
 		t.Fatalf("microblog = %+v", first)
+	}
+	// The second first-party plugin, in its own process.
+	var pepPlugin pluginJSON
+	waitFor(t, "pep running", func() bool {
+		for _, p := range e.plugins(t).Plugins {
+			if p.Name == "pep" && p.State == "running" {
+				pepPlugin = p
+				return true
+			}
+		}
+		return false
+	})
+	if pepPlugin.PID == nil || *pepPlugin.PID == *first.PID || !alive(*pepPlugin.PID) || !pepPlugin.FirstParty ||
+		strings.Join(pepPlugin.Analysers, ",") != "xep-0402,xep-0084,xep-0292,xep-0172" {
+		t.Fatalf("pep = %+v", pepPlugin)
 	}
 	// Its parameter is declared and explained like the core's.
 	if _, stderr, code := e.cli(t, "profile", "create", "p", "--jid", "p@example.org", "--password-env", "PW"); code != exitOK {

@@ -20,7 +20,7 @@ import (
 
 // servers are shared by the tests of this package (stopped by TestMain);
 // they have direct TLS listeners for the discovery tests.
-var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw", "bob": "bob-pw"}, DirectTLS: true}
+var servers = testsvc.SharedXMPP{Accounts: map[string]string{"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}, DirectTLS: true}
 
 // startXMPP returns the shared server of kind and records its use; the
 // tests use distinct node names.
@@ -32,10 +32,17 @@ func startXMPP(t testing.TB, kind string, _ map[string]string) *testsvc.XMPPServ
 // pubsubEnv is a daemon with profile alice connected to srv.
 func pubsubEnv(t testing.TB, srv *testsvc.XMPPServer, vars ...string) *env {
 	t.Helper()
+	return pubsubEnvAs(t, srv, "alice", "alice-pw", vars...)
+}
+
+// pubsubEnvAs is a daemon with profile alice connected to srv as the
+// account user (tests that need a PEP service of their own).
+func pubsubEnvAs(t testing.TB, srv *testsvc.XMPPServer, user, password string, vars ...string) *env {
+	t.Helper()
 	e := newEnv(t)
-	e.vars = append(append(e.vars, "ALICE_PW=alice-pw"), vars...)
+	e.vars = append(append(e.vars, "ALICE_PW="+password), vars...)
 	e.serve(t)
-	if out, errs, code := e.cli(t, "profile", "create", "alice", "--jid", "alice@"+srv.Domain, "--password-env", "ALICE_PW",
+	if out, errs, code := e.cli(t, "profile", "create", "alice", "--jid", user+"@"+srv.Domain, "--password-env", "ALICE_PW",
 		"--host", srv.Host, "--port", strconv.Itoa(srv.Port), "--ca-file", srv.CAFile); code != exitOK {
 		t.Fatalf("profile create: %d %s %s", code, out, errs)
 	}

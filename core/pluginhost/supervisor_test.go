@@ -18,6 +18,7 @@ import (
 
 	sdk "example.org/backend/plugin-sdk"
 	"example.org/backend/plugin-sdk/host"
+	"example.org/backend/plugin-sdk/plugins/microblog"
 )
 
 const entry = `<entry xmlns="http://www.w3.org/2005/Atom"><title>Hello</title><category term="go"/></entry>`
@@ -75,8 +76,8 @@ func TestBuiltinThroughReExec(t *testing.T) {
 	}
 	s := newSupervisor(t, BuiltinSpecs(subcommand, map[string]*sdk.Plugin{"microblog": nil}), opts)
 	st := status(s, "microblog")
-	if st.State != StateRunning || st.Version != "0.1.0" || st.PID <= 0 || st.PID == os.Getpid() ||
-		strings.Join(st.Analysers, ",") != "xep-0277" || st.Restarts != 0 || !st.FirstParty {
+	if st.State != StateRunning || st.Version != microblog.Version || st.PID <= 0 || st.PID == os.Getpid() ||
+		strings.Join(st.Analysers, ",") != "xep-0277,xep-0277-comments" || st.Restarts != 0 || !st.FirstParty {
 		t.Fatalf("status = %+v", st)
 	}
 	if len(started) != 1 {
@@ -91,10 +92,10 @@ func TestBuiltinThroughReExec(t *testing.T) {
 		t.Fatal(err, res)
 	}
 	var e struct {
-		Title string
-		Tags  []string
+		Content string // a title-only post: its title is its content
+		Tags    []string
 	}
-	if err := json.Unmarshal(res[0].JSON, &e); err != nil || e.Title != "Hello" || len(e.Tags) != 1 {
+	if err := json.Unmarshal(res[0].JSON, &e); err != nil || e.Content != "Hello" || len(e.Tags) != 1 {
 		t.Errorf("parsed %s", res[0].JSON)
 	}
 	if d, ok := s.Description("microblog"); !ok || d.Analysers[0].NodePrefix != "urn:xmpp:microblog:0" {
@@ -237,7 +238,7 @@ func TestFailedPlugins(t *testing.T) {
 	pinned := Spec{Name: "pinned", Cmd: specs[0].Cmd, SHA256: strings.Repeat("0", 64)}
 	s := newSupervisor(t, []Spec{specs[0], crashing, missing, pinned}, fastOptions())
 
-	if st := status(s, "third"); st.State != StateRunning || st.Version != "0.1.0" {
+	if st := status(s, "third"); st.State != StateRunning || st.Version != microblog.Version {
 		t.Errorf("pinned third-party plugin: %+v", st)
 	}
 	if st := status(s, "pinned"); st.State != StateFailed || !strings.Contains(st.LastError, "refusing to run") || st.Restarts != 0 {

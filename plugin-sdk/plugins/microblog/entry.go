@@ -2,74 +2,118 @@ package microblog
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"mime"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
+
+	"example.org/backend/plugin-sdk/plugins/internal/safe"
 )
 
 // NSAtom is the Atom namespace of XEP-0277 payloads.
 const NSAtom = "http://www.w3.org/2005/Atom"
+
+// NSThread is the Atom threading extension (RFC 4685) of replies.
+const NSThread = "http://purl.org/syndication/thread/1.0"
+
+// AttachmentsPrefix starts the name of an item's XEP-0470 attachments node.
+const AttachmentsPrefix = "urn:xmpp:pubsub-attachments:1/"
 
 const nsXML = "http://www.w3.org/XML/1998/namespace"
 
 // Entry is the parsed form of a microblog item, after the ancestor's
 // item2mbdata. Every key is always present: null when the entry does not
 // say, [] for empty lists. Times are RFC 3339 UTC with second precision, so
-// they sort as strings.
+// they sort as strings. Plain-text fields are safe.Text, URL fields passed
+// safe.URL, *_xhtml fields the sanitiser; the README lists every key.
 type Entry struct {
-	// ID is the pubsub item id.
-	ID string `json:"id"`
+	// ID is the pubsub item id; Service and Node locate the item and URI
+	// is its XMPP URI (XEP-0060 §12.21), null when the service or node is
+	// unknown.
+	ID      string  `json:"id"`
+	Service *string `json:"service"`
+	Node    *string `json:"node"`
+	URI     *string `json:"uri"`
 	// AtomID is the Atom <id>.
 	AtomID *string `json:"atom_id"`
 	// Title is the plain-text title; TitleXHTML its sanitised XHTML when the
-	// title is rich (and the profile keeps XHTML).
+	// title is rich (and the profile keeps XHTML). A post without any
+	// <content> (the usual XEP-0277 short post) has its title read as its
+	// content, as Libervia does: title and title_xhtml are then null.
 	Title      *string `json:"title"`
 	TitleXHTML *string `json:"title_xhtml"`
 	// Content is the plain-text body; ContentXHTML its sanitised XHTML (a
 	// <div xmlns="http://www.w3.org/1999/xhtml">) when the body is rich.
 	Content      *string `json:"content"`
 	ContentXHTML *string `json:"content_xhtml"`
+	// Summary and Rights are Atom's <summary> and <rights>, like Title.
+	Summary      *string `json:"summary"`
+	SummaryXHTML *string `json:"summary_xhtml"`
+	Rights       *string `json:"rights"`
+	RightsXHTML  *string `json:"rights_xhtml"`
 	// Published and Updated are RFC 3339 UTC; Updated falls back to
 	// Published.
 	Published *string `json:"published"`
 	Updated   *string `json:"updated"`
 	// Language is the entry's xml:lang.
 	Language *string `json:"language"`
-	// Author describes the author.
-	Author Author `json:"author"`
+	// Author is the first <author> (as Atom readers take it), its JID
+	// falling back to the item's publisher; Authors are all of them, in
+	// order, and Contributors the <contributor>s.
+	Author       Person   `json:"author"`
+	Authors      []Person `json:"authors"`
+	Contributors []Person `json:"contributors"`
 	// Tags are the terms of the categories, in order, without duplicates.
 	Tags []string `json:"tags"`
-	// Links are all the entry's links.
+	// Links are all the entry's links with an allowed URL, plus a link of
+	// rel "content" for content that is not inline text.
 	Links []Link `json:"links"`
 	// Comments are the comment nodes the entry points to.
 	Comments []Comment `json:"comments"`
+	// InReplyTo are the posts this one replies to (thr:in-reply-to).
+	InReplyTo []Reply `json:"in_reply_to"`
+	// Repeated says the entry repeats another post (XEP-0277 §2.6).
+	Repeated *Repeat `json:"repeated"`
+	// Attachments are the files attached to the post (rel enclosure, and
+	// related, external, links), as Libervia reads them.
+	Attachments []Attachment `json:"attachments"`
+	// Geoloc is where the post was written (XEP-0080, XEP-0277 §6).
+	Geoloc *Geoloc `json:"geoloc"`
+	// AttachmentsNode is the node of the item's XEP-0470 attachments
+	// (noticed, reactions) on the same service; null when the URI is.
+	AttachmentsNode *string `json:"attachments_node"`
 }
 
-// Author is the entry's author.
-type Author struct {
+// Person is an Atom person construct (author, contributor).
+type Person struct {
 	Name  *string `json:"name"`
 	URI   *string `json:"uri"`
 	Email *string `json:"email"`
-	// JID is the author's bare JID: from an xmpp: URI, else the item's
-	// publisher.
+	// JID is the person's bare JID from an xmpp: URI (for the first
+	// author, else the item's publisher).
 	JID *string `json:"jid"`
 	// JIDVerified says that the item's publisher (as the service reported
-	// it) is the author's JID.
+	// it) is the person's JID.
 	JIDVerified bool `json:"jid_verified"`
 }
 
 // Link is an Atom link.
 type Link struct {
-	Rel   string  `json:"rel"`
-	Href  string  `json:"href"`
-	Type  *string `json:"type"`
-	Title *string `json:"title"`
+	Rel    string  `json:"rel"`
+	Href   string  `json:"href"`
+	Type   *string `json:"type"`
+	Title  *string `json:"title"`
+	Length *int64  `json:"length"`
 }
 
 // Comment is a comments node (XEP-0277 <link rel="replies" title="comments">).
@@ -79,10 +123,99 @@ type Comment struct {
 	Node    string `json:"node"`
 }
 
+// Reply is a thr:in-reply-to: the Atom id of the post replied to, and where
+// it is.
+type Reply struct {
+	Ref  *string `json:"ref"`
+	Href *string `json:"href"`
+	Type *string `json:"type"`
+}
+
+// Repeat describes a repeated post: who repeated it (the publisher) and the
+// original (the rel="via" link).
+type Repeat struct {
+	By  *string `json:"by"`
+	URI string  `json:"uri"`
+	Ref *string `json:"ref"`
+}
+
+// Attachment is a file attached to a post.
+type Attachment struct {
+	URL       string  `json:"url"`
+	MediaType *string `json:"media_type"`
+	Desc      *string `json:"desc"`
+	Size      *int64  `json:"size"`
+	// External is true for a rel="related" link (a page elsewhere), false
+	// for an enclosure.
+	External bool `json:"external"`
+}
+
+// NSGeoloc is the XEP-0080 namespace.
+const NSGeoloc = "http://jabber.org/protocol/geoloc"
+
+// Geoloc is a XEP-0080 location (the fields a post's place needs).
+type Geoloc struct {
+	Lat         *float64 `json:"lat"`
+	Lon         *float64 `json:"lon"`
+	Accuracy    *float64 `json:"accuracy"`
+	Country     *string  `json:"country"`
+	CountryCode *string  `json:"countrycode"`
+	Region      *string  `json:"region"`
+	Locality    *string  `json:"locality"`
+	Street      *string  `json:"street"`
+	PostalCode  *string  `json:"postalcode"`
+	Description *string  `json:"description"`
+	Text        *string  `json:"text"`
+	URI         *string  `json:"uri"`
+	Timestamp   *string  `json:"timestamp"`
+}
+
+// readGeoloc reads a <geoloc/> (its start consumed).
+func readGeoloc(dec *xml.Decoder) (*Geoloc, error) {
+	g := &Geoloc{}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			return g, nil
+		case xml.StartElement:
+			s, err := readText(dec)
+			if err != nil {
+				return nil, err
+			}
+			if t.Name.Space != NSGeoloc {
+				continue
+			}
+			switch t.Name.Local {
+			case "lat", "lon", "accuracy":
+				f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+				if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+					continue
+				}
+				*map[string]**float64{"lat": &g.Lat, "lon": &g.Lon, "accuracy": &g.Accuracy}[t.Name.Local] = &f
+			case "country", "countrycode", "region", "locality", "street", "postalcode", "description", "text":
+				*map[string]**string{"country": &g.Country, "countrycode": &g.CountryCode, "region": &g.Region,
+					"locality": &g.Locality, "street": &g.Street, "postalcode": &g.PostalCode,
+					"description": &g.Description, "text": &g.Text}[t.Name.Local] = textPtr(s)
+			case "uri":
+				g.URI = safe.URLPtr(s)
+			case "timestamp":
+				g.Timestamp = atomTime(s)
+			}
+		}
+	}
+}
+
 // Options change how an entry is parsed.
 type Options struct {
-	// DropXHTML leaves TitleXHTML and ContentXHTML null.
+	// DropXHTML leaves the *_xhtml fields null.
 	DropXHTML bool
+	// Service and Node locate the item (for service, node, uri and
+	// attachments_node).
+	Service, Node string
 }
 
 // ErrNotEntry is wrapped by the error for a payload that is not an Atom
@@ -91,15 +224,28 @@ var ErrNotEntry = errors.New("not an Atom entry")
 
 func ptr(s string) *string { return &s }
 
-func nonEmpty(s string) *string {
-	if s = strings.TrimSpace(cleanChars(s)); s == "" {
-		return nil
+// textPtr is the output form of a plain-text value (nil when empty).
+func textPtr(s string) *string { return safe.TextPtr(s) }
+
+// construct is what one text construct (title, summary, rights, content)
+// said: its plain version and its rich version.
+type construct struct {
+	text, rich *rich
+	seen       bool
+}
+
+func (c *construct) add(r rich, isRich bool) {
+	c.seen = true
+	switch {
+	case isRich && c.rich == nil:
+		c.rich = &r
+	case !isRich && c.text == nil:
+		c.text = &r
 	}
-	return &s
 }
 
 // ParseEntry parses the payload of a microblog item (an Atom <entry>) and
-// returns it with its search text (title, content and tags).
+// returns it with its search text (title, content, summary and tags).
 func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, string, error) {
 	dec := xml.NewDecoder(bytes.NewReader(payload))
 	dec.Strict = true
@@ -121,14 +267,26 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 	if start.Name.Space != NSAtom || start.Name.Local != "entry" {
 		return nil, "", fmt.Errorf("%w: root element is {%s}%s", ErrNotEntry, start.Name.Space, start.Name.Local)
 	}
-	e := &Entry{ID: id, Tags: []string{}, Links: []Link{}, Comments: []Comment{}}
+	e := &Entry{ID: id, Authors: []Person{}, Contributors: []Person{}, Tags: []string{}, Links: []Link{},
+		Comments: []Comment{}, InReplyTo: []Reply{}, Attachments: []Attachment{}}
+	if opts.Service != "" {
+		e.Service = ptr(opts.Service)
+	}
+	if opts.Node != "" {
+		e.Node = ptr(opts.Node)
+	}
+	if opts.Service != "" && opts.Node != "" {
+		e.URI = ptr(ItemURI(opts.Service, opts.Node, id))
+		e.AttachmentsNode = ptr(AttachmentsPrefix + *e.URI)
+	}
 	for _, a := range start.Attr {
 		if a.Name.Space == nsXML && a.Name.Local == "lang" {
-			e.Language = nonEmpty(a.Value)
+			e.Language = textPtr(a.Value)
 		}
 	}
-	var titleText, titleRich, contentText, contentRich *rich
+	var title, content, summary, rights construct
 	var published, updated string
+	var contentLinks []Link
 	for {
 		tok, err := dec.Token()
 		if err != nil {
@@ -141,6 +299,20 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 		if !ok {
 			continue
 		}
+		if el.Name.Space == NSThread && el.Name.Local == "in-reply-to" {
+			e.InReplyTo = append(e.InReplyTo, Reply{Ref: textPtr(attr(el, "ref")), Href: safe.URLPtr(attr(el, "href")),
+				Type: textPtr(attr(el, "type"))})
+			if err := dec.Skip(); err != nil {
+				return nil, "", fmt.Errorf("read in-reply-to: %w", err)
+			}
+			continue
+		}
+		if el.Name.Space == NSGeoloc && el.Name.Local == "geoloc" && e.Geoloc == nil {
+			if e.Geoloc, err = readGeoloc(dec); err != nil {
+				return nil, "", fmt.Errorf("read geoloc: %w", err)
+			}
+			continue
+		}
 		if el.Name.Space != NSAtom {
 			if err := dec.Skip(); err != nil {
 				return nil, "", fmt.Errorf("read entry: %w", err)
@@ -148,20 +320,22 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 			continue
 		}
 		switch el.Name.Local {
-		case "title", "content":
+		case "title", "summary", "rights":
 			r, isRich, err := readRich(dec, el)
 			if err != nil {
 				return nil, "", fmt.Errorf("read %s: %w", el.Name.Local, err)
 			}
-			text, richp := &titleText, &titleRich
-			if el.Name.Local == "content" {
-				text, richp = &contentText, &contentRich
+			map[string]*construct{"title": &title, "summary": &summary, "rights": &rights}[el.Name.Local].add(r, isRich)
+		case "content":
+			c, err := readContent(dec, el, e.URI)
+			if err != nil {
+				return nil, "", fmt.Errorf("read content: %w", err)
 			}
-			switch {
-			case isRich && *richp == nil:
-				*richp = &r
-			case !isRich && *text == nil:
-				*text = &r
+			content.seen = true
+			if c.link != nil {
+				contentLinks = append(contentLinks, *c.link)
+			} else {
+				content.add(c.r, c.isRich)
 			}
 		case "id", "published", "updated":
 			s, err := readText(dec)
@@ -170,103 +344,234 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 			}
 			switch el.Name.Local {
 			case "id":
-				e.AtomID = nonEmpty(s)
+				e.AtomID = textPtr(s)
 			case "published":
 				published = s
 			case "updated":
 				updated = s
 			}
-		case "author":
-			if err := readAuthor(dec, &e.Author); err != nil {
-				return nil, "", fmt.Errorf("read author: %w", err)
+		case "author", "contributor":
+			p, err := readPerson(dec)
+			if err != nil {
+				return nil, "", fmt.Errorf("read %s: %w", el.Name.Local, err)
+			}
+			if el.Name.Local == "author" {
+				e.Authors = append(e.Authors, p)
+			} else {
+				e.Contributors = append(e.Contributors, p)
 			}
 		case "category":
-			if term := strings.TrimSpace(cleanChars(attr(el, "term"))); term != "" && !contains(e.Tags, term) {
+			if term := strings.TrimSpace(safe.Text(attr(el, "term"))); term != "" && !contains(e.Tags, term) {
 				e.Tags = append(e.Tags, term)
 			}
 			if err := dec.Skip(); err != nil {
 				return nil, "", fmt.Errorf("read category: %w", err)
 			}
 		case "link":
-			l := Link{Rel: strings.TrimSpace(attr(el, "rel")), Href: strings.TrimSpace(cleanChars(attr(el, "href"))),
-				Type: nonEmpty(attr(el, "type")), Title: nonEmpty(attr(el, "title"))}
-			if l.Rel == "" {
-				l.Rel = "alternate"
-			}
 			if err := dec.Skip(); err != nil {
 				return nil, "", fmt.Errorf("read link: %w", err)
 			}
-			if l.Href == "" {
-				continue
-			}
-			e.Links = append(e.Links, l)
-			if l.Rel == "replies" && l.Title != nil && *l.Title == "comments" {
-				if c, ok := parseXMPPNodeURI(l.Href); ok {
-					e.Comments = append(e.Comments, c)
-				}
-			}
+			readLink(e, el, publisher)
 		default:
 			if err := dec.Skip(); err != nil {
 				return nil, "", fmt.Errorf("read entry: %w", err)
 			}
 		}
 	}
-	e.Title, e.TitleXHTML = pick(titleText, titleRich, opts)
-	e.Content, e.ContentXHTML = pick(contentText, contentRich, opts)
+	e.Links = append(e.Links, contentLinks...)
+	e.Title, e.TitleXHTML = pick(title, opts)
+	e.Content, e.ContentXHTML = pick(content, opts)
+	e.Summary, e.SummaryXHTML = pick(summary, opts)
+	e.Rights, e.RightsXHTML = pick(rights, opts)
+	if !content.seen { // a short post: its title is its content (Libervia)
+		e.Content, e.ContentXHTML, e.Title, e.TitleXHTML = e.Title, e.TitleXHTML, nil, nil
+	}
 	e.Published = atomTime(published)
 	e.Updated = atomTime(updated)
 	if e.Updated == nil {
 		e.Updated = e.Published
 	}
-	finishAuthor(&e.Author, publisher)
+	pub := bareJID(publisher)
+	for i := range e.Authors {
+		verify(&e.Authors[i], pub)
+	}
+	for i := range e.Contributors {
+		verify(&e.Contributors[i], pub)
+	}
+	if len(e.Authors) > 0 {
+		e.Author = e.Authors[0]
+	}
+	if e.Author.JID == nil && e.Author.URI == nil && pub != "" { // no URI naming someone else
+		e.Author.JID = ptr(pub)
+		verify(&e.Author, pub)
+	}
+	if e.Repeated != nil && pub != "" {
+		e.Repeated.By = ptr(pub)
+	}
 	return e, searchText(e), nil
 }
 
-// pick chooses the plain text (the text version, else the rich version's
-// text) and the XHTML.
-func pick(text, r *rich, opts Options) (*string, *string) {
-	var plain, x *string
-	if text != nil {
-		plain = nonEmpty(text.text)
+// readLink adds the link el to e: to its links, and by its rel to its
+// comments, repeat or attachments. Links with a URL that is not allowed
+// are dropped.
+func readLink(e *Entry, el xml.StartElement, publisher string) {
+	href, ok := safe.URL(attr(el, "href"))
+	if !ok {
+		return
 	}
-	if r != nil {
+	l := Link{Rel: strings.TrimSpace(safe.Text(attr(el, "rel"))), Href: href, Type: textPtr(attr(el, "type")),
+		Title: textPtr(attr(el, "title")), Length: number(attr(el, "length"))}
+	if l.Rel == "" {
+		l.Rel = "alternate"
+	}
+	e.Links = append(e.Links, l)
+	switch {
+	case l.Rel == "replies" && l.Title != nil && *l.Title == "comments":
+		if c, ok := parseXMPPNodeURI(l.Href); ok {
+			e.Comments = append(e.Comments, c)
+		}
+	case l.Rel == "via" && e.Repeated == nil:
+		e.Repeated = &Repeat{URI: l.Href, Ref: textPtr(attr(el, "ref"))}
+	case l.Rel == "enclosure" || l.Rel == "related":
+		e.Attachments = append(e.Attachments, Attachment{URL: l.Href, MediaType: l.Type, Desc: l.Title, Size: l.Length,
+			External: l.Rel == "related"})
+	}
+}
+
+// number reads a non-negative decimal attribute (nil when it is not one).
+func number(s string) *int64 {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return nil
+	}
+	return &n
+}
+
+// pick chooses the plain text (the text version, else the rich version's
+// text) and the XHTML of a construct.
+func pick(c construct, opts Options) (*string, *string) {
+	var plain, x *string
+	if c.text != nil {
+		plain = textPtr(c.text.text)
+	}
+	if c.rich != nil {
 		if plain == nil {
-			plain = nonEmpty(r.text)
+			plain = textPtr(c.rich.text)
 		}
 		if !opts.DropXHTML {
-			x = ptr(r.xhtml)
+			x = ptr(c.rich.xhtml)
 		}
 	}
 	return plain, x
 }
 
-// readRich reads a title or content element by its type: text (default),
-// html (escaped HTML) or xhtml (an XHTML div).
+// readRich reads a text construct by its type: text (default), html
+// (escaped HTML) or xhtml (an XHTML div).
 func readRich(dec *xml.Decoder, el xml.StartElement) (r rich, isRich bool, err error) {
 	switch strings.ToLower(strings.TrimSpace(attr(el, "type"))) {
-	case "xhtml":
-		root, err := xmlTree(dec, el)
-		if err != nil {
-			return rich{}, false, err
-		}
-		return sanitize(unwrapDiv(root)), true, nil
+	case "xhtml", "application/xhtml+xml":
+		return readXHTML(dec, el)
 	case "html", "text/html":
 		s, err := readText(dec)
 		if err != nil {
 			return rich{}, false, err
 		}
-		root, err := htmlTree(s)
-		if err != nil { // e.g. nesting too deep to build a tree: keep the text
-			return rich{text: tidyText(cleanChars(htmlText(s)))}, false, nil
-		}
-		return sanitize(root), true, nil
+		return readHTML(s)
 	default:
 		s, err := readText(dec)
 		if err != nil {
 			return rich{}, false, err
 		}
-		return rich{text: strings.TrimSpace(cleanChars(s))}, false, nil
+		return rich{text: strings.TrimSpace(s)}, false, nil
 	}
+}
+
+func readXHTML(dec *xml.Decoder, el xml.StartElement) (rich, bool, error) {
+	root, err := xmlTree(dec, el)
+	if err != nil {
+		return rich{}, false, err
+	}
+	return sanitize(unwrapDiv(root)), true, nil
+}
+
+func readHTML(s string) (rich, bool, error) {
+	root, err := htmlTree(s)
+	if err != nil { // e.g. nesting too deep to build a tree: keep the text
+		return rich{text: tidyText(safe.Chars(htmlText(s)))}, false, nil
+	}
+	return sanitize(root), true, nil
+}
+
+// contentOut is what a <content> gave: inline text or rich text, or a link
+// to content that is not inline text.
+type contentOut struct {
+	r      rich
+	isRich bool
+	link   *Link
+}
+
+// readContent reads a <content> (RFC 4287 §4.1.3): out-of-line (src) as a
+// link; text, html and xhtml as text constructs; other text/* types and XML
+// types inline; any other type is base64 (§4.1.3.3), decoded when the type
+// is text-like and the bytes UTF-8 text, else a link (rel "content") to
+// the item itself, which carries the data.
+func readContent(dec *xml.Decoder, el xml.StartElement, itemURI *string) (contentOut, error) {
+	typ := strings.TrimSpace(attr(el, "type"))
+	if src := attr(el, "src"); src != "" {
+		if err := dec.Skip(); err != nil {
+			return contentOut{}, err
+		}
+		href, ok := safe.URL(src)
+		if !ok { // content elsewhere, at a URL that is not allowed
+			return contentOut{}, nil
+		}
+		return contentOut{link: &Link{Rel: "content", Href: href, Type: textPtr(typ)}}, nil
+	}
+	lower := strings.ToLower(typ)
+	switch lower {
+	case "", "text", "html", "xhtml", "text/html", "application/xhtml+xml":
+		r, isRich, err := readRich(dec, el)
+		return contentOut{r: r, isRich: isRich}, err
+	}
+	mt, _, err := mime.ParseMediaType(lower)
+	if err != nil || strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "/xml") || strings.HasSuffix(mt, "+xml") {
+		s, err := readText(dec)
+		return contentOut{r: rich{text: strings.TrimSpace(s)}}, err
+	}
+	s, err := readText(dec)
+	if err != nil {
+		return contentOut{}, err
+	}
+	data, derr := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+	if derr == nil && textLike(mt) && utf8.Valid(data) {
+		return contentOut{r: rich{text: strings.TrimSpace(string(data))}}, nil
+	}
+	if itemURI == nil {
+		return contentOut{}, nil
+	}
+	l := &Link{Rel: "content", Href: *itemURI, Type: textPtr(mt)}
+	if derr == nil {
+		n := int64(len(data))
+		l.Length = &n
+	}
+	return contentOut{link: l}, nil
+}
+
+// textLike reports whether a media type that is neither text/* nor XML
+// holds text (RFC 4287 still has it base64-encoded).
+func textLike(mt string) bool {
+	if strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+yaml") {
+		return true
+	}
+	switch mt {
+	case "application/json", "application/javascript", "application/ecmascript", "application/x-javascript",
+		"application/x-sh", "application/x-shellscript", "application/sql", "application/toml",
+		"application/yaml", "application/x-yaml", "application/x-tex", "application/x-latex",
+		"application/x-python", "application/x-perl", "application/x-ruby", "application/x-httpd-php",
+		"application/mbox", "message/rfc822":
+		return true
+	}
+	return false
 }
 
 // unwrapDiv returns the XHTML div that Atom wraps xhtml content in, or root
@@ -288,60 +593,80 @@ func unwrapDiv(root *html.Node) *html.Node {
 	return div
 }
 
-func readAuthor(dec *xml.Decoder, a *Author) error {
+// readPerson reads an Atom person construct; its JID comes from an xmpp:
+// URI.
+func readPerson(dec *xml.Decoder) (Person, error) {
+	var p Person
 	for {
 		tok, err := dec.Token()
 		if err != nil {
-			return err
+			return p, err
 		}
 		switch t := tok.(type) {
 		case xml.EndElement:
-			return nil
+			if p.URI != nil {
+				if rest, ok := strings.CutPrefix(*p.URI, "xmpp:"); ok {
+					rest, _, _ = strings.Cut(rest, "?")
+					if j, err := url.PathUnescape(rest); err == nil {
+						p.JID = textPtr(bareJID(j))
+					}
+				}
+			}
+			return p, nil
 		case xml.StartElement:
 			if t.Name.Space != NSAtom {
 				if err := dec.Skip(); err != nil {
-					return err
+					return p, err
 				}
 				continue
 			}
 			s, err := readText(dec)
 			if err != nil {
-				return err
+				return p, err
 			}
 			switch t.Name.Local {
 			case "name":
-				a.Name = nonEmpty(s)
+				p.Name = textPtr(s)
 			case "uri":
-				a.URI = nonEmpty(s)
+				p.URI = safe.URLPtr(s)
 			case "email":
-				a.Email = nonEmpty(s)
+				p.Email = textPtr(s)
 			}
 		}
 	}
 }
 
-// finishAuthor sets the author's JID from an xmpp: URI or the publisher,
-// and whether the publisher vouches for it.
-func finishAuthor(a *Author, publisher string) {
-	pub := bareJID(publisher)
-	if a.URI != nil {
-		if rest, ok := strings.CutPrefix(*a.URI, "xmpp:"); ok {
-			rest, _, _ = strings.Cut(rest, "?")
-			if j, err := url.PathUnescape(rest); err == nil {
-				a.JID = nonEmpty(bareJID(j))
-			}
-		}
-	}
-	if a.JID == nil && pub != "" {
-		a.JID = ptr(pub)
-	}
-	a.JIDVerified = pub != "" && a.JID != nil && strings.EqualFold(*a.JID, pub)
+// verify sets whether the publisher vouches for the person's JID.
+func verify(p *Person, pub string) {
+	p.JIDVerified = pub != "" && p.JID != nil && strings.EqualFold(*p.JID, pub)
 }
 
 func bareJID(j string) string {
 	j = strings.TrimSpace(j)
 	j, _, _ = strings.Cut(j, "/")
 	return j
+}
+
+// ItemURI is the XMPP URI of an item (XEP-0060 §12.21), written as Libervia
+// writes it: xmpp:SERVICE?;node=NODE;item=ID, the node and id
+// percent-encoded (RFC 3986 unreserved characters kept).
+func ItemURI(service, node, id string) string {
+	return "xmpp:" + uriEscape(service, "@") + "?;node=" + uriEscape(node, "") + ";item=" + uriEscape(id, "")
+}
+
+func uriEscape(s, keep string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', strings.IndexByte("-._~", c) >= 0,
+			strings.IndexByte(keep, c) >= 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 // parseXMPPNodeURI reads "xmpp:service?;node=NODE" (XEP-0060 URIs).
@@ -355,12 +680,14 @@ func parseXMPPNodeURI(href string) (Comment, bool) {
 	if err != nil || service == "" {
 		return Comment{}, false
 	}
-	c := Comment{URI: href, Service: bareJID(service)}
+	c := Comment{URI: href, Service: safe.Text(bareJID(service))}
 	for _, part := range strings.Split(query, ";") {
 		if v, ok := strings.CutPrefix(part, "node="); ok {
-			if c.Node, err = url.QueryUnescape(v); err != nil {
+			n, err := url.QueryUnescape(v)
+			if err != nil {
 				return Comment{}, false
 			}
+			c.Node = safe.Text(n)
 		}
 	}
 	if c.Node == "" {
@@ -395,11 +722,10 @@ func atomTime(s string) *string {
 
 func searchText(e *Entry) string {
 	var parts []string
-	if e.Title != nil {
-		parts = append(parts, *e.Title)
-	}
-	if e.Content != nil {
-		parts = append(parts, *e.Content)
+	for _, p := range []*string{e.Title, e.Summary, e.Content} {
+		if p != nil {
+			parts = append(parts, *p)
+		}
 	}
 	if len(e.Tags) > 0 {
 		parts = append(parts, strings.Join(e.Tags, " "))

@@ -22,8 +22,14 @@ func TestDescribe(t *testing.T) {
 	if d.Name != "microblog" || d.ProtocolVersion != sdk.ProtocolVersion || d.SDKVersion != sdk.Version {
 		t.Errorf("identity = %+v", d)
 	}
-	if len(d.Analysers) != 1 {
+	if len(d.Analysers) != 2 {
 		t.Fatalf("analysers = %+v", d.Analysers)
+	}
+	ca := d.Analysers[1]
+	if ca.Name != "xep-0277-comments" || ca.Type != "blog" || ca.Subtype != "comment" || ca.NodePrefix != "urn:xmpp:microblog:0:comments/" ||
+		ca.PayloadNamespace != "http://www.w3.org/2005/Atom" || !ca.ToSync || ca.Priority <= d.Analysers[0].Priority ||
+		ca.Parser != "microblog-comments" || strings.Join(ca.IndexedPaths, ",") != "parent_item,author.jid,published" {
+		t.Errorf("comments analyser = %+v", ca)
 	}
 	a := d.Analysers[0]
 	if a.Name != "xep-0277" || a.Type != "blog" || a.NodePrefix != "urn:xmpp:microblog:0" ||

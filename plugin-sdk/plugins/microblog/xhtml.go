@@ -5,12 +5,12 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"net/url"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"example.org/backend/plugin-sdk/plugins/internal/safe"
 )
 
 // NSXHTML is the XHTML namespace.
@@ -20,58 +20,28 @@ const NSXHTML = "http://www.w3.org/1999/xhtml"
 // elements are flattened into their text.
 const maxDepth = 64
 
-// allowed lists the kept elements and the attributes each keeps (besides
-// the global title, lang and dir).
-var allowed = map[string][]string{
-	"a": {"href"}, "abbr": nil, "b": nil, "blockquote": {"cite"}, "br": nil, "cite": nil,
-	"code": nil, "dd": nil, "del": nil, "div": nil, "dl": nil, "dt": nil, "em": nil,
-	"figcaption": nil, "figure": nil, "h1": nil, "h2": nil, "h3": nil, "h4": nil,
-	"h5": nil, "h6": nil, "hr": nil, "i": nil, "img": {"src", "alt", "width", "height"},
-	"ins": nil, "kbd": nil, "li": nil, "mark": nil, "ol": {"start"}, "p": nil, "pre": nil,
-	"q": {"cite"}, "s": nil, "samp": nil, "small": nil, "span": nil, "strike": nil,
-	"strong": nil, "sub": nil, "sup": nil, "table": nil, "tbody": nil,
-	"td": {"colspan", "rowspan"}, "tfoot": nil, "th": {"colspan", "rowspan"}, "thead": nil,
-	"tr": nil, "u": nil, "ul": nil, "var": nil,
-}
-
-// dropped lists the elements removed with their content; any other unknown
-// element is replaced by its content.
-var dropped = map[string]bool{
-	"script": true, "style": true, "iframe": true, "object": true, "embed": true,
-	"applet": true, "frame": true, "frameset": true, "noscript": true, "template": true,
-	"svg": true, "math": true, "head": true, "title": true, "meta": true, "link": true,
-	"base": true, "form": true, "input": true, "button": true, "select": true,
-	"textarea": true, "audio": true, "video": true, "source": true, "track": true,
-	"canvas": true, "noembed": true, "param": true,
-}
-
-var urlAttrs = map[string]bool{"href": true, "src": true, "cite": true}
-
 var voidElems = map[string]bool{"br": true, "hr": true, "img": true}
+
+// htmlVoid are the void elements of HTML (no end tag, no content).
+var htmlVoid = map[string]bool{
+	"area": true, "base": true, "br": true, "col": true, "embed": true, "hr": true, "img": true,
+	"input": true, "link": true, "meta": true, "param": true, "source": true, "track": true, "wbr": true,
+}
 
 var blockElems = map[string]bool{
 	"p": true, "div": true, "br": true, "li": true, "h1": true, "h2": true, "h3": true,
 	"h4": true, "h5": true, "h6": true, "blockquote": true, "pre": true, "tr": true,
 	"hr": true, "dt": true, "dd": true, "table": true, "ul": true, "ol": true,
-	"figure": true, "figcaption": true,
+	"figure": true, "figcaption": true, "address": true, "caption": true,
 }
 
-// safeURL reports whether a link may be kept: http, https, mailto, xmpp or a
-// relative reference.
-func safeURL(v string) bool {
-	v = strings.TrimSpace(v)
-	u, err := url.Parse(v)
-	if err != nil {
-		return false
+var skipped = func() map[string]bool {
+	m := map[string]bool{}
+	for _, e := range skippedElements {
+		m[e] = true
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "http", "https", "mailto", "xmpp":
-		return true
-	case "": // relative reference
-		return true
-	}
-	return false
-}
+	return m
+}()
 
 // xmlTree reads the children of the element start (already consumed) into a
 // fragment of html nodes, up to its end element.
@@ -155,7 +125,7 @@ func htmlText(s string) string {
 			}
 		case html.StartTagToken:
 			name, _ := z.TagName()
-			if skip == "" && dropped[string(name)] {
+			if skip == "" && skipped[string(name)] {
 				skip = string(name)
 			} else if blockElems[string(name)] {
 				b.WriteByte('\n')
@@ -206,22 +176,87 @@ type rich struct {
 	xhtml, text string
 }
 
+// policy is the sanitiser (see policy.go); a bluemonday policy is safe for
+// concurrent use once built.
+var policy = newPolicy()
+
 // sanitize renders the fragment's children as a sanitised XHTML div and as
-// plain text.
+// plain text: the tree is written as HTML (every text escaped), cleaned by
+// the bluemonday policy, parsed again and written as XHTML by a writer
+// that checks every element and attribute against the policy's tables.
 func sanitize(root *html.Node) rich {
+	var in bytes.Buffer
+	for c := root.FirstChild; c != nil; c = c.NextSibling {
+		writeHTML(&in, c)
+	}
+	clean := policy.Sanitize(in.String())
+	ctx := &html.Node{Type: html.ElementNode, Data: "div", DataAtom: atom.Div}
+	nodes, err := html.ParseFragment(strings.NewReader(clean), ctx)
+	if err != nil { // cannot happen with a bounded tree; keep the text only
+		return rich{text: tidyText(safe.Chars(htmlText(clean)))}
+	}
+	out := &html.Node{Type: html.ElementNode, Data: "div", DataAtom: atom.Div}
+	for _, n := range nodes {
+		if n.Parent != nil {
+			n.Parent.RemoveChild(n)
+		}
+		out.AppendChild(n)
+	}
+	flatten(out, 0)
 	var x, t bytes.Buffer
 	x.WriteString(`<div xmlns="` + NSXHTML + `">`)
-	for c := root.FirstChild; c != nil; c = c.NextSibling {
-		render(&x, &t, c, false)
+	for c := out.FirstChild; c != nil; c = c.NextSibling {
+		render(&x, &t, c)
 	}
 	x.WriteString(`</div>`)
 	return rich{xhtml: x.String(), text: tidyText(t.String())}
 }
 
-func render(x, t *bytes.Buffer, n *html.Node, pre bool) {
+// writeHTML writes n as HTML for the sanitiser: every text and attribute
+// value escaped (even inside elements HTML reads as raw text, so no text
+// ever becomes markup), elements without a name (other namespaces) by
+// their content only.
+func writeHTML(w *bytes.Buffer, n *html.Node) {
 	switch n.Type {
 	case html.TextNode:
-		s := cleanChars(n.Data)
+		w.WriteString(html.EscapeString(safe.Chars(n.Data)))
+		return
+	case html.ElementNode:
+	default:
+		return
+	}
+	if n.Data == "" {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			writeHTML(w, c)
+		}
+		return
+	}
+	w.WriteString("<" + n.Data)
+	for _, a := range n.Attr {
+		if a.Namespace != "" || a.Key == "" {
+			continue
+		}
+		w.WriteString(" " + a.Key + `="` + html.EscapeString(safe.Chars(a.Val)) + `"`)
+	}
+	w.WriteByte('>')
+	if htmlVoid[n.Data] {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			writeHTML(w, c)
+		}
+		return
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		writeHTML(w, c)
+	}
+	w.WriteString("</" + n.Data + ">")
+}
+
+// render writes the sanitised node n as XHTML to x and its text to t;
+// only the elements and attributes of the policy are written.
+func render(x, t *bytes.Buffer, n *html.Node) {
+	switch n.Type {
+	case html.TextNode:
+		s := safe.Chars(n.Data)
 		escapeText(x, s)
 		t.WriteString(s)
 		return
@@ -230,13 +265,12 @@ func render(x, t *bytes.Buffer, n *html.Node, pre bool) {
 		return // comments, doctypes
 	}
 	name := n.Data
-	if dropped[name] {
+	if n.Namespace != "" || skipped[name] {
 		return
 	}
-	attrs, ok := allowed[name]
-	if !ok { // unknown: keep the content only
+	if _, ok := PolicyElements[name]; !ok { // not kept: its content only
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			render(x, t, c, pre)
+			render(x, t, c)
 		}
 		return
 	}
@@ -248,14 +282,12 @@ func render(x, t *bytes.Buffer, n *html.Node, pre bool) {
 		if a.Namespace != "" {
 			continue
 		}
-		if a.Key != "title" && a.Key != "lang" && a.Key != "dir" && !contains(attrs, a.Key) {
-			continue
-		}
-		if urlAttrs[a.Key] && !safeURL(a.Val) {
+		v, ok := policyAllows(name, a.Key, safe.Chars(a.Val))
+		if !ok {
 			continue
 		}
 		x.WriteString(" " + a.Key + `="`)
-		escapeAttr(x, cleanChars(a.Val))
+		escapeAttr(x, v)
 		x.WriteByte('"')
 	}
 	if voidElems[name] {
@@ -263,7 +295,7 @@ func render(x, t *bytes.Buffer, n *html.Node, pre bool) {
 		if name == "img" {
 			for _, a := range n.Attr {
 				if a.Key == "alt" && a.Val != "" {
-					t.WriteString(" " + cleanChars(a.Val) + " ")
+					t.WriteString(" " + safe.Chars(a.Val) + " ")
 				}
 			}
 		}
@@ -274,7 +306,7 @@ func render(x, t *bytes.Buffer, n *html.Node, pre bool) {
 	}
 	x.WriteByte('>')
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		render(x, t, c, pre || name == "pre")
+		render(x, t, c)
 	}
 	x.WriteString("</" + name + ">")
 	if blockElems[name] {
@@ -291,22 +323,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// cleanChars makes s valid UTF-8 without characters XML 1.0 forbids.
-func cleanChars(s string) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\t' || r == '\n' || r == '\r':
-			return r
-		case r < 0x20, r == 0xFFFE, r == 0xFFFF, r >= 0xD800 && r <= 0xDFFF:
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func escapeText(b *bytes.Buffer, s string) {
