@@ -102,21 +102,24 @@ func payloadNamespace(payload []byte) string {
 
 // analyse runs the analyser registry on a node (no network request: the
 // first item comes from an answer or from the cache) and stores the
-// analysis with the set's version, in the writer. Without items and
-// without a matching node prefix nothing is stored (ok false). When the
+// analysis with the set's version, in the writer. A node without items
+// (first nil) is analysed by its name alone (the analysers' node
+// prefixes); when none matches, nothing is stored (ok false). When the
 // analyser changes, the node's items are parsed again by the new one.
 func (p *Plugin) analyse(ctx context.Context, k nodeKey, first *wire.Item, pp profileParams) (nodeInfo, bool) {
 	if p.analysers.r == nil {
 		return nodeInfo{}, false
 	}
 	version := p.analysers.version()
-	ns := ""
+	var a analysers.Analyser
+	var matched bool
 	if first != nil {
-		ns = payloadNamespace(first.Payload)
-	}
-	a, matched := p.analysers.r.Match(k.node, ns, pp.allowed())
-	if !matched && first == nil {
-		return nodeInfo{}, false
+		a, matched = p.analysers.r.Match(k.node, payloadNamespace(first.Payload), pp.allowed())
+	} else {
+		// No item: by the node's name alone (a namespace needs an item).
+		if a, matched = p.analysers.r.MatchEmpty(k.node, pp.allowed()); !matched {
+			return nodeInfo{}, false
+		}
 	}
 	var an analysis
 	if matched {

@@ -320,6 +320,66 @@ func (l *learner) probeMaxItems(ctx context.Context, k nodeKey, profileID int, i
 	l.learn(ctx, profileID, k.service, func(b *behaviour) { b.MaxItemsRSM = v })
 }
 
+// startProbe marks the node as probed for what (the node is not answered
+// from the cache until endProbe).
+func (l *learner) startProbe(k nodeKey, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.probing[k] == nil {
+		l.probing[k] = map[string]bool{}
+	}
+	l.probing[k][what] = true
+}
+
+func (l *learner) endProbe(k nodeKey, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.probing[k], what)
+	if len(l.probing[k]) == 0 {
+		delete(l.probing, k)
+	}
+}
+
+// publisherProbe learns, once per service, whether its items answers
+// carry the publisher attribute (notifications do), with one request for
+// the node's newest item; when they do not, the publishers stored from
+// notifications are removed from the profile's nodes of that service (the
+// cache serves what answers show). The node was marked probed.
+func (l *learner) publisherProbe(k nodeKey) {
+	p := l.p
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer l.endProbe(k, "publisher")
+		n, ok := p.nodes.get(k)
+		if !ok {
+			return
+		}
+		page, err := p.c.FetchItems(internal(p.ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+		if err != nil || len(page.Items) == 0 {
+			return
+		}
+		seen := publisherSeen(page.Items)
+		l.learn(p.ctx, n.profileID, k.service, func(b *behaviour) { b.PublisherInResults = seen })
+		if seen != "no" {
+			return
+		}
+		err = p.w.run(p.ctx, func(ctx context.Context, t *wtx) error {
+			for _, nk := range p.nodes.keys(func(o nodeKey, _ nodeInfo) bool { return o.profile == k.profile && o.service == k.service }) {
+				if m, ok := t.node(nk); ok {
+					if err := p.store.clearAllPublishers(ctx, t.c, m.id); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			p.log.Warn("removing publishers items answers do not show", "service", k.service, "err", err)
+		}
+	}()
+}
+
 // republished learns where a service whose behaviour is unknown puts a
 // re-published item (the writer made the node not fresh): one request for
 // the newest item answers it. The re-published item (id, which was not
@@ -331,50 +391,47 @@ func (l *learner) probeMaxItems(ctx context.Context, k nodeKey, profileID int, i
 // its next listing.
 func (l *learner) republished(k nodeKey, id, last string) {
 	p := l.p
-	l.mu.Lock()
-	if l.probing[k] == nil {
-		l.probing[k] = map[string]bool{}
-	}
-	l.probing[k][id] = true
-	l.mu.Unlock()
+	l.startProbe(k, "republished "+id)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer func() {
-			l.mu.Lock()
-			delete(l.probing[k], id)
-			if len(l.probing[k]) == 0 {
-				delete(l.probing, k)
-			}
-			l.mu.Unlock()
-		}()
+		defer l.endProbe(k, "republished "+id)
 		n, ok := p.nodes.get(k)
 		if !ok {
 			return
 		}
-		// Whatever it teaches, the node is listed again (joining a
-		// listing that runs): its order is the service's then.
+		// Whatever it teaches, a node still not fresh is listed again
+		// (joining a listing that runs): its order is the service's then.
 		defer func() {
-			if p.online(k.profile) && p.ctx.Err() == nil {
+			if cur, ok := p.nodes.get(k); ok && cur.state == StateComplete && !cur.fresh && p.online(k.profile) && p.ctx.Err() == nil {
 				p.sync.launch(k, false)
 			}
 		}()
-		page, err := p.c.FetchItems(internal(p.ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
-		if err != nil || len(page.Items) != 1 {
-			return
-		}
-		var moves serviceprofile.RepublishMoves
-		switch page.Items[0].ID {
-		case id:
-			moves = serviceprofile.RepublishMovesYes
-		case last:
-			moves = serviceprofile.RepublishMovesNo
-		default:
-			return
-		}
-		l.learn(p.ctx, n.profileID, k.service, func(b *behaviour) { b.RepublishMoves = moves })
-		p.log.Info("learned where the service puts re-published items", "service", k.service, "moves_to_end", moves)
+		l.newestIs(p.ctx, k, n.profileID, id, last)
 	}()
+}
+
+// newestIs asks the service for its newest item, id having been
+// re-published after last was the newest: id (moves re-published items to
+// the end) or last (keeps their place) teaches it; anything else (another
+// publish meanwhile) teaches nothing.
+func (l *learner) newestIs(ctx context.Context, k nodeKey, profileID int, id, last string) {
+	p := l.p
+	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+	if err != nil || len(page.Items) != 1 {
+		return
+	}
+	var moves serviceprofile.RepublishMoves
+	switch page.Items[0].ID {
+	case id:
+		moves = serviceprofile.RepublishMovesYes
+	case last:
+		moves = serviceprofile.RepublishMovesNo
+	default:
+		return
+	}
+	l.learn(ctx, profileID, k.service, func(b *behaviour) { b.RepublishMoves = moves })
+	p.log.Info("learned where the service puts re-published items", "service", k.service, "moves_to_end", moves)
 }
 
 // probeRSMIndex learns, once per service that pages, how it reports the

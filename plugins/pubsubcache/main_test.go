@@ -123,6 +123,8 @@ type fixtureOpts struct {
 	params   map[string]string
 	pageSize int
 	store    storage.Config
+	// via: the profiles connect through this proxy (cut it to cut them).
+	via *testsvc.Proxy
 }
 
 func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...string) *fixture {
@@ -183,6 +185,9 @@ func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...s
 	})
 	for _, u := range users {
 		params := map[string]string{profiles.KeyHost: srv.Host, profiles.KeyPort: strconv.Itoa(srv.Port), profiles.KeyCAFile: srv.CAFile}
+		if o.via != nil {
+			params[profiles.KeyHost], params[profiles.KeyPort] = "127.0.0.1", strconv.Itoa(o.via.Port())
+		}
 		for k, v := range o.params {
 			params[k] = v
 		}

@@ -58,6 +58,9 @@ type nodeInfo struct {
 	capSource string
 	verified  int
 	verifying bool
+	// capCandidate is a capacity one check suggested (the service dropped
+	// items when it held that many): learned once a second check agrees.
+	capCandidate int
 	// publishModel is the node's pubsub#publish_model when its
 	// configuration could be read ("" unknown).
 	publishModel string
@@ -273,8 +276,13 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		}
 	case evVerified:
 		n.verified, n.verifying = e.count, false
-		if e.learned > 0 {
-			n.capacity, n.capSource = e.learned, "learned"
+		switch {
+		case e.learned > 0 && e.learned == n.capCandidate:
+			n.capacity, n.capSource, n.capCandidate = e.learned, "learned", 0
+		case e.learned > 0:
+			n.capCandidate = e.learned
+		case e.count > n.capCandidate:
+			n.capCandidate = 0 // the service holds more: no capacity there
 		}
 	case evSubscriptionGone:
 		n.fresh = false

@@ -113,6 +113,7 @@ func fromRow(r *ent.PubsubNode) nodeInfo {
 	n.capacity = jsonInt(r.Limits["capacity"])
 	n.capSource, _ = r.Limits["capacity_source"].(string)
 	n.verified = jsonInt(r.Limits["verified"])
+	n.capCandidate = jsonInt(r.Limits["capacity_candidate"])
 	n.publishModel, _ = r.Limits["publish_model"].(string)
 	n.resume, _ = r.Extra["resume"].(bool)
 	return n
@@ -181,7 +182,7 @@ func (s *nodeStore) saveNode(ctx context.Context, c *ent.Client, n nodeInfo, sta
 		SetSyncState(n.state).SetFresh(n.fresh).SetSubscribed(n.subscribed).SetAttempts(n.attempts).
 		SetNillableNextAttemptAt(nilIfZero(n.nextAttempt)).SetNillableLastError(nilIfEmpty(n.lastError)).
 		SetNillableSyncedAt(nilIfZero(n.syncedAt)).SetNillableMaxItems(n.maxItems).
-		SetLimits(map[string]any{"capacity": n.capacity, "capacity_source": n.capSource, "verified": n.verified, "publish_model": n.publishModel}).
+		SetLimits(map[string]any{"capacity": n.capacity, "capacity_source": n.capSource, "verified": n.verified, "capacity_candidate": n.capCandidate, "publish_model": n.publishModel}).
 		SetExtra(map[string]any{"resume": n.resume})
 	if n.analyser == "" {
 		u.ClearAnalyser().ClearType().ClearSubtype()

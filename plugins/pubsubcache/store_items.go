@@ -341,6 +341,14 @@ func (s *nodeStore) clearPublishers(ctx context.Context, c *ent.Client, nodeID i
 	return nil
 }
 
+// clearAllPublishers removes the publisher of every item of the node.
+func (s *nodeStore) clearAllPublishers(ctx context.Context, c *ent.Client, nodeID int) error {
+	if err := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.PublisherNotNil()).ClearPublisher().Exec(ctx); err != nil {
+		return fmt.Errorf("clear publishers of node %d: %w", nodeID, err)
+	}
+	return nil
+}
+
 // countAllPending returns how many cached items wait for a parser.
 func (s *nodeStore) countAllPending(ctx context.Context) (int, error) {
 	n, err := s.db.Client.PubsubItem.Query().Where(pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending)).Count(ctx)

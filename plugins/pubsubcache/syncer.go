@@ -67,6 +67,9 @@ type SyncJob struct {
 	err  error
 
 	cancel context.CancelCauseFunc
+	// again: run the job once more when it ends (checks; the syncer's
+	// lock guards it).
+	again bool
 
 	mu       sync.Mutex
 	progress Progress
@@ -76,6 +79,10 @@ type SyncJob struct {
 	// with the order of their last notification.
 	touched map[string]int
 	seq     int
+	// later are the touched items a page brought with another payload
+	// than their notification's: re-published after the service answered
+	// that page (their place there may be the old one).
+	later map[string]bool
 	// updated says an item was re-published during the current listing
 	// on a service whose way of placing re-published items is not known:
 	// its place may be the old one; another listing settles it.
@@ -93,7 +100,22 @@ func (j *SyncJob) startRound() {
 	j.mu.Lock()
 	j.updated = false
 	clear(j.touched)
+	j.later = map[string]bool{}
 	j.mu.Unlock()
+}
+
+// markLater records an item re-published after its page was answered.
+func (j *SyncJob) markLater(id string) {
+	j.mu.Lock()
+	j.later[id] = true
+	j.mu.Unlock()
+}
+
+// isLater reports whether markLater recorded id.
+func (j *SyncJob) isLater(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.later[id]
 }
 
 func (j *SyncJob) hadUpdates() bool {
@@ -187,20 +209,25 @@ func (s *syncer) checking(k nodeKey) *SyncJob {
 
 // launch starts a background sync of k, or returns the one running.
 func (s *syncer) launch(k nodeKey, manual bool) *SyncJob {
-	return s.start(k, s.jobs, func(ctx context.Context, j *SyncJob) error { return s.run(ctx, j, manual) })
+	return s.start(k, s.jobs, false, func(ctx context.Context, j *SyncJob) error { return s.run(ctx, j, manual) })
 }
 
 // check starts a background check of k (is every cached item still on
-// the service?), or returns the one running.
+// the service?); when one runs, it runs once more after it (what it
+// listed may predate the items that asked for this one).
 func (s *syncer) check(k nodeKey) *SyncJob {
-	return s.start(k, s.checks, func(ctx context.Context, j *SyncJob) error { return s.verify(ctx, j) })
+	return s.start(k, s.checks, true, func(ctx context.Context, j *SyncJob) error { return s.verify(ctx, j) })
 }
 
-// start runs a job of k in jobs (the one running, if any).
-func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, run func(ctx context.Context, j *SyncJob) error) *SyncJob {
+// start runs a job of k in jobs, or returns the one running (which, with
+// again, runs once more when it ends).
+func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, again bool, run func(ctx context.Context, j *SyncJob) error) *SyncJob {
 	p := s.p
 	s.mu.Lock()
 	if j := jobs[k]; j != nil {
+		if again {
+			j.again = true
+		}
 		s.mu.Unlock()
 		return j
 	}
@@ -219,11 +246,20 @@ func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, run func(ctx contex
 	s.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		err := run(ctx, j)
+		var err error
+		for {
+			err = run(ctx, j)
+			s.mu.Lock()
+			more := j.again && err == nil && ctx.Err() == nil
+			j.again = false
+			if !more {
+				delete(jobs, k)
+				s.mu.Unlock()
+				break
+			}
+			s.mu.Unlock()
+		}
 		cancel(nil)
-		s.mu.Lock()
-		delete(jobs, k)
-		s.mu.Unlock()
 		j.err = err
 		close(j.done)
 	}()
@@ -469,6 +505,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 
 	var pos int64
 	seen := map[string]bool{}
+	var order []string // listed ids, in the service's order
 	partial := false
 	total := -1
 	ch := fetch("")
@@ -531,6 +568,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 		}
 		for _, it := range fresh {
 			seen[it.ID] = true
+			order = append(order, it.ID)
 		}
 		pos += int64(len(fresh))
 		pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Items: int(pos), Total: total}
@@ -549,6 +587,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	}
 	// Learned before the node is complete, so that no request of the
 	// cache's own follows its completion.
+	s.probeMoves(ctx, j, n, order)
 	p.learn.probeIDsOrder(ctx, k, n, len(seen))
 	p.learn.probeMaxItems(ctx, k, n.profileID, len(seen))
 	p.learn.probeRSMIndex(ctx, k, n, len(seen))
@@ -594,6 +633,7 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 					return err
 				}
 				if !same {
+					j.markLater(stored[i].ID)
 					if err := p.store.setPosition(ctx, t.c, n.id, stored[i].ID, stored[i].position); err != nil {
 						return err
 					}
@@ -609,6 +649,42 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 		p.queueParse(t, j.key, n, keep, pending)
 		return nil
 	})
+}
+
+// probeMoves learns, on a service whose way of placing re-published items
+// is not known yet, where it put an item re-published after its page was
+// answered (X, the last such): one request for the newest item. X itself
+// on a service that moves re-published items to the end; the newest item
+// the listing showed (L), on one that keeps their place.
+func (s *syncer) probeMoves(ctx context.Context, j *SyncJob, n nodeInfo, order []string) {
+	p := s.p
+	k := j.key
+	if p.learn.get(ctx, n.profileID, k.service).RepublishMoves != serviceprofile.RepublishMovesUnknown || len(order) < 2 {
+		return
+	}
+	x, xPos := "", -1
+	for _, id := range slices.Backward(j.touchedIDs()) {
+		if j.isLater(id) {
+			x = id
+			break
+		}
+	}
+	if x == "" {
+		return
+	}
+	last := ""
+	for i := len(order) - 1; i >= 0; i-- {
+		if order[i] == x {
+			xPos = i
+		}
+		if last == "" && !j.isTouched(order[i]) {
+			last = order[i]
+		}
+	}
+	if last == "" || xPos < 0 || xPos == len(order)-1 {
+		return // X was the newest anyway: its place tells nothing
+	}
+	p.learn.newestIs(ctx, k, n.profileID, x, last)
 }
 
 // finish ends a listing in the writer, in one transaction: it removes
@@ -666,7 +742,10 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 				place = append(place, id) // new during the listing
 			case beh.RepublishMoves == serviceprofile.RepublishMovesYes:
 				place = append(place, id)
-			case beh.RepublishMoves == serviceprofile.RepublishMovesUnknown:
+			case beh.RepublishMoves == serviceprofile.RepublishMovesUnknown && j.isLater(id):
+				// Re-published after its page: its place depends on a
+				// behaviour not known yet. (Notified before, the page
+				// shows where the service put it.)
 				updated = true
 			}
 		}
@@ -709,6 +788,16 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 	if !ok {
 		return nil
 	}
+	// Notifications come in bursts, and a service trims a full node while
+	// it stores a new item: the listing waits for both to settle.
+	select {
+	case <-time.After(checkDelay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if n, ok = p.nodes.get(k); !ok {
+		return nil
+	}
 	if n.state != StateComplete {
 		// Partial (cache.item_limit), or being listed: nothing to check
 		// against the service's listing.
@@ -736,8 +825,10 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 	if ids == nil {
 		// The service holds as many items as the cache: nothing dropped.
 		return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
-			_, _, err := t.transition(ctx, k, event{kind: evVerified, count: held})
-			return err
+			if _, _, err := t.transition(ctx, k, event{kind: evVerified, count: held}); err != nil {
+				return err
+			}
+			return s.stillUnverified(ctx, t, k)
 		})
 	}
 	server := make(map[string]bool, len(ids))
@@ -779,7 +870,17 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 			// full, the service keeps that many.
 			learned = len(ids)
 		}
-		if _, _, err := t.transition(ctx, k, event{kind: evVerified, count: len(ids), learned: learned}); err != nil {
+		if n, _, err = t.transition(ctx, k, event{kind: evVerified, count: len(ids), learned: learned}); err != nil {
+			return err
+		}
+		if lim := n.limit(); lim > 0 {
+			// Learned (or known): the service keeps that many; items
+			// notified during the check beyond them went too.
+			if _, err := p.store.trim(ctx, t.c, n.id, lim); err != nil {
+				return err
+			}
+		}
+		if err := s.stillUnverified(ctx, t, k); err != nil {
 			return err
 		}
 		if len(gone) > 0 {
@@ -797,6 +898,9 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 		return nil
 	})
 }
+
+// checkDelay is how long a check waits before listing the node's ids.
+const checkDelay = 250 * time.Millisecond
 
 // errCountDiffers says a service's item count differs from the cache's.
 var errCountDiffers = errors.New("the service holds another number of items")
@@ -842,6 +946,24 @@ func (s *syncer) serviceIDs(ctx context.Context, k nodeKey, n nodeInfo, held int
 		ids[i] = it.ID
 	}
 	return ids, nil
+}
+
+// stillUnverified keeps the node off the cache, checked once more, when
+// notifications brought it beyond what the check verified meanwhile.
+func (s *syncer) stillUnverified(ctx context.Context, t *wtx, k nodeKey) error {
+	n, ok := t.node(k)
+	if !ok || n.limit() > 0 || n.state != StateComplete {
+		return nil
+	}
+	count, err := s.p.store.count(ctx, t.c, n.id)
+	if err != nil || count <= n.verified {
+		return err
+	}
+	if _, _, err := t.transition(ctx, k, event{kind: evUnverified}); err != nil {
+		return err
+	}
+	t.afterwards(func() { s.check(k) })
+	return nil
 }
 
 // oldest reports whether gone are the oldest of the items at positions.

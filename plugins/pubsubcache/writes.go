@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,7 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 		id, last string
 	}
 	var probes []probe
+	var publisherProbes []nodeKey
 	skip := repeats(ops)
 	maxPos := map[int]int64{}
 	added := map[nodeKey]bool{}
@@ -72,9 +74,14 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			for i, it := range o.items {
 				s := &stored[i]
 				*s = storedItem{Item: it, parseState: parseStateFor(n), searchText: o.texts[i]}
-				if beh.PublisherInResults == "no" {
+				switch {
+				case beh.PublisherInResults == "no":
 					// Served as items answers carry it.
 					s.Publisher = ""
+				case beh.PublisherInResults == "" && s.Publisher != "" && !slices.Contains(publisherProbes, o.key):
+					// Whether items answers carry it is not known yet:
+					// asked once, the node kept off the cache meanwhile.
+					publisherProbes = append(publisherProbes, o.key)
 				}
 				cur, exists := existing[s.ID]
 				if !exists {
@@ -167,7 +174,13 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			return err
 		}
 	}
+	for _, k := range publisherProbes {
+		p.learn.startProbe(k, "publisher")
+	}
 	t.afterwards(func() {
+		for _, k := range publisherProbes {
+			p.learn.publisherProbe(k)
+		}
 		for _, pr := range probes {
 			p.learn.republished(pr.key, pr.id, pr.last)
 		}

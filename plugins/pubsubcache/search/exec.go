@@ -231,7 +231,8 @@ type Result struct {
 	SkippedUnparsed int
 	// IncompleteNodes are the searched nodes that are not complete: being
 	// synced, partial, failed, or interrupted (their results may miss
-	// items).
+	// items; a node that was never synced and holds nothing is not
+	// searched).
 	IncompleteNodes []NodeState
 }
 
@@ -296,12 +297,13 @@ func (s *Searcher) Search(ctx context.Context, q Query) (Result, error) {
 }
 
 // incomplete lists the nodes in q's scope that hold (or are storing)
-// items but are not complete.
+// items but are not complete, or whose sync was interrupted (the cache
+// records "interrupted: …" as their last error until they are synced).
 func (s *Searcher) incomplete(ctx context.Context, conn *sql.Conn, q Query) ([]NodeState, error) {
 	b := &builder{pg: s.store.Dialect == storage.DriverPostgres}
 	b.w("SELECT p.name, n.service, n.name, n.sync_state FROM pubsub_nodes n JOIN profiles p ON p.id = n.profile_id",
 		" WHERE (n.sync_state IN ('in_progress', 'partial', 'error')",
-		" OR n.sync_state = 'never' AND EXISTS (SELECT 1 FROM pubsub_items i WHERE i.node_id = n.id))")
+		" OR n.sync_state = 'never' AND (EXISTS (SELECT 1 FROM pubsub_items i WHERE i.node_id = n.id) OR n.last_error LIKE 'interrupted:%'))")
 	b.nodeFilters(q)
 	b.w(" ORDER BY p.name, n.service, n.name")
 	rows, err := conn.QueryContext(ctx, b.sb.String(), b.args...)
