@@ -35,8 +35,8 @@ type writer struct {
 	// all applied (waitDrained).
 	drained map[nodeKey]chan struct{}
 	busy    bool
-	wake   chan struct{}
-	idle   *sync.Cond
+	wake    chan struct{}
+	idle    *sync.Cond
 }
 
 func newWriter(p *Plugin) *writer {
