@@ -206,3 +206,36 @@ func TestParityRSM(t *testing.T) {
 		t.Errorf("unknown cursor: sent %d from_cache=%v", sent, p.FromCache)
 	}
 }
+
+// TestBeforeFirstCursor: a page asked with <before/> the first cursor of a
+// page the service handed out is answered from the cache, like the
+// service, without any earlier live request teaching how the service
+// reports such pages' index (the cache probes it once per service, at the
+// end of its first sync there).
+func TestBeforeFirstCursor(t *testing.T) {
+	f := newFixture(t, servers.Use(t, "ejabberd"), fixtureOpts{pageSize: 16}, "alice")
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 40)
+	j, err := f.cache.Sync(ctxT(t), "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	for _, at := range []int{3, 20, 35} {
+		page, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true, RSM: &wire.RSMQuery{Max: intp(5), Index: intp(at)}})
+		if page.RSM == nil || page.RSM.First == "" {
+			t.Fatalf("live page at %d: %+v", at, page.RSM)
+		}
+		q := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &wire.RSMQuery{Max: intp(5), Before: strp(page.RSM.First)}}
+		cached, sent := f.cachedCounted(t, q)
+		q.NoCache = true
+		live, _ := f.counted(t, q)
+		if sent != 0 || !cached.FromCache {
+			t.Errorf("before the first cursor of the page at %d: not from the cache (sent %d): %s", at, sent, f.cache.explain(&q))
+		}
+		if d := sameItems(cached.Items, live.Items); d != "" || rsmString(cached.RSM) != rsmString(live.RSM) {
+			t.Errorf("before the first cursor of the page at %d: %s; rsm %s, live %s", at, d, rsmString(cached.RSM), rsmString(live.RSM))
+		}
+	}
+}
