@@ -63,7 +63,7 @@ func TestDynamicCompletion(t *testing.T) {
 		{[]string{"cache", "get", "-p", "bob", "-n", ""}, ""},
 		{[]string{"cache", "search", "-t", ""}, "blog event"},
 		{[]string{"cache", "status", "-s", "pub"}, "pubsub.example.org"},
-		{[]string{"plugins", "restart", ""}, "microblog"},
+		{[]string{"plugins", "restart", ""}, "microblog pep"},
 	} {
 		if got := strings.Join(complete(t, e, tc.args...), " "); got != tc.want {
 			t.Errorf("complete %v = %q, want %q", tc.args, got, tc.want)

@@ -154,6 +154,10 @@ func TestHostileItems(t *testing.T) {
 			all := append(append([]hostileShape{}, before...), after...)
 			waitCachedIDs(t, e, args, all)
 			checkNodeStatus(t, e, service, node, len(all))
+			// (Holding more than the service was seen holding, the node is
+			// checked before it is served again: its capacity is unknown to
+			// a reader.)
+			waitServedCLI(t, e, args...)
 			live = itemsJSON(t, e, append(args, "--no-cache")...)
 			cached = itemsJSON(t, e, args...)
 			if !cached.FromCache {
