@@ -21,13 +21,16 @@ import (
 	"example.org/backend/plugins/xep0060/wire"
 )
 
-// storedItem is one raw item to write.
+// storedItem is one item to write: raw (parse_state pending when the
+// node's analyser has a parser, none otherwise), or already parsed (a sync
+// page parsed before it is stored: ok or error, with parsed and parseErr).
+// An unchanged payload keeps its parse.
 type storedItem struct {
 	wire.Item
-	cursor string
-	// parseState is pending when the node's analyser has a parser, none
-	// otherwise (an unchanged payload keeps its parse).
+	cursor     string
 	parseState pubsubitem.ParseState
+	parsed     json.RawMessage
+	parseErr   string
 	searchText string
 	position   int64
 }
@@ -69,7 +72,11 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 			ids[start+i] = it.ID
 			bs[i] = c.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
 				SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
-				SetParseState(it.parseState).SetSearchText(it.searchText).SetPosition(it.position)
+				SetParseState(it.parseState).SetSearchText(it.searchText).SetPosition(it.position).
+				SetNillableParseError(nilIfEmpty(it.parseErr))
+			if m := parsedMap(it.parsed); m != nil {
+				bs[i].SetParsed(m)
+			}
 		}
 		if err := c.PubsubItem.CreateBulk(bs...).OnConflict(entsql.ConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID), resolve).Exec(ctx); err != nil {
 			return nil, fmt.Errorf("store %d items of node %d: %w", len(part), nodeID, err)
@@ -97,6 +104,32 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 		}
 	}
 	return pending, nil
+}
+
+// indexParsed writes the search values of the node's items that were
+// stored parsed (parsed by item id).
+func (s *nodeStore) indexParsed(ctx context.Context, c *ent.Client, nodeID int, parsed map[string]json.RawMessage, paths []string,
+	index func(ctx context.Context, c *ent.Client, rowID int, parsed json.RawMessage, paths []string) error) error {
+	if len(parsed) == 0 || len(paths) == 0 || index == nil {
+		return nil
+	}
+	ids := make([]string, 0, len(parsed))
+	for id := range parsed {
+		ids = append(ids, id)
+	}
+	for start := 0; start < len(ids); start += 500 {
+		rows, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...), pubsubitem.ParseStateEQ(pubsubitem.ParseStateOk)).
+			Select(pubsubitem.FieldID, pubsubitem.FieldItemID).All(ctx)
+		if err != nil {
+			return fmt.Errorf("read stored item ids of node %d: %w", nodeID, err)
+		}
+		for _, r := range rows {
+			if err := index(ctx, c, r.ID, parsed[r.ItemID], paths); err != nil {
+				return fmt.Errorf("index item %s of node %d: %w", r.ItemID, nodeID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // markPending makes the node's items that have no parse state (stored

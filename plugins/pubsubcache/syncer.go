@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
@@ -380,8 +382,10 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 		p.log.Info("item re-published during a sync: listing the node again", "profile", k.profile, "service", k.service, "node", k.node, "round", round+1)
 	}
 	release() // parsing does not hold a sync slot
+	listed := time.Since(start)
 	n, _ := p.nodes.get(k)
 	pending := s.waitParsed(ctx, j, n, out)
+	p.log.Debug("sync phases", "node", k.node, "listed", listed, "parsed", time.Since(start)-listed)
 	pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: n.state, Fresh: n.fresh,
 		Items: out.items, Total: out.items, ParsePending: pending}
 	if cur, ok := p.nodes.get(k); ok {
@@ -619,14 +623,29 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 	for i, it := range items {
 		stored[i] = storedItem{Item: it, searchText: textOf(it.Payload), position: pos + int64(i), cursor: cursors[it.ID]}
 	}
+	// Parsed here, out of the writer, while the next page is fetched; the
+	// items the parser could not take (down, failing) are stored parse
+	// pending for the parse queue.
+	n, _ := p.nodes.get(j.key)
+	var parsed map[string]parsedItem
+	if n.parser && p.analysers.available(n.analyser) {
+		parsed = s.parsePage(j.key, n.analyser, items)
+	}
 	return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		n, ok := t.node(j.key)
 		if !ok {
 			return fmt.Errorf("node %s is no longer cached", j.key.node)
 		}
 		var keep []storedItem
+		values := map[string]json.RawMessage{}
 		for i := range stored {
 			stored[i].parseState = parseStateFor(n)
+			if r, ok := parsed[stored[i].ID]; ok && n.parser {
+				stored[i].parseState, stored[i].parsed, stored[i].parseErr, stored[i].searchText = r.state, r.parsed, r.err, r.searchText
+				if r.state == pubsubitem.ParseStateOk {
+					values[r.id] = r.parsed
+				}
+			}
 			if j.isTouched(stored[i].ID) {
 				same, err := p.store.samePayload(ctx, t.c, n.id, stored[i].ID, stored[i].Payload)
 				if err != nil {
@@ -646,9 +665,30 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 		if err != nil {
 			return err
 		}
+		if err := p.store.indexParsed(ctx, t.c, n.id, values, p.analysers.indexedPaths(), p.index.item); err != nil {
+			return err
+		}
 		p.queueParse(t, j.key, n, keep, pending)
 		return nil
 	})
+}
+
+// parsePage parses a page's items with the node's parser, parseBatch at a
+// time, keyed by item id; a batch the parser fails is left out (its items
+// are stored pending).
+func (s *syncer) parsePage(k nodeKey, analyser string, items []wire.Item) map[string]parsedItem {
+	out := make(map[string]parsedItem, len(items))
+	for start := 0; start < len(items); start += parseBatch {
+		res, err := s.p.parse.parseBatch(k, analyser, items[start:min(start+parseBatch, len(items))])
+		if err != nil {
+			s.p.log.Info("parsing a sync page failed; its items wait for the parser", "node", k.node, "err", err)
+			return out
+		}
+		for _, r := range res {
+			out[r.id] = r
+		}
+	}
+	return out
 }
 
 // probeMoves learns, on a service whose way of placing re-published items
