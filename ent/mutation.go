@@ -3061,27 +3061,29 @@ func (m *ProfileMutation) ResetEdge(name string) error {
 // PubsubItemMutation represents an operation that mutates the PubsubItem nodes in the graph.
 type PubsubItemMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *int
-	created_at    *time.Time
-	updated_at    *time.Time
-	item_id       *string
-	publisher     *string
-	payload       *[]byte
-	cursor        *string
-	parsed        *map[string]interface{}
-	parse_state   *pubsubitem.ParseState
-	parse_error   *string
-	search_text   *string
-	position      *int64
-	addposition   *int64
-	clearedFields map[string]struct{}
-	node          *int
-	clearednode   bool
-	done          bool
-	oldValue      func(context.Context) (*PubsubItem, error)
-	predicates    []predicate.PubsubItem
+	op             Op
+	typ            string
+	id             *int
+	created_at     *time.Time
+	updated_at     *time.Time
+	item_id        *string
+	publisher      *string
+	payload        *[]byte
+	cursor         *string
+	parsed         *map[string]interface{}
+	parse_state    *pubsubitem.ParseState
+	parse_error    *string
+	search_text    *string
+	position       *int64
+	addposition    *int64
+	digest         *[]byte
+	parser_version *string
+	clearedFields  map[string]struct{}
+	node           *int
+	clearednode    bool
+	done           bool
+	oldValue       func(context.Context) (*PubsubItem, error)
+	predicates     []predicate.PubsubItem
 }
 
 var _ ent.Mutation = (*PubsubItemMutation)(nil)
@@ -3686,6 +3688,104 @@ func (m *PubsubItemMutation) ResetPosition() {
 	m.addposition = nil
 }
 
+// SetDigest sets the "digest" field.
+func (m *PubsubItemMutation) SetDigest(b []byte) {
+	m.digest = &b
+}
+
+// Digest returns the value of the "digest" field in the mutation.
+func (m *PubsubItemMutation) Digest() (r []byte, exists bool) {
+	v := m.digest
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDigest returns the old "digest" field's value of the PubsubItem entity.
+// If the PubsubItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemMutation) OldDigest(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDigest is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDigest requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDigest: %w", err)
+	}
+	return oldValue.Digest, nil
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (m *PubsubItemMutation) ClearDigest() {
+	m.digest = nil
+	m.clearedFields[pubsubitem.FieldDigest] = struct{}{}
+}
+
+// DigestCleared returns if the "digest" field was cleared in this mutation.
+func (m *PubsubItemMutation) DigestCleared() bool {
+	_, ok := m.clearedFields[pubsubitem.FieldDigest]
+	return ok
+}
+
+// ResetDigest resets all changes to the "digest" field.
+func (m *PubsubItemMutation) ResetDigest() {
+	m.digest = nil
+	delete(m.clearedFields, pubsubitem.FieldDigest)
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (m *PubsubItemMutation) SetParserVersion(s string) {
+	m.parser_version = &s
+}
+
+// ParserVersion returns the value of the "parser_version" field in the mutation.
+func (m *PubsubItemMutation) ParserVersion() (r string, exists bool) {
+	v := m.parser_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldParserVersion returns the old "parser_version" field's value of the PubsubItem entity.
+// If the PubsubItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PubsubItemMutation) OldParserVersion(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldParserVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldParserVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldParserVersion: %w", err)
+	}
+	return oldValue.ParserVersion, nil
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (m *PubsubItemMutation) ClearParserVersion() {
+	m.parser_version = nil
+	m.clearedFields[pubsubitem.FieldParserVersion] = struct{}{}
+}
+
+// ParserVersionCleared returns if the "parser_version" field was cleared in this mutation.
+func (m *PubsubItemMutation) ParserVersionCleared() bool {
+	_, ok := m.clearedFields[pubsubitem.FieldParserVersion]
+	return ok
+}
+
+// ResetParserVersion resets all changes to the "parser_version" field.
+func (m *PubsubItemMutation) ResetParserVersion() {
+	m.parser_version = nil
+	delete(m.clearedFields, pubsubitem.FieldParserVersion)
+}
+
 // ClearNode clears the "node" edge to the PubsubNode entity.
 func (m *PubsubItemMutation) ClearNode() {
 	m.clearednode = true
@@ -3747,7 +3847,7 @@ func (m *PubsubItemMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *PubsubItemMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 14)
 	if m.created_at != nil {
 		fields = append(fields, pubsubitem.FieldCreatedAt)
 	}
@@ -3784,6 +3884,12 @@ func (m *PubsubItemMutation) Fields() []string {
 	if m.position != nil {
 		fields = append(fields, pubsubitem.FieldPosition)
 	}
+	if m.digest != nil {
+		fields = append(fields, pubsubitem.FieldDigest)
+	}
+	if m.parser_version != nil {
+		fields = append(fields, pubsubitem.FieldParserVersion)
+	}
 	return fields
 }
 
@@ -3816,6 +3922,10 @@ func (m *PubsubItemMutation) Field(name string) (ent.Value, bool) {
 		return m.SearchText()
 	case pubsubitem.FieldPosition:
 		return m.Position()
+	case pubsubitem.FieldDigest:
+		return m.Digest()
+	case pubsubitem.FieldParserVersion:
+		return m.ParserVersion()
 	}
 	return nil, false
 }
@@ -3849,6 +3959,10 @@ func (m *PubsubItemMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldSearchText(ctx)
 	case pubsubitem.FieldPosition:
 		return m.OldPosition(ctx)
+	case pubsubitem.FieldDigest:
+		return m.OldDigest(ctx)
+	case pubsubitem.FieldParserVersion:
+		return m.OldParserVersion(ctx)
 	}
 	return nil, fmt.Errorf("unknown PubsubItem field %s", name)
 }
@@ -3942,6 +4056,20 @@ func (m *PubsubItemMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetPosition(v)
 		return nil
+	case pubsubitem.FieldDigest:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDigest(v)
+		return nil
+	case pubsubitem.FieldParserVersion:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetParserVersion(v)
+		return nil
 	}
 	return fmt.Errorf("unknown PubsubItem field %s", name)
 }
@@ -3999,6 +4127,12 @@ func (m *PubsubItemMutation) ClearedFields() []string {
 	if m.FieldCleared(pubsubitem.FieldParseError) {
 		fields = append(fields, pubsubitem.FieldParseError)
 	}
+	if m.FieldCleared(pubsubitem.FieldDigest) {
+		fields = append(fields, pubsubitem.FieldDigest)
+	}
+	if m.FieldCleared(pubsubitem.FieldParserVersion) {
+		fields = append(fields, pubsubitem.FieldParserVersion)
+	}
 	return fields
 }
 
@@ -4024,6 +4158,12 @@ func (m *PubsubItemMutation) ClearField(name string) error {
 		return nil
 	case pubsubitem.FieldParseError:
 		m.ClearParseError()
+		return nil
+	case pubsubitem.FieldDigest:
+		m.ClearDigest()
+		return nil
+	case pubsubitem.FieldParserVersion:
+		m.ClearParserVersion()
 		return nil
 	}
 	return fmt.Errorf("unknown PubsubItem nullable field %s", name)
@@ -4068,6 +4208,12 @@ func (m *PubsubItemMutation) ResetField(name string) error {
 		return nil
 	case pubsubitem.FieldPosition:
 		m.ResetPosition()
+		return nil
+	case pubsubitem.FieldDigest:
+		m.ResetDigest()
+		return nil
+	case pubsubitem.FieldParserVersion:
+		m.ResetParserVersion()
 		return nil
 	}
 	return fmt.Errorf("unknown PubsubItem field %s", name)

@@ -43,6 +43,10 @@ type PubsubItem struct {
 	SearchText string `json:"search_text,omitempty"`
 	// Position of the item in the service's order (ascending = service order).
 	Position int64 `json:"position,omitempty"`
+	// SHA-256 of the payload: an item stored again with the same digest is not written, parsed or indexed again.
+	Digest *[]byte `json:"digest,omitempty"`
+	// Version of the plugin whose parser parsed the item (a new version parses it again).
+	ParserVersion *string `json:"parser_version,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the PubsubItemQuery when eager-loading is set.
 	Edges        PubsubItemEdges `json:"edges"`
@@ -74,11 +78,11 @@ func (*PubsubItem) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case pubsubitem.FieldPayload, pubsubitem.FieldParsed:
+		case pubsubitem.FieldPayload, pubsubitem.FieldParsed, pubsubitem.FieldDigest:
 			values[i] = new([]byte)
 		case pubsubitem.FieldID, pubsubitem.FieldNodeID, pubsubitem.FieldPosition:
 			values[i] = new(sql.NullInt64)
-		case pubsubitem.FieldItemID, pubsubitem.FieldPublisher, pubsubitem.FieldCursor, pubsubitem.FieldParseState, pubsubitem.FieldParseError, pubsubitem.FieldSearchText:
+		case pubsubitem.FieldItemID, pubsubitem.FieldPublisher, pubsubitem.FieldCursor, pubsubitem.FieldParseState, pubsubitem.FieldParseError, pubsubitem.FieldSearchText, pubsubitem.FieldParserVersion:
 			values[i] = new(sql.NullString)
 		case pubsubitem.FieldCreatedAt, pubsubitem.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -180,6 +184,19 @@ func (_m *PubsubItem) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Position = value.Int64
 			}
+		case pubsubitem.FieldDigest:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field digest", values[i])
+			} else if value != nil {
+				_m.Digest = value
+			}
+		case pubsubitem.FieldParserVersion:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field parser_version", values[i])
+			} else if value.Valid {
+				_m.ParserVersion = new(string)
+				*_m.ParserVersion = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -262,6 +279,16 @@ func (_m *PubsubItem) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("position=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Position))
+	builder.WriteString(", ")
+	if v := _m.Digest; v != nil {
+		builder.WriteString("digest=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	if v := _m.ParserVersion; v != nil {
+		builder.WriteString("parser_version=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -159,6 +159,26 @@ func (_c *PubsubItemCreate) SetNillablePosition(v *int64) *PubsubItemCreate {
 	return _c
 }
 
+// SetDigest sets the "digest" field.
+func (_c *PubsubItemCreate) SetDigest(v []byte) *PubsubItemCreate {
+	_c.mutation.SetDigest(v)
+	return _c
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (_c *PubsubItemCreate) SetParserVersion(v string) *PubsubItemCreate {
+	_c.mutation.SetParserVersion(v)
+	return _c
+}
+
+// SetNillableParserVersion sets the "parser_version" field if the given value is not nil.
+func (_c *PubsubItemCreate) SetNillableParserVersion(v *string) *PubsubItemCreate {
+	if v != nil {
+		_c.SetParserVersion(*v)
+	}
+	return _c
+}
+
 // SetNode sets the "node" edge to the PubsubNode entity.
 func (_c *PubsubItemCreate) SetNode(v *PubsubNode) *PubsubItemCreate {
 	return _c.SetNodeID(v.ID)
@@ -325,6 +345,14 @@ func (_c *PubsubItemCreate) createSpec() (*PubsubItem, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Position(); ok {
 		_spec.SetField(pubsubitem.FieldPosition, field.TypeInt64, value)
 		_node.Position = value
+	}
+	if value, ok := _c.mutation.Digest(); ok {
+		_spec.SetField(pubsubitem.FieldDigest, field.TypeBytes, value)
+		_node.Digest = &value
+	}
+	if value, ok := _c.mutation.ParserVersion(); ok {
+		_spec.SetField(pubsubitem.FieldParserVersion, field.TypeString, value)
+		_node.ParserVersion = &value
 	}
 	if nodes := _c.mutation.NodeIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -554,6 +582,42 @@ func (u *PubsubItemUpsert) UpdatePosition() *PubsubItemUpsert {
 // AddPosition adds v to the "position" field.
 func (u *PubsubItemUpsert) AddPosition(v int64) *PubsubItemUpsert {
 	u.Add(pubsubitem.FieldPosition, v)
+	return u
+}
+
+// SetDigest sets the "digest" field.
+func (u *PubsubItemUpsert) SetDigest(v []byte) *PubsubItemUpsert {
+	u.Set(pubsubitem.FieldDigest, v)
+	return u
+}
+
+// UpdateDigest sets the "digest" field to the value that was provided on create.
+func (u *PubsubItemUpsert) UpdateDigest() *PubsubItemUpsert {
+	u.SetExcluded(pubsubitem.FieldDigest)
+	return u
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (u *PubsubItemUpsert) ClearDigest() *PubsubItemUpsert {
+	u.SetNull(pubsubitem.FieldDigest)
+	return u
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (u *PubsubItemUpsert) SetParserVersion(v string) *PubsubItemUpsert {
+	u.Set(pubsubitem.FieldParserVersion, v)
+	return u
+}
+
+// UpdateParserVersion sets the "parser_version" field to the value that was provided on create.
+func (u *PubsubItemUpsert) UpdateParserVersion() *PubsubItemUpsert {
+	u.SetExcluded(pubsubitem.FieldParserVersion)
+	return u
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (u *PubsubItemUpsert) ClearParserVersion() *PubsubItemUpsert {
+	u.SetNull(pubsubitem.FieldParserVersion)
 	return u
 }
 
@@ -788,6 +852,48 @@ func (u *PubsubItemUpsertOne) AddPosition(v int64) *PubsubItemUpsertOne {
 func (u *PubsubItemUpsertOne) UpdatePosition() *PubsubItemUpsertOne {
 	return u.Update(func(s *PubsubItemUpsert) {
 		s.UpdatePosition()
+	})
+}
+
+// SetDigest sets the "digest" field.
+func (u *PubsubItemUpsertOne) SetDigest(v []byte) *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.SetDigest(v)
+	})
+}
+
+// UpdateDigest sets the "digest" field to the value that was provided on create.
+func (u *PubsubItemUpsertOne) UpdateDigest() *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.UpdateDigest()
+	})
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (u *PubsubItemUpsertOne) ClearDigest() *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.ClearDigest()
+	})
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (u *PubsubItemUpsertOne) SetParserVersion(v string) *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.SetParserVersion(v)
+	})
+}
+
+// UpdateParserVersion sets the "parser_version" field to the value that was provided on create.
+func (u *PubsubItemUpsertOne) UpdateParserVersion() *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.UpdateParserVersion()
+	})
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (u *PubsubItemUpsertOne) ClearParserVersion() *PubsubItemUpsertOne {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.ClearParserVersion()
 	})
 }
 
@@ -1188,6 +1294,48 @@ func (u *PubsubItemUpsertBulk) AddPosition(v int64) *PubsubItemUpsertBulk {
 func (u *PubsubItemUpsertBulk) UpdatePosition() *PubsubItemUpsertBulk {
 	return u.Update(func(s *PubsubItemUpsert) {
 		s.UpdatePosition()
+	})
+}
+
+// SetDigest sets the "digest" field.
+func (u *PubsubItemUpsertBulk) SetDigest(v []byte) *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.SetDigest(v)
+	})
+}
+
+// UpdateDigest sets the "digest" field to the value that was provided on create.
+func (u *PubsubItemUpsertBulk) UpdateDigest() *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.UpdateDigest()
+	})
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (u *PubsubItemUpsertBulk) ClearDigest() *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.ClearDigest()
+	})
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (u *PubsubItemUpsertBulk) SetParserVersion(v string) *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.SetParserVersion(v)
+	})
+}
+
+// UpdateParserVersion sets the "parser_version" field to the value that was provided on create.
+func (u *PubsubItemUpsertBulk) UpdateParserVersion() *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.UpdateParserVersion()
+	})
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (u *PubsubItemUpsertBulk) ClearParserVersion() *PubsubItemUpsertBulk {
+	return u.Update(func(s *PubsubItemUpsert) {
+		s.ClearParserVersion()
 	})
 }
 

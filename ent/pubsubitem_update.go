@@ -191,6 +191,38 @@ func (_u *PubsubItemUpdate) AddPosition(v int64) *PubsubItemUpdate {
 	return _u
 }
 
+// SetDigest sets the "digest" field.
+func (_u *PubsubItemUpdate) SetDigest(v []byte) *PubsubItemUpdate {
+	_u.mutation.SetDigest(v)
+	return _u
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (_u *PubsubItemUpdate) ClearDigest() *PubsubItemUpdate {
+	_u.mutation.ClearDigest()
+	return _u
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (_u *PubsubItemUpdate) SetParserVersion(v string) *PubsubItemUpdate {
+	_u.mutation.SetParserVersion(v)
+	return _u
+}
+
+// SetNillableParserVersion sets the "parser_version" field if the given value is not nil.
+func (_u *PubsubItemUpdate) SetNillableParserVersion(v *string) *PubsubItemUpdate {
+	if v != nil {
+		_u.SetParserVersion(*v)
+	}
+	return _u
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (_u *PubsubItemUpdate) ClearParserVersion() *PubsubItemUpdate {
+	_u.mutation.ClearParserVersion()
+	return _u
+}
+
 // SetNode sets the "node" edge to the PubsubNode entity.
 func (_u *PubsubItemUpdate) SetNode(v *PubsubNode) *PubsubItemUpdate {
 	return _u.SetNodeID(v.ID)
@@ -318,6 +350,18 @@ func (_u *PubsubItemUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 	}
 	if value, ok := _u.mutation.AddedPosition(); ok {
 		_spec.AddField(pubsubitem.FieldPosition, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Digest(); ok {
+		_spec.SetField(pubsubitem.FieldDigest, field.TypeBytes, value)
+	}
+	if _u.mutation.DigestCleared() {
+		_spec.ClearField(pubsubitem.FieldDigest, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.ParserVersion(); ok {
+		_spec.SetField(pubsubitem.FieldParserVersion, field.TypeString, value)
+	}
+	if _u.mutation.ParserVersionCleared() {
+		_spec.ClearField(pubsubitem.FieldParserVersion, field.TypeString)
 	}
 	if _u.mutation.NodeCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -531,6 +575,38 @@ func (_u *PubsubItemUpdateOne) AddPosition(v int64) *PubsubItemUpdateOne {
 	return _u
 }
 
+// SetDigest sets the "digest" field.
+func (_u *PubsubItemUpdateOne) SetDigest(v []byte) *PubsubItemUpdateOne {
+	_u.mutation.SetDigest(v)
+	return _u
+}
+
+// ClearDigest clears the value of the "digest" field.
+func (_u *PubsubItemUpdateOne) ClearDigest() *PubsubItemUpdateOne {
+	_u.mutation.ClearDigest()
+	return _u
+}
+
+// SetParserVersion sets the "parser_version" field.
+func (_u *PubsubItemUpdateOne) SetParserVersion(v string) *PubsubItemUpdateOne {
+	_u.mutation.SetParserVersion(v)
+	return _u
+}
+
+// SetNillableParserVersion sets the "parser_version" field if the given value is not nil.
+func (_u *PubsubItemUpdateOne) SetNillableParserVersion(v *string) *PubsubItemUpdateOne {
+	if v != nil {
+		_u.SetParserVersion(*v)
+	}
+	return _u
+}
+
+// ClearParserVersion clears the value of the "parser_version" field.
+func (_u *PubsubItemUpdateOne) ClearParserVersion() *PubsubItemUpdateOne {
+	_u.mutation.ClearParserVersion()
+	return _u
+}
+
 // SetNode sets the "node" edge to the PubsubNode entity.
 func (_u *PubsubItemUpdateOne) SetNode(v *PubsubNode) *PubsubItemUpdateOne {
 	return _u.SetNodeID(v.ID)
@@ -688,6 +764,18 @@ func (_u *PubsubItemUpdateOne) sqlSave(ctx context.Context) (_node *PubsubItem, 
 	}
 	if value, ok := _u.mutation.AddedPosition(); ok {
 		_spec.AddField(pubsubitem.FieldPosition, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Digest(); ok {
+		_spec.SetField(pubsubitem.FieldDigest, field.TypeBytes, value)
+	}
+	if _u.mutation.DigestCleared() {
+		_spec.ClearField(pubsubitem.FieldDigest, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.ParserVersion(); ok {
+		_spec.SetField(pubsubitem.FieldParserVersion, field.TypeString, value)
+	}
+	if _u.mutation.ParserVersionCleared() {
+		_spec.ClearField(pubsubitem.FieldParserVersion, field.TypeString)
 	}
 	if _u.mutation.NodeCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -81,7 +81,10 @@ type Registry struct {
 	byName    map[string]Analyser
 	ordered   []Analyser // by priority desc, then name
 	providers map[string]Provider
-	version   int64
+	// versions are the owners' versions (their parsers' version: items a
+	// new version did not parse are parsed again).
+	versions map[string]string
+	version  int64
 	// changed is closed (and replaced) when a provider comes up.
 	changed chan struct{}
 }
@@ -373,6 +376,29 @@ func (r *Registry) All() []Analyser {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Clone(r.ordered)
+}
+
+// SetOwnerVersion records the version of an owner (a plugin: the version
+// its parsers have).
+func (r *Registry) SetOwnerVersion(owner, version string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.versions == nil {
+		r.versions = map[string]string{}
+	}
+	r.versions[owner] = version
+}
+
+// ParserVersion returns the version of the analyser's parser (its owner's
+// version; "" when unknown).
+func (r *Registry) ParserVersion(name string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a, ok := r.byName[Normalize(name)]
+	if !ok {
+		return ""
+	}
+	return r.versions[a.Owner]
 }
 
 // Lookup returns the analyser called name.

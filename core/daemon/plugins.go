@@ -112,6 +112,7 @@ func (ep *externalPlugins) onStart(ctx context.Context, name string, c *host.Cli
 		return fmt.Errorf("declare parameters of plugin %s: %w", name, err)
 	}
 	// The provider is installed by OnRunning, once calls can go through.
+	ep.d.Host.Analysers.SetOwnerVersion(name, desc.Version)
 	if err := ep.d.Host.Analysers.Declare(ctx, name, desc.Analysers, nil); err != nil {
 		return fmt.Errorf("declare analysers of plugin %s: %w", name, err)
 	}

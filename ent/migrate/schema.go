@@ -103,6 +103,8 @@ var (
 		{Name: "parse_error", Type: field.TypeString, Nullable: true, Size: 2147483647},
 		{Name: "search_text", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "position", Type: field.TypeInt64, Default: 0},
+		{Name: "digest", Type: field.TypeBytes, Nullable: true},
+		{Name: "parser_version", Type: field.TypeString, Nullable: true},
 		{Name: "node_id", Type: field.TypeInt},
 	}
 	// PubsubItemsTable holds the schema information for the "pubsub_items" table.
@@ -113,7 +115,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "pubsub_items_pubsub_nodes_items",
-				Columns:    []*schema.Column{PubsubItemsColumns[12]},
+				Columns:    []*schema.Column{PubsubItemsColumns[14]},
 				RefColumns: []*schema.Column{PubsubNodesColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -122,22 +124,22 @@ var (
 			{
 				Name:    "pubsubitem_node_id_item_id",
 				Unique:  true,
-				Columns: []*schema.Column{PubsubItemsColumns[12], PubsubItemsColumns[3]},
+				Columns: []*schema.Column{PubsubItemsColumns[14], PubsubItemsColumns[3]},
 			},
 			{
 				Name:    "pubsubitem_node_id_position",
 				Unique:  false,
-				Columns: []*schema.Column{PubsubItemsColumns[12], PubsubItemsColumns[11]},
+				Columns: []*schema.Column{PubsubItemsColumns[14], PubsubItemsColumns[11]},
 			},
 			{
 				Name:    "pubsubitem_node_id_updated_at",
 				Unique:  false,
-				Columns: []*schema.Column{PubsubItemsColumns[12], PubsubItemsColumns[2]},
+				Columns: []*schema.Column{PubsubItemsColumns[14], PubsubItemsColumns[2]},
 			},
 			{
 				Name:    "pubsubitem_node_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{PubsubItemsColumns[12], PubsubItemsColumns[1]},
+				Columns: []*schema.Column{PubsubItemsColumns[14], PubsubItemsColumns[1]},
 			},
 			{
 				Name:    "pubsubitem_parse_state",

@@ -39,6 +39,10 @@ const (
 	FieldSearchText = "search_text"
 	// FieldPosition holds the string denoting the position field in the database.
 	FieldPosition = "position"
+	// FieldDigest holds the string denoting the digest field in the database.
+	FieldDigest = "digest"
+	// FieldParserVersion holds the string denoting the parser_version field in the database.
+	FieldParserVersion = "parser_version"
 	// EdgeNode holds the string denoting the node edge name in mutations.
 	EdgeNode = "node"
 	// Table holds the table name of the pubsubitem in the database.
@@ -67,6 +71,8 @@ var Columns = []string{
 	FieldParseError,
 	FieldSearchText,
 	FieldPosition,
+	FieldDigest,
+	FieldParserVersion,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -176,6 +182,11 @@ func BySearchText(opts ...sql.OrderTermOption) OrderOption {
 // ByPosition orders the results by the position field.
 func ByPosition(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPosition, opts...).ToFunc()
+}
+
+// ByParserVersion orders the results by the parser_version field.
+func ByParserVersion(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldParserVersion, opts...).ToFunc()
 }
 
 // ByNodeField orders the results by node field.

@@ -105,6 +105,16 @@ func Position(v int64) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldEQ(FieldPosition, v))
 }
 
+// Digest applies equality check predicate on the "digest" field. It's identical to DigestEQ.
+func Digest(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldDigest, v))
+}
+
+// ParserVersion applies equality check predicate on the "parser_version" field. It's identical to ParserVersionEQ.
+func ParserVersion(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldParserVersion, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldEQ(FieldCreatedAt, v))
@@ -668,6 +678,131 @@ func PositionLT(v int64) predicate.PubsubItem {
 // PositionLTE applies the LTE predicate on the "position" field.
 func PositionLTE(v int64) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldLTE(FieldPosition, v))
+}
+
+// DigestEQ applies the EQ predicate on the "digest" field.
+func DigestEQ(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldDigest, v))
+}
+
+// DigestNEQ applies the NEQ predicate on the "digest" field.
+func DigestNEQ(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNEQ(FieldDigest, v))
+}
+
+// DigestIn applies the In predicate on the "digest" field.
+func DigestIn(vs ...[]byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldIn(FieldDigest, vs...))
+}
+
+// DigestNotIn applies the NotIn predicate on the "digest" field.
+func DigestNotIn(vs ...[]byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNotIn(FieldDigest, vs...))
+}
+
+// DigestGT applies the GT predicate on the "digest" field.
+func DigestGT(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGT(FieldDigest, v))
+}
+
+// DigestGTE applies the GTE predicate on the "digest" field.
+func DigestGTE(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGTE(FieldDigest, v))
+}
+
+// DigestLT applies the LT predicate on the "digest" field.
+func DigestLT(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLT(FieldDigest, v))
+}
+
+// DigestLTE applies the LTE predicate on the "digest" field.
+func DigestLTE(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLTE(FieldDigest, v))
+}
+
+// DigestIsNil applies the IsNil predicate on the "digest" field.
+func DigestIsNil() predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldIsNull(FieldDigest))
+}
+
+// DigestNotNil applies the NotNil predicate on the "digest" field.
+func DigestNotNil() predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNotNull(FieldDigest))
+}
+
+// ParserVersionEQ applies the EQ predicate on the "parser_version" field.
+func ParserVersionEQ(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldParserVersion, v))
+}
+
+// ParserVersionNEQ applies the NEQ predicate on the "parser_version" field.
+func ParserVersionNEQ(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNEQ(FieldParserVersion, v))
+}
+
+// ParserVersionIn applies the In predicate on the "parser_version" field.
+func ParserVersionIn(vs ...string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldIn(FieldParserVersion, vs...))
+}
+
+// ParserVersionNotIn applies the NotIn predicate on the "parser_version" field.
+func ParserVersionNotIn(vs ...string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNotIn(FieldParserVersion, vs...))
+}
+
+// ParserVersionGT applies the GT predicate on the "parser_version" field.
+func ParserVersionGT(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGT(FieldParserVersion, v))
+}
+
+// ParserVersionGTE applies the GTE predicate on the "parser_version" field.
+func ParserVersionGTE(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGTE(FieldParserVersion, v))
+}
+
+// ParserVersionLT applies the LT predicate on the "parser_version" field.
+func ParserVersionLT(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLT(FieldParserVersion, v))
+}
+
+// ParserVersionLTE applies the LTE predicate on the "parser_version" field.
+func ParserVersionLTE(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLTE(FieldParserVersion, v))
+}
+
+// ParserVersionContains applies the Contains predicate on the "parser_version" field.
+func ParserVersionContains(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldContains(FieldParserVersion, v))
+}
+
+// ParserVersionHasPrefix applies the HasPrefix predicate on the "parser_version" field.
+func ParserVersionHasPrefix(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldHasPrefix(FieldParserVersion, v))
+}
+
+// ParserVersionHasSuffix applies the HasSuffix predicate on the "parser_version" field.
+func ParserVersionHasSuffix(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldHasSuffix(FieldParserVersion, v))
+}
+
+// ParserVersionIsNil applies the IsNil predicate on the "parser_version" field.
+func ParserVersionIsNil() predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldIsNull(FieldParserVersion))
+}
+
+// ParserVersionNotNil applies the NotNil predicate on the "parser_version" field.
+func ParserVersionNotNil() predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNotNull(FieldParserVersion))
+}
+
+// ParserVersionEqualFold applies the EqualFold predicate on the "parser_version" field.
+func ParserVersionEqualFold(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEqualFold(FieldParserVersion, v))
+}
+
+// ParserVersionContainsFold applies the ContainsFold predicate on the "parser_version" field.
+func ParserVersionContainsFold(v string) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldContainsFold(FieldParserVersion, v))
 }
 
 // HasNode applies the HasEdge predicate on the "node" edge.

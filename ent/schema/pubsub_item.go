@@ -55,6 +55,14 @@ func (PubsubItem) Fields() []ent.Field {
 		field.Int64("position").
 			Default(0).
 			Comment("Position of the item in the service's order (ascending = service order)."),
+		field.Bytes("digest").
+			Optional().
+			Nillable().
+			Comment("SHA-256 of the payload: an item stored again with the same digest is not written, parsed or indexed again."),
+		field.String("parser_version").
+			Optional().
+			Nillable().
+			Comment("Version of the plugin whose parser parsed the item (a new version parses it again)."),
 	}
 }
 

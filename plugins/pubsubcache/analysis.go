@@ -34,6 +34,14 @@ func (a analyserSet) declared(name string) (toSync, parser bool) {
 	return ok && d.ToSync, ok && d.Parser != ""
 }
 
+// parserVersion is the version of the analyser's parser ("" unknown).
+func (a analyserSet) parserVersion(name string) string {
+	if a.r == nil || name == "" {
+		return ""
+	}
+	return a.r.ParserVersion(name)
+}
+
 // available reports whether the analyser's provider is running.
 func (a analyserSet) available(name string) bool {
 	return a.r != nil && a.r.Available(name)

@@ -13,8 +13,9 @@ import (
 // parse queue) at scrape time, and the count of items waiting for a parser
 // that a refresher (refreshPending) reads from the database.
 type cacheMetrics struct {
-	syncs   *metrics.Histogram
-	answers *metrics.Counter
+	syncs     *metrics.Histogram
+	answers   *metrics.Counter
+	unchanged *metrics.Counter
 	// pending is the number of items whose parse is pending, as last read.
 	pending atomic.Int64
 }
@@ -38,6 +39,10 @@ func (p *Plugin) declareMetrics() error {
 	if m.answers, err = reg.Counter(ImportName, metrics.Opts{Name: "backend_cache_answers_total",
 		Help:   "Items requests the cache saw, by what it did and the node's analyser type.",
 		Labels: []metrics.Label{{Name: "outcome", Values: []string{"hit", "miss", "bypass", "stale"}}, typeLabel}}); err != nil {
+		return err
+	}
+	if m.unchanged, err = reg.Counter(ImportName, metrics.Opts{Name: "backend_cache_unchanged_items_total",
+		Help: "Listed items the same as stored (same payload, parsed by the same parser version): not parsed, written nor indexed again."}); err != nil {
 		return err
 	}
 	states := []string{string(StateNever), string(StateNoSync), string(StateInProgress), string(StateComplete), string(StatePartial), string(StateError)}
@@ -100,6 +105,13 @@ func (p *Plugin) refreshPending() {
 func (p *Plugin) answered(outcome, typ string) {
 	if p.metrics != nil {
 		p.metrics.answers.With(outcome, orNone(typ)).Inc()
+	}
+}
+
+// unchangedItems counts listed items that were the same as stored.
+func (p *Plugin) unchangedItems(n int) {
+	if p.metrics != nil {
+		p.metrics.unchanged.With().Add(float64(n))
 	}
 }
 

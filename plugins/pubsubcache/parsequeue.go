@@ -328,9 +328,10 @@ func (q *parseQueue) parseBatch(k nodeKey, analyser string, items []wire.Item) (
 	for _, r := range res {
 		byID[r.ID] = r
 	}
+	version := p.analysers.parserVersion(analyser)
 	out := make([]parsedItem, len(items))
 	for i, it := range items {
-		out[i] = parsedItem{id: it.ID, payload: it.Payload, searchText: textOf(it.Payload)}
+		out[i] = parsedItem{id: it.ID, payload: it.Payload, searchText: textOf(it.Payload), version: version}
 		r, ok := byID[it.ID]
 		switch {
 		case !ok:

@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -27,18 +28,30 @@ import (
 // An unchanged payload keeps its parse.
 type storedItem struct {
 	wire.Item
-	cursor     string
-	parseState pubsubitem.ParseState
-	parsed     json.RawMessage
-	parseErr   string
-	searchText string
-	position   int64
+	digest        []byte
+	cursor        string
+	parseState    pubsubitem.ParseState
+	parsed        json.RawMessage
+	parseErr      string
+	parserVersion string
+	searchText    string
+	position      int64
+}
+
+// digestOf is the digest stored with a payload.
+func digestOf(payload []byte) []byte {
+	d := sha256.Sum256(payload)
+	return d[:]
 }
 
 // keepParse is true on the stored row when its payload did not change and
 // it has a parse state of its own: it keeps it (and its parsed data, its
 // search text, its modification time).
-const keepParse = "(pubsub_items.payload = excluded.payload AND pubsub_items.parse_state <> 'none')"
+const keepParse = "(" + samePayload + " AND pubsub_items.parse_state <> 'none')"
+
+// samePayload is true on the stored row when the new payload is the same
+// (rows stored before digests compare their bytes).
+const samePayload = "(pubsub_items.digest = excluded.digest OR pubsub_items.digest IS NULL AND pubsub_items.payload = excluded.payload)"
 
 // upsertItems writes raw items of a node (insert, or replace the payload,
 // publisher and position of an existing id; a stored cursor is replaced
@@ -52,15 +65,15 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 		return nil, nil
 	}
 	resolve := entsql.ResolveWith(func(u *entsql.UpdateSet) {
-		u.SetExcluded(pubsubitem.FieldPayload).SetExcluded(pubsubitem.FieldPublisher).SetExcluded(pubsubitem.FieldPosition)
+		u.SetExcluded(pubsubitem.FieldPayload).SetExcluded(pubsubitem.FieldPublisher).SetExcluded(pubsubitem.FieldPosition).SetExcluded(pubsubitem.FieldDigest)
 		u.Set(pubsubitem.FieldCursor, entsql.Expr("COALESCE(excluded.cursor, pubsub_items.cursor)"))
-		for _, col := range []string{pubsubitem.FieldParseState, pubsubitem.FieldParsed, pubsubitem.FieldParseError, pubsubitem.FieldSearchText} {
+		for _, col := range []string{pubsubitem.FieldParseState, pubsubitem.FieldParsed, pubsubitem.FieldParseError, pubsubitem.FieldSearchText, pubsubitem.FieldParserVersion} {
 			u.Set(col, entsql.Expr("CASE WHEN "+keepParse+" THEN pubsub_items."+col+" ELSE excluded."+col+" END"))
 		}
 		if republished {
 			u.SetExcluded(pubsubitem.FieldUpdatedAt)
 		} else {
-			u.Set(pubsubitem.FieldUpdatedAt, entsql.Expr("CASE WHEN pubsub_items.payload = excluded.payload THEN pubsub_items.updated_at ELSE excluded.updated_at END"))
+			u.Set(pubsubitem.FieldUpdatedAt, entsql.Expr("CASE WHEN "+samePayload+" THEN pubsub_items.updated_at ELSE excluded.updated_at END"))
 		}
 	})
 	const chunk = 400
@@ -73,7 +86,12 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 			bs[i] = c.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
 				SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
 				SetParseState(it.parseState).SetSearchText(it.searchText).SetPosition(it.position).
-				SetNillableParseError(nilIfEmpty(it.parseErr))
+				SetNillableParseError(nilIfEmpty(it.parseErr)).SetNillableParserVersion(nilIfEmpty(it.parserVersion))
+			if it.digest != nil {
+				bs[i].SetDigest(it.digest)
+			} else {
+				bs[i].SetDigest(digestOf(it.Payload))
+			}
 			if m := parsedMap(it.parsed); m != nil {
 				bs[i].SetParsed(m)
 			}
@@ -433,6 +451,57 @@ type parsedItem struct {
 	parsed     json.RawMessage
 	err        string
 	searchText string
+	// version is the parser's version.
+	version string
+}
+
+// storedState is what the store holds of an item, to tell whether a copy
+// of it changes anything.
+type storedState struct {
+	digest        []byte
+	position      int64
+	cursor        string
+	parseState    pubsubitem.ParseState
+	parserVersion string
+}
+
+// states reads the stored state of the node's items ids.
+func (s *nodeStore) states(ctx context.Context, c *ent.Client, nodeID int, ids []string) (map[string]storedState, error) {
+	out := make(map[string]storedState, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		rows, err := c.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemIDIn(ids[start:min(start+500, len(ids))]...)).
+			Select(pubsubitem.FieldItemID, pubsubitem.FieldDigest, pubsubitem.FieldPosition, pubsubitem.FieldCursor, pubsubitem.FieldParseState, pubsubitem.FieldParserVersion).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read stored items of node %d: %w", nodeID, err)
+		}
+		for _, r := range rows {
+			st := storedState{position: r.Position, parseState: r.ParseState}
+			if r.Digest != nil {
+				st.digest = *r.Digest
+			}
+			if r.Cursor != nil {
+				st.cursor = *r.Cursor
+			}
+			if r.ParserVersion != nil {
+				st.parserVersion = *r.ParserVersion
+			}
+			out[r.ItemID] = st
+		}
+	}
+	return out, nil
+}
+
+// placeItem sets the position (and cursor, when cursor is not empty) of an
+// unchanged item.
+func (s *nodeStore) placeItem(ctx context.Context, c *ent.Client, nodeID int, id string, pos int64, cursor string) error {
+	u := c.PubsubItem.Update().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemID(id)).SetPosition(pos)
+	if cursor != "" {
+		u.SetCursor(cursor)
+	}
+	if err := u.Exec(ctx); err != nil {
+		return fmt.Errorf("place item %s: %w", id, err)
+	}
+	return nil
 }
 
 // storeParsed writes parse results of a node's items that are still
@@ -459,8 +528,9 @@ func (s *nodeStore) storeParsed(ctx context.Context, c *ent.Client, nodeID int, 
 		if !ok {
 			continue
 		}
-		u := c.PubsubItem.Update().Where(pubsubitem.ID(id), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), pubsubitem.Payload(r.payload)).
-			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(r.searchText)
+		sameAs := pubsubitem.Or(pubsubitem.Digest(digestOf(r.payload)), pubsubitem.And(pubsubitem.DigestIsNil(), pubsubitem.Payload(r.payload)))
+		u := c.PubsubItem.Update().Where(pubsubitem.ID(id), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), sameAs).
+			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(r.searchText).SetNillableParserVersion(nilIfEmpty(r.version))
 		if m := parsedMap(r.parsed); m != nil {
 			u.SetParsed(m)
 		}

@@ -1,6 +1,7 @@
 package pubsubcache
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -55,6 +56,9 @@ type Progress struct {
 	// ParsePending is how many items of the node wait for their parser
 	// (once the listing is done).
 	ParsePending int
+	// Unchanged is how many listed items were the same as stored: not
+	// parsed, written nor indexed again.
+	Unchanged int
 	Err          string
 	Done         bool
 }
@@ -387,7 +391,7 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 	pending := s.waitParsed(ctx, j, n, out)
 	p.log.Debug("sync phases", "node", k.node, "listed", listed, "parsed", time.Since(start)-listed)
 	pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: n.state, Fresh: n.fresh,
-		Items: out.items, Total: out.items, ParsePending: pending}
+		Items: out.items, Total: out.items, ParsePending: pending, Unchanged: out.unchanged}
 	if cur, ok := p.nodes.get(k); ok {
 		pr.State, pr.Fresh = cur.state, cur.fresh
 	}
@@ -434,6 +438,8 @@ func (s *syncer) waitParsed(ctx context.Context, j *SyncJob, n nodeInfo, out lis
 type listing struct {
 	items   int
 	partial bool
+	// unchanged items were the same as stored (not written again).
+	unchanged int
 	// updated: an item was re-published during it.
 	updated bool
 }
@@ -510,6 +516,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	var pos int64
 	seen := map[string]bool{}
 	var order []string // listed ids, in the service's order
+	unchanged := 0
 	partial := false
 	total := -1
 	ch := fetch("")
@@ -564,18 +571,20 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 			cursors[items[0].ID] = page.RSM.First
 			cursors[items[len(items)-1].ID] = page.RSM.Last
 		}
-		if err := s.storePage(ctx, j, fresh, cursors, pos); err != nil {
+		same, err := s.storePage(ctx, j, fresh, cursors, pos)
+		if err != nil {
 			if next != nil {
 				<-next
 			}
 			return listing{}, err
 		}
+		unchanged += same
 		for _, it := range fresh {
 			seen[it.ID] = true
 			order = append(order, it.ID)
 		}
 		pos += int64(len(fresh))
-		pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Items: int(pos), Total: total}
+		pr := Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Items: int(pos), Total: total, Unchanged: unchanged}
 		j.report(pr)
 		p.syncEvent(pr)
 		if !more {
@@ -606,60 +615,94 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 		return listing{}, err
 	}
 	p.pubs.forgetNode(k)
-	return listing{items: int(pos), partial: partial, updated: updated}, nil
+	return listing{items: int(pos), partial: partial, updated: updated, unchanged: unchanged}, nil
 }
 
-// storePage stores items raw (parse pending when the node has a parser),
-// at positions from pos on, in the writer. An item a notification changed
-// meanwhile keeps its newer payload (and takes its place in the service's
-// order) unless the page brings the same payload (the service's copy as
-// its items answers show it).
-func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, cursors map[string]string, pos int64) error {
+// storePage stores a page's items at positions from pos on, in the
+// writer; it returns how many were unchanged (same payload, already parsed
+// by this parser version: not parsed, written nor indexed again, only
+// placed). The others are parsed here first, out of the writer, while the
+// next page is fetched; those the parser could not take (down, failing)
+// are stored parse pending for the parse queue. An item a notification
+// changed meanwhile keeps its newer payload (and takes its place in the
+// service's order) unless the page brings the same payload (the service's
+// copy as its items answers show it).
+func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, cursors map[string]string, pos int64) (int, error) {
 	if len(items) == 0 {
-		return nil
+		return 0, nil
 	}
 	p := s.p
-	stored := make([]storedItem, len(items))
-	for i, it := range items {
-		stored[i] = storedItem{Item: it, searchText: textOf(it.Payload), position: pos + int64(i), cursor: cursors[it.ID]}
-	}
-	// Parsed here, out of the writer, while the next page is fetched; the
-	// items the parser could not take (down, failing) are stored parse
-	// pending for the parse queue.
 	n, _ := p.nodes.get(j.key)
-	var parsed map[string]parsedItem
-	if n.parser && p.analysers.available(n.analyser) {
-		parsed = s.parsePage(j.key, n.analyser, items)
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
 	}
-	return p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+	before, err := p.store.states(ctx, p.store.db.Client, n.id, ids)
+	if err != nil {
+		return 0, err
+	}
+	version := p.analysers.parserVersion(n.analyser)
+	unchangedNow := func(st storedState, ok bool, digest []byte) bool {
+		return ok && bytes.Equal(st.digest, digest) && (!n.parser || (st.parseState == pubsubitem.ParseStateOk || st.parseState == pubsubitem.ParseStateError) && st.parserVersion == version)
+	}
+	stored := make([]storedItem, len(items))
+	var toParse []wire.Item
+	for i, it := range items {
+		stored[i] = storedItem{Item: it, digest: digestOf(it.Payload), position: pos + int64(i), cursor: cursors[it.ID]}
+		if st, ok := before[it.ID]; !unchangedNow(st, ok, stored[i].digest) {
+			stored[i].searchText = textOf(it.Payload)
+			toParse = append(toParse, it)
+		}
+	}
+	var parsed map[string]parsedItem
+	if n.parser && len(toParse) > 0 && p.analysers.available(n.analyser) {
+		parsed = s.parsePage(j.key, n.analyser, toParse)
+	}
+	unchanged := 0
+	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+		unchanged = 0
 		n, ok := t.node(j.key)
 		if !ok {
 			return fmt.Errorf("node %s is no longer cached", j.key.node)
 		}
+		now, err := p.store.states(ctx, t.c, n.id, ids)
+		if err != nil {
+			return err
+		}
 		var keep []storedItem
 		values := map[string]json.RawMessage{}
 		for i := range stored {
-			stored[i].parseState = parseStateFor(n)
-			if r, ok := parsed[stored[i].ID]; ok && n.parser {
-				stored[i].parseState, stored[i].parsed, stored[i].parseErr, stored[i].searchText = r.state, r.parsed, r.err, r.searchText
+			it := &stored[i]
+			st, had := now[it.ID]
+			if j.isTouched(it.ID) && !(had && bytes.Equal(st.digest, it.digest)) {
+				// A newer payload came by notification: it stays, placed
+				// where the page says.
+				j.markLater(it.ID)
+				if err := p.store.setPosition(ctx, t.c, n.id, it.ID, it.position); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, reparsed := parsed[it.ID]; !reparsed && unchangedNow(st, had, it.digest) {
+				unchanged++
+				if st.position != it.position || it.cursor != "" && it.cursor != st.cursor {
+					if err := p.store.placeItem(ctx, t.c, n.id, it.ID, it.position, it.cursor); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if it.searchText == "" {
+				it.searchText = textOf(it.Payload) // changed since it was read
+			}
+			it.parseState = parseStateFor(n)
+			if r, ok := parsed[it.ID]; ok && n.parser {
+				it.parseState, it.parsed, it.parseErr, it.searchText, it.parserVersion = r.state, r.parsed, r.err, r.searchText, r.version
 				if r.state == pubsubitem.ParseStateOk {
 					values[r.id] = r.parsed
 				}
 			}
-			if j.isTouched(stored[i].ID) {
-				same, err := p.store.samePayload(ctx, t.c, n.id, stored[i].ID, stored[i].Payload)
-				if err != nil {
-					return err
-				}
-				if !same {
-					j.markLater(stored[i].ID)
-					if err := p.store.setPosition(ctx, t.c, n.id, stored[i].ID, stored[i].position); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			keep = append(keep, stored[i])
+			keep = append(keep, *it)
 		}
 		pending, err := p.store.upsertItems(ctx, t.c, n.id, keep, p.index.inUse(), false)
 		if err != nil {
@@ -671,6 +714,10 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 		p.queueParse(t, j.key, n, keep, pending)
 		return nil
 	})
+	if err == nil && unchanged > 0 {
+		p.unchangedItems(unchanged)
+	}
+	return unchanged, err
 }
 
 // parsePage parses a page's items with the node's parser, parseBatch at a
@@ -1068,7 +1115,7 @@ func (s *syncer) readConfig(ctx context.Context, k nodeKey) {
 // when pr is the final state).
 func (p *Plugin) syncEvent(pr Progress) {
 	d := map[string]any{"service": pr.Service, "node": pr.Node, "state": string(pr.State), "items": pr.Items, "total": nullInt(pr.Total),
-		"parse_pending": pr.ParsePending}
+		"parse_pending": pr.ParsePending, "unchanged": pr.Unchanged}
 	if pr.Done {
 		d["error"], d["done"], d["fresh"] = nullStr(pr.Err), true, pr.Fresh
 	}

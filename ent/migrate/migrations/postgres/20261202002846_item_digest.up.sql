@@ -1,0 +1,2 @@
+-- modify "pubsub_items" table
+ALTER TABLE "pubsub_items" ADD COLUMN "digest" bytea NULL, ADD COLUMN "parser_version" character varying NULL;
