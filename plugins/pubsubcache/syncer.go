@@ -59,8 +59,8 @@ type Progress struct {
 	// Unchanged is how many listed items were the same as stored: not
 	// parsed, written nor indexed again.
 	Unchanged int
-	Err          string
-	Done         bool
+	Err       string
+	Done      bool
 }
 
 // SyncJob is one sync of a node, until the node is usable: whole listings
