@@ -2,13 +2,19 @@ package pubsubcache
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
+
+// cursorWait bounds how long a live answer waits for its cursors to be
+// stored.
+const cursorWait = 250 * time.Millisecond
 
 // behaviour is how one service behaves where the protocol leaves room
 // (DESIGN §6), learned by observation and stored (service_profiles).
@@ -172,7 +178,15 @@ func (l *learner) fromAnswer(ctx context.Context, pid int, k nodeKey, req *xep00
 		}
 	})
 	if page.RSM != nil && len(page.Items) > 0 {
-		p.w.enqueue(op{kind: opFunc, key: k, fn: p.storeCursors(k, page.Items, page.RSM.First, page.RSM.Last)})
+		// Stored before the answer returns (a request carrying one of
+		// these cursors usually follows), waiting for the writer a
+		// little at most.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cursorWait)
+		err := p.w.run(wctx, p.storeCursors(k, page.Items, page.RSM.First, page.RSM.Last))
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			p.log.Warn("storing a service's cursors", "node", k.node, "err", err)
+		}
 	}
 	if len(req.ItemIDs) < 2 || len(page.Items) < 2 || req.OrderBy != "" {
 		return
