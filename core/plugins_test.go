@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	backendv2 "example.org/backend/api/backendv2"
 	"example.org/backend/triggers"
+	"example.org/backend/triggers/triggerstest"
 )
 
 // fake is a plugin recording its lifecycle calls into a shared log.
@@ -314,13 +316,18 @@ func TestAPIRegistryRefusesDuplicate(t *testing.T) {
 	}
 }
 
+// keyed is an API event told apart by its key.
+func keyed(profile, key string) *backendv2.Event {
+	return &backendv2.Event{Profile: profile, Event: &backendv2.Event_ParamChanged{ParamChanged: &backendv2.ParamChangedEvent{Key: key}}}
+}
+
 func TestEventsFilterAndLag(t *testing.T) {
 	e := NewEvents()
 	all := e.Subscribe("")
 	alice := e.Subscribe("alice")
-	e.Publish(Event{Type: "x", Profile: "bob"})
-	e.Publish(Event{Type: "y", Profile: "alice"})
-	e.Publish(Event{Type: "z"})
+	e.Publish(keyed("bob", "x"))
+	e.Publish(keyed("alice", "y"))
+	e.Publish(keyed("", "z"))
 	if got := drain(all, 3); got != "x y z" {
 		t.Errorf("all = %q", got)
 	}
@@ -328,7 +335,7 @@ func TestEventsFilterAndLag(t *testing.T) {
 		t.Errorf("alice = %q", got)
 	}
 	for range subscriptionBuffer + 1 {
-		e.Publish(Event{Type: "flood"})
+		e.Publish(keyed("", "flood"))
 	}
 	if !all.Lagged() {
 		t.Error("a subscriber that fell behind was not dropped")
@@ -337,10 +344,58 @@ func TestEventsFilterAndLag(t *testing.T) {
 	alice.Close()
 }
 
+// TestBridge: a bus event reaches the API stream only through its bridge,
+// encoded once per notification (none, one or several API events), timed,
+// after the other observers.
+func TestBridge(t *testing.T) {
+	type change struct{ profile, keys string }
+	ev := triggers.NewEvent[change](triggerstest.UniqueID("test.bridge"), "test")
+	bus := triggers.New()
+	e := NewEvents()
+	sub := e.Subscribe("")
+	var order []string
+	if _, err := bus.Attach("api", Bridge(e, ev, func(c change) []*backendv2.Event {
+		order = append(order, "bridge")
+		var out []*backendv2.Event
+		for _, k := range strings.Fields(c.keys) {
+			out = append(out, keyed(c.profile, k))
+		}
+		return out
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Attach("plugin", triggers.Observe(ev, triggers.PriorityDefault, func(context.Context, change) error {
+		order = append(order, "plugin")
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for _, keys := range []string{"a b", "", "c"} {
+		if err := triggers.Notify(context.Background(), bus, ev, change{"alice", keys}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := drain(sub, 3); got != "a b c" {
+		t.Errorf("events = %q", got)
+	}
+	select {
+	case x := <-sub.C:
+		t.Errorf("extra event %v", x)
+	default:
+	}
+	if strings.Join(order[:2], " ") != "plugin bridge" {
+		t.Errorf("order = %v: the bridge must run last", order)
+	}
+}
+
 func drain(s *Subscription, n int) string {
 	var out []string
 	for range n {
-		out = append(out, (<-s.C).Type)
+		ev := <-s.C
+		if ev.GetTime() == nil {
+			return "untimed event"
+		}
+		out = append(out, ev.GetParamChanged().GetKey())
 	}
 	return strings.Join(out, " ")
 }

@@ -14,7 +14,7 @@ export GOFLAGS="${GOFLAGS:-} -tags=sqlite_fts5"   # go-sqlite3 with FTS5, in eve
 export CGO_ENABLED=1
 
 need=()
-for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler libprotobuf-dev systemd \
+for pkg in prosody lua-dbi-sqlite3 ejabberd postgresql protobuf-compiler libprotobuf-dev systemd curl \
   python3-grpcio python3-protobuf python3-cryptography protobuf-compiler-grpc python3-setuptools python3-wheel; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -32,6 +32,23 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install -y ${need[*]})" >&2
     [ "${CI:-}" = true ] && exit 1
   fi
+fi
+
+# The TypeScript client's test needs node and npm (Debian's nodejs is 18;
+# a newer node already on PATH is kept), then its locked dependencies.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  else
+    echo "node/npm missing (sudo apt-get install -y nodejs npm)" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+if command -v npm >/dev/null; then
+  echo "== clients/ts: npm ci (cached outside the repository)"
+  bash clients/ts/install.sh || { [ "${CI:-}" = true ] && exit 1; }
 fi
 
 echo "== go vet"

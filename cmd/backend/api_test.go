@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	_ "example.org/backend/api/backendv1"
+	_ "example.org/backend/api/backendv2"
 )
 
 // TestTCPListenerTLS: the TCP listener speaks TLS with a self-signed
@@ -162,26 +163,31 @@ func rss(t *testing.T, pid int) (cur, peak int64) {
 	return cur, peak
 }
 
-// procedures lists every RPC of the API: path and whether the server
-// streams.
+// procedures lists every RPC of the API (both versions): path and whether
+// the server streams.
 func procedures(t *testing.T) (out []struct {
 	path   string
 	stream bool
 }) {
-	protoregistry.GlobalFiles.RangeFilesByPackage("backend.v1", func(fd protoreflect.FileDescriptor) bool {
-		for i := 0; i < fd.Services().Len(); i++ {
-			sd := fd.Services().Get(i)
-			for j := 0; j < sd.Methods().Len(); j++ {
-				md := sd.Methods().Get(j)
-				out = append(out, struct {
-					path   string
-					stream bool
-				}{"/" + string(sd.FullName()) + "/" + string(md.Name()), md.IsStreamingServer()})
+	each := func(pkg protoreflect.FullName, f func(protoreflect.FileDescriptor) bool) {
+		protoregistry.GlobalFiles.RangeFilesByPackage(pkg, f)
+	}
+	for _, pkg := range []protoreflect.FullName{"backend.v1", "backend.v2"} {
+		each(pkg, func(fd protoreflect.FileDescriptor) bool {
+			for i := 0; i < fd.Services().Len(); i++ {
+				sd := fd.Services().Get(i)
+				for j := 0; j < sd.Methods().Len(); j++ {
+					md := sd.Methods().Get(j)
+					out = append(out, struct {
+						path   string
+						stream bool
+					}{"/" + string(sd.FullName()) + "/" + string(md.Name()), md.IsStreamingServer()})
+				}
 			}
-		}
-		return true
-	})
-	if len(out) < 10 {
+			return true
+		})
+	}
+	if len(out) < 50 {
 		t.Fatalf("only %d procedures found", len(out))
 	}
 	return out
@@ -191,8 +197,11 @@ func procedures(t *testing.T) (out []struct {
 // gzipped) and an oversize plain body (300 MiB, sent lazily) to every
 // procedure of every service, over the Connect protocol (unary and
 // streaming forms): each is refused with resource_exhausted naming the
-// limit, and the daemon's resident memory grows by at most 64 MiB above
-// idle (VmHWM, reset after the idle reading, from /proc).
+// limit, and the daemon's resident memory grows by at most 96 MiB above
+// idle (VmHWM, reset after the idle reading, from /proc). The bound was 64
+// MiB for the 30 procedures of backend.v1 alone (measured 37 MiB); with
+// backend.v2 served beside it for one release, 60 procedures grow it by
+// 56 to 75 MiB (each Connect handler keeps its own pool of read buffers).
 func TestRequestBounds(t *testing.T) {
 	e := newEnv(t)
 	cmd, _, _, _ := e.serve(t)
@@ -291,8 +300,8 @@ func TestRequestBounds(t *testing.T) {
 	growth := peak - idle
 	t.Logf("%d procedures; bomb %d bytes gzipped (1 GiB inflated); idle RSS %.1f MiB, peak %.1f MiB, growth %.1f MiB",
 		len(procs), bomb.Len(), float64(idle)/(1<<20), float64(peak)/(1<<20), float64(growth)/(1<<20))
-	if growth > 64<<20 {
-		t.Errorf("RSS grew by %.1f MiB above idle (limit 64 MiB)", float64(growth)/(1<<20))
+	if growth > 96<<20 {
+		t.Errorf("RSS grew by %.1f MiB above idle (limit 96 MiB)", float64(growth)/(1<<20))
 	}
 	if _, _, code := e.cli(t, "status"); code != exitOK {
 		t.Error("daemon stopped answering")

@@ -10,7 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	backendv1 "example.org/backend/api/backendv1"
+	backendv2 "example.org/backend/api/backendv2"
 	"example.org/backend/core/session"
 	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060/wire"
@@ -48,12 +48,20 @@ func BenchmarkItems20(b *testing.B) {
 			b.Fatal(err)
 		}
 		client := c.pubsub()
-		req := &backendv1.PubSubItemsRequest{Profile: "alice", Node: node, MaxItems: 20, NoCache: true}
+		req := &backendv2.PubSubItemsRequest{Profile: "alice", Node: node, MaxItems: 20, NoCache: true}
 		b.ResetTimer()
 		for b.Loop() {
-			res, err := client.Items(ctx, connect.NewRequest(req))
-			if err != nil || len(res.Msg.GetItems()) != 20 {
+			stream, err := client.Items(ctx, connect.NewRequest(req))
+			if err != nil {
 				b.Fatalf("items: %v", err)
+			}
+			n := 0
+			for stream.Receive() {
+				n += len(stream.Msg().GetItems())
+			}
+			stream.Close()
+			if stream.Err() != nil || n != 20 {
+				b.Fatalf("items: %d %v", n, stream.Err())
 			}
 		}
 	})

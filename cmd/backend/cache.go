@@ -6,14 +6,15 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/structpb"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/plugins/pubsubcache/search"
 )
 
-func (c *conn) cache() backendv1connect.CacheServiceClient {
-	return backendv1connect.NewCacheServiceClient(c.http, c.baseURL, c.opts...)
+func (c *conn) cache() backendv2connect.CacheServiceClient {
+	return backendv2connect.NewCacheServiceClient(c.http, c.baseURL, c.opts...)
 }
 
 func (a *app) cacheCommand() *cobra.Command {
@@ -125,7 +126,7 @@ With -o json: {"items":[{"profile","service","node","id","parsed","xml"}…],
 xml is null unless --with-payload.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &backendv1.CacheSearchRequest{
+			req := &backendv2.CacheSearchRequest{
 				Profiles: profiles, Services: services, Nodes: nodes, Types: types, Subtypes: subtypes,
 				ItemIds: items, Fts: fts, Index: index, Limit: limit, WithPayload: withPayload,
 			}
@@ -137,11 +138,11 @@ xml is null unless --with-payload.`,
 				if err != nil {
 					return usagef("-F: %v", err)
 				}
-				v, err := json.Marshal(f.Value)
+				v, err := structpb.NewValue(f.Value)
 				if err != nil {
 					return usagef("-F %q: %v", s, err)
 				}
-				req.Filters = append(req.Filters, &backendv1.CacheFilter{Path: f.Path.String(), Op: string(f.Op), ValueJson: string(v)})
+				req.Filters = append(req.Filters, &backendv2.CacheFilter{Path: f.Path.String(), Op: string(f.Op), Value: v})
 			}
 			for _, s := range orders {
 				o, err := search.ParseOrder(s)
@@ -155,7 +156,7 @@ xml is null unless --with-payload.`,
 						key = `["` + key + `"]`
 					}
 				}
-				req.OrderBy = append(req.OrderBy, &backendv1.CacheOrder{Key: key, Desc: o.Desc})
+				req.OrderBy = append(req.OrderBy, &backendv2.CacheOrder{Key: key, Desc: o.Desc})
 			}
 			if fts != "" {
 				if _, err := search.ParseFTS(fts); err != nil {
@@ -171,22 +172,35 @@ xml is null unless --with-payload.`,
 				// parsed title or date.
 				req.WithPayload = true
 			}
-			res, err := c.cache().Search(cmd.Context(), connect.NewRequest(req))
+			stream, err := c.cache().Search(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return c.check(err)
 			}
-			out := cacheSearchJSON{Items: []cacheItemJSON{}, SkippedUnparsed: res.Msg.GetSkippedUnparsed(), IncompleteNodes: []cacheSearchNodeJSON{}}
-			for _, n := range res.Msg.GetIncompleteNodes() {
-				out.IncompleteNodes = append(out.IncompleteNodes, cacheSearchNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), State: n.GetState()})
-			}
-			for _, it := range res.Msg.GetItems() {
-				j := cacheItemJSON{Profile: it.GetProfile(), Service: it.GetService(), Node: it.GetNode(), ID: it.GetId(), XML: it.Xml}
-				if it.ParsedJson != nil {
-					j.Parsed = json.RawMessage(it.GetParsedJson())
-				} else {
-					j.Parsed = json.RawMessage("null")
+			defer stream.Close()
+			out := cacheSearchJSON{Items: []cacheItemJSON{}, IncompleteNodes: []cacheSearchNodeJSON{}}
+			for stream.Receive() {
+				m := stream.Msg()
+				if h := m.GetHeader(); h != nil {
+					out.SkippedUnparsed = h.GetSkippedUnparsed()
+					for _, n := range h.GetIncompleteNodes() {
+						out.IncompleteNodes = append(out.IncompleteNodes, cacheSearchNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), State: n.GetState()})
+					}
 				}
-				out.Items = append(out.Items, j)
+				for _, it := range m.GetItems() {
+					j := cacheItemJSON{Profile: it.GetProfile(), Service: it.GetService(), Node: it.GetNode(), ID: it.GetId(), XML: it.Xml,
+						Parsed: json.RawMessage("null")}
+					if it.Parsed != nil {
+						b, err := json.Marshal(it.GetParsed().AsMap())
+						if err != nil {
+							return fmt.Errorf("parsed data of item %s: %w", it.GetId(), err)
+						}
+						j.Parsed = b
+					}
+					out.Items = append(out.Items, j)
+				}
+			}
+			if err := stream.Err(); err != nil {
+				return c.check(err)
 			}
 			if a.jsonOutput() {
 				return a.printJSON(out)

@@ -9,14 +9,15 @@ import (
 	"connectrpc.com/connect"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 )
 
 // pubsubCache is the PubSubCacheService client (large answers allowed).
-func (c *conn) pubsubCache() backendv1connect.PubSubCacheServiceClient {
-	return backendv1connect.NewPubSubCacheServiceClient(c.http, c.baseURL, c.largeOpts()...)
+func (c *conn) pubsubCache() backendv2connect.PubSubCacheServiceClient {
+	return backendv2connect.NewPubSubCacheServiceClient(c.http, c.baseURL, c.largeOpts()...)
 }
 
 // cacheVerbs are the verbs of `backend cache` that the cache itself serves
@@ -45,11 +46,12 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":…|null,"complete","
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsubCache().Get(cmd.Context(), connect.NewRequest(req))
+			stream, err := c.pubsubCache().Get(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return c.check(err)
 			}
-			return a.printItems(res.Msg, fl.xml)
+			defer stream.Close()
+			return c.check(a.printItems(stream, fl.xml))
 		},
 	}
 	fl.register(cmd, "creation or modification", "accepted for symmetry with `pubsub items` (cache get never asks the service)")
@@ -70,7 +72,7 @@ type syncJSON struct {
 	Done         bool    `json:"done"`
 }
 
-func syncOut(m *backendv1.PubSubCacheSyncProgress) syncJSON {
+func syncOut(m *backendv2.PubSubCacheSyncProgress) syncJSON {
 	out := syncJSON{Profile: m.GetProfile(), Service: m.GetService(), Node: m.GetNode(), State: m.GetState(), Fresh: m.GetFresh(), Items: m.GetItems(),
 		Total: m.Total, ParsePending: m.GetParsePending(), Done: m.GetDone()}
 	if e := m.GetError(); e != "" {
@@ -99,7 +101,7 @@ With -o json: {"profile","service","node","state","fresh","items","total",
 			if err != nil {
 				return err
 			}
-			stream, err := c.pubsubCache().Sync(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheSyncRequest{
+			stream, err := c.pubsubCache().Sync(cmd.Context(), connect.NewRequest(&backendv2.PubSubCacheSyncRequest{
 				Profile: t.profile, Service: t.service, Node: t.node, Wait: wait}))
 			if err != nil {
 				return c.check(err)
@@ -111,7 +113,7 @@ With -o json: {"profile","service","node","state","fresh","items","total",
 					progressbar.OptionShowCount(), progressbar.OptionSetItsString("items"), progressbar.OptionShowIts(),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 			}
-			var last *backendv1.PubSubCacheSyncProgress
+			var last *backendv2.PubSubCacheSyncProgress
 			for stream.Receive() {
 				last = stream.Msg()
 				if bar != nil {
@@ -196,7 +198,7 @@ learned).`,
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsubCache().Status(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheStatusRequest{
+			res, err := c.pubsubCache().Status(cmd.Context(), connect.NewRequest(&backendv2.PubSubCacheStatusRequest{
 				Profile: profile, Service: service, Node: node}))
 			if err != nil {
 				return c.check(err)
@@ -207,7 +209,7 @@ learned).`,
 					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError,
 					ParsePending: n.GetParsePending(), Capacity: n.Capacity, CapacitySource: n.CapacitySource}
 				if n.LastSync != nil {
-					s := time.Unix(*n.LastSync, 0).UTC().Format(time.RFC3339)
+					s := n.LastSync.AsTime().UTC().Format(time.RFC3339)
 					j.LastSync = &s
 				}
 				nodes = append(nodes, j)
@@ -238,16 +240,16 @@ learned).`,
 	return cmd
 }
 
-// parseTime reads TIME: RFC 3339 or a Unix timestamp.
-func parseTime(flag, s string) (int64, error) {
+// parseTime reads TIME: RFC 3339 or a Unix timestamp (whole seconds).
+func parseTime(flag, s string) (*timestamppb.Timestamp, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n, nil
+		return &timestamppb.Timestamp{Seconds: n}, nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return 0, usagef("--%s %q: want RFC 3339 (2026-01-02T15:04:05Z) or a Unix timestamp", flag, s)
+		return nil, usagef("--%s %q: want RFC 3339 (2026-01-02T15:04:05Z) or a Unix timestamp", flag, s)
 	}
-	return t.Unix(), nil
+	return &timestamppb.Timestamp{Seconds: t.Unix()}, nil
 }
 
 func (a *app) cachePurgeCommand() *cobra.Command {
@@ -263,20 +265,20 @@ complete: they are answered by the service until synced again. TIME is RFC
 With -o json: {"ok":true,"nodes":N,"items":N}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &backendv1.PubSubCachePurgeRequest{Profiles: profiles, Services: services, Nodes: nodes, Types: types, Subtypes: subtypes}
+			req := &backendv2.PubSubCachePurgeRequest{Profiles: profiles, Services: services, Nodes: nodes, Types: types, Subtypes: subtypes}
 			if createdBefore != "" {
 				v, err := parseTime("created-before", createdBefore)
 				if err != nil {
 					return err
 				}
-				req.CreatedBefore = &v
+				req.CreatedBefore = v
 			}
 			if updatedBefore != "" {
 				v, err := parseTime("updated-before", updatedBefore)
 				if err != nil {
 					return err
 				}
-				req.UpdatedBefore = &v
+				req.UpdatedBefore = v
 			}
 			c, err := a.dial()
 			if err != nil {
@@ -320,7 +322,7 @@ With -o json: {"ok":true,"nodes":N}.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsubCache().Reset(cmd.Context(), connect.NewRequest(&backendv1.PubSubCacheResetRequest{Confirm: true}))
+			res, err := c.pubsubCache().Reset(cmd.Context(), connect.NewRequest(&backendv2.PubSubCacheResetRequest{Confirm: true}))
 			if err != nil {
 				return c.check(err)
 			}

@@ -14,7 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/config"
 )
@@ -132,8 +132,8 @@ func (a *app) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-func (c *conn) daemon() backendv1connect.DaemonServiceClient {
-	return backendv1connect.NewDaemonServiceClient(c.http, c.baseURL, c.opts...)
+func (c *conn) daemon() backendv2connect.DaemonServiceClient {
+	return backendv2connect.NewDaemonServiceClient(c.http, c.baseURL, c.opts...)
 }
 
 // check turns a transport failure into an unreachableError.

@@ -10,7 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
+	backendv2 "example.org/backend/api/backendv2"
 	"example.org/backend/core/params"
 )
 
@@ -49,7 +49,7 @@ func (a *app) profileNames() []string {
 	}
 	ctx, cancel := a.completionContext()
 	defer cancel()
-	res, err := c.profiles().List(ctx, connect.NewRequest(&backendv1.ListProfilesRequest{}))
+	res, err := c.profiles().List(ctx, connect.NewRequest(&backendv2.ListProfilesRequest{}))
 	if err != nil {
 		return nil
 	}
@@ -66,7 +66,7 @@ func (a *app) paramDecls(profile string) []params.Decl {
 	if c, err := a.dial(); err == nil {
 		ctx, cancel := a.completionContext()
 		defer cancel()
-		if res, err := c.profiles().Params(ctx, connect.NewRequest(&backendv1.ProfileParamsRequest{Name: profile})); err == nil {
+		if res, err := c.profiles().Params(ctx, connect.NewRequest(&backendv2.ProfileParamsRequest{Name: profile})); err == nil {
 			var out []params.Decl
 			for _, p := range res.Msg.GetParams() {
 				cat, name, _ := strings.Cut(p.GetKey(), ".")
@@ -87,14 +87,14 @@ func (a *app) paramDecls(profile string) []params.Decl {
 }
 
 // cachedNodes lists the cache's nodes (of profile when set).
-func (a *app) cachedNodes(profile string) []*backendv1.PubSubCacheNode {
+func (a *app) cachedNodes(profile string) []*backendv2.PubSubCacheNode {
 	c, err := a.dial()
 	if err != nil {
 		return nil
 	}
 	ctx, cancel := a.completionContext()
 	defer cancel()
-	res, err := c.pubsubCache().Status(ctx, connect.NewRequest(&backendv1.PubSubCacheStatusRequest{Profile: profile}))
+	res, err := c.pubsubCache().Status(ctx, connect.NewRequest(&backendv2.PubSubCacheStatusRequest{Profile: profile}))
 	if err != nil {
 		return nil
 	}
@@ -123,7 +123,7 @@ func (a *app) completeProfiles(cmd *cobra.Command, args []string, toComplete str
 
 // completeNodeField completes -n, -s or -t from the cached nodes, of the
 // -p profile when one is given.
-func (a *app) completeNodeField(field func(*backendv1.PubSubCacheNode) string) completer {
+func (a *app) completeNodeField(field func(*backendv2.PubSubCacheNode) string) completer {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, n := range a.cachedNodes(flagString(cmd, "profile")) {
@@ -177,7 +177,7 @@ func (a *app) completePlugins(cmd *cobra.Command, args []string, toComplete stri
 	}
 	ctx, cancel := a.completionContext()
 	defer cancel()
-	res, err := c.plugins().List(ctx, connect.NewRequest(&backendv1.ListPluginsRequest{}))
+	res, err := c.plugins().List(ctx, connect.NewRequest(&backendv2.ListPluginsRequest{}))
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -200,10 +200,10 @@ func (a *app) registerCompletions(root *cobra.Command) {
 	walk = func(c *cobra.Command) {
 		flags := map[string]completer{
 			"profile":  a.completeProfiles,
-			"node":     a.completeNodeField(func(n *backendv1.PubSubCacheNode) string { return n.GetNode() }),
-			"service":  a.completeNodeField(func(n *backendv1.PubSubCacheNode) string { return n.GetService() }),
-			"type":     a.completeNodeField(func(n *backendv1.PubSubCacheNode) string { return n.GetType() }),
-			"subtype":  a.completeNodeField(func(n *backendv1.PubSubCacheNode) string { return n.GetSubtype() }),
+			"node":     a.completeNodeField(func(n *backendv2.PubSubCacheNode) string { return n.GetNode() }),
+			"service":  a.completeNodeField(func(n *backendv2.PubSubCacheNode) string { return n.GetService() }),
+			"type":     a.completeNodeField(func(n *backendv2.PubSubCacheNode) string { return n.GetType() }),
+			"subtype":  a.completeNodeField(func(n *backendv2.PubSubCacheNode) string { return n.GetSubtype() }),
 			"order-by": nil,
 		}
 		for name, f := range flags {

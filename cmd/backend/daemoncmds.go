@@ -11,7 +11,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/core/eventjson"
 )
 
 func (a *app) statusCommand() *cobra.Command {
@@ -24,7 +25,7 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.daemon().Status(cmd.Context(), connect.NewRequest(&backendv1.StatusRequest{}))
+			res, err := c.daemon().Status(cmd.Context(), connect.NewRequest(&backendv2.StatusRequest{}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -62,7 +63,7 @@ type pluginState struct {
 	PID     *int64 `json:"pid"` // null for built-in plugins
 }
 
-func (a *app) printStatus(m *backendv1.StatusResponse) error {
+func (a *app) printStatus(m *backendv2.StatusResponse) error {
 	out := statusJSON{Version: m.GetVersion(), UptimeS: m.GetUptimeS(), Profiles: []profileState{}, Plugins: []pluginState{}, Counters: m.GetCounters(),
 		TCPAddress: m.TcpAddress, TLSFingerprint: m.TlsFingerprint, Build: buildFromAPI(m.GetBuild())}
 	if out.Counters == nil {
@@ -133,7 +134,7 @@ func (a *app) triggersCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.daemon().ListTriggers(cmd.Context(), connect.NewRequest(&backendv1.ListTriggersRequest{}))
+			res, err := c.daemon().ListTriggers(cmd.Context(), connect.NewRequest(&backendv2.ListTriggersRequest{}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -195,17 +196,13 @@ func (a *app) eventsCommand() *cobra.Command {
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			stream, err := c.daemon().Events(ctx, connect.NewRequest(&backendv1.EventsRequest{Profile: profile}))
+			stream, err := c.daemon().Events(ctx, connect.NewRequest(&backendv2.EventsRequest{Profile: profile}))
 			if err != nil {
 				return c.check(err)
 			}
 			defer stream.Close()
 			for stream.Receive() {
-				ev := stream.Msg()
-				if ev.GetType() == "stream.started" {
-					continue
-				}
-				if err := a.printEvent(ev); err != nil {
+				if err := a.printEvent(stream.Msg()); err != nil {
 					return err
 				}
 			}
@@ -217,15 +214,14 @@ func (a *app) eventsCommand() *cobra.Command {
 }
 
 // printEvent writes {"type","profile","time",…fields}: profile is null for
-// daemon-wide events.
-func (a *app) printEvent(ev *backendv1.Event) error {
-	obj := map[string]any{}
-	if len(ev.GetDataJson()) > 0 {
-		if err := json.Unmarshal(ev.GetDataJson(), &obj); err != nil {
-			return fmt.Errorf("decode event %s: %w", ev.GetType(), err)
-		}
+// daemon-wide events. The stream's `started` and kinds of a newer daemon
+// are skipped.
+func (a *app) printEvent(ev *backendv2.Event) error {
+	typ, obj, ok := eventjson.Fields(ev)
+	if !ok || typ == eventjson.TypeStarted {
+		return nil
 	}
-	obj["type"] = ev.GetType()
+	obj["type"] = typ
 	obj["profile"] = nil
 	if ev.GetProfile() != "" {
 		obj["profile"] = ev.GetProfile()
@@ -242,6 +238,6 @@ func (a *app) printEvent(ev *backendv1.Event) error {
 	if p == nil {
 		p = "-"
 	}
-	_, err := fmt.Fprintf(a.stdout, "%s %s %v %s\n", ev.GetTime().AsTime().UTC().Format(time.RFC3339), ev.GetType(), p, rest)
+	_, err := fmt.Fprintf(a.stdout, "%s %s %v %s\n", ev.GetTime().AsTime().UTC().Format(time.RFC3339), typ, p, rest)
 	return err
 }

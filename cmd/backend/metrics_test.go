@@ -159,8 +159,8 @@ func TestMetricsAfterSession(t *testing.T) {
 		labels []string // the series that must have grown (a subset of labels)
 	}
 	checks := []check{
-		{"backend_api_request_duration_seconds", []string{"procedure=/backend.v1.PubSubService/Publish", "code=ok"}},
-		{"backend_api_request_duration_seconds", []string{"procedure=/backend.v1.SessionService/Connect", "code=unavailable"}},
+		{"backend_api_request_duration_seconds", []string{"procedure=/backend.v2.PubSubService/Publish", "code=ok"}},
+		{"backend_api_request_duration_seconds", []string{"procedure=/backend.v2.SessionService/Connect", "code=unavailable"}},
 		{"backend_bus_dispatch_duration_seconds", []string{"point=pubsub.items.get", "kind=intercept", "outcome=answer"}},
 		{"backend_bus_dispatch_duration_seconds", []string{"point=session.connected", "kind=observe"}},
 		{"backend_plugin_call_duration_seconds", []string{"plugin=microblog", "method=parse", "outcome=ok"}},

@@ -8,8 +8,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core/daemon"
 	"example.org/backend/core/pluginhost"
 	sdk "example.org/backend/plugin-sdk"
@@ -39,8 +39,8 @@ func (a *app) pluginServeCommand() *cobra.Command {
 	}
 }
 
-func (c *conn) plugins() backendv1connect.PluginServiceClient {
-	return backendv1connect.NewPluginServiceClient(c.http, c.baseURL, c.opts...)
+func (c *conn) plugins() backendv2connect.PluginServiceClient {
+	return backendv2connect.NewPluginServiceClient(c.http, c.baseURL, c.opts...)
 }
 
 // pluginJSON is one plugin in `plugins list` (DESIGN §9).
@@ -55,7 +55,7 @@ type pluginJSON struct {
 	LastError  *string  `json:"last_error"`
 }
 
-func toPluginJSON(p *backendv1.ExternalPlugin) pluginJSON {
+func toPluginJSON(p *backendv2.ExternalPlugin) pluginJSON {
 	out := pluginJSON{Name: p.GetName(), Version: p.GetVersion(), State: p.GetState(), Analysers: p.GetAnalysers(),
 		Restarts: p.GetRestarts(), FirstParty: p.GetFirstParty()}
 	if out.Analysers == nil {
@@ -85,7 +85,7 @@ With -o json: {"plugins":[{"name","version","state","pid","analysers","restarts"
 			if err != nil {
 				return err
 			}
-			res, err := c.plugins().List(cmd.Context(), connect.NewRequest(&backendv1.ListPluginsRequest{}))
+			res, err := c.plugins().List(cmd.Context(), connect.NewRequest(&backendv2.ListPluginsRequest{}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -123,7 +123,7 @@ With -o json: the plugin's object as in 'plugins list'.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.plugins().Restart(cmd.Context(), connect.NewRequest(&backendv1.RestartPluginRequest{Name: args[0]}))
+			res, err := c.plugins().Restart(cmd.Context(), connect.NewRequest(&backendv2.RestartPluginRequest{Name: args[0]}))
 			if err != nil {
 				return c.check(err)
 			}

@@ -15,14 +15,14 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core/params"
 	"example.org/backend/core/profiles"
 )
 
-func (c *conn) profiles() backendv1connect.ProfileServiceClient {
-	return backendv1connect.NewProfileServiceClient(c.http, c.baseURL, c.opts...)
+func (c *conn) profiles() backendv2connect.ProfileServiceClient {
+	return backendv2connect.NewProfileServiceClient(c.http, c.baseURL, c.opts...)
 }
 
 // profileJSON is one profile in `profile list` and `profile show` (DESIGN §9).
@@ -65,7 +65,7 @@ type sessionJSON struct {
 	FailedEndpoints []string `json:"failed_endpoints"`
 }
 
-func sessionOut(m *backendv1.SessionInfo) *sessionJSON {
+func sessionOut(m *backendv2.SessionInfo) *sessionJSON {
 	if m == nil {
 		return nil
 	}
@@ -81,11 +81,11 @@ func sessionOut(m *backendv1.SessionInfo) *sessionJSON {
 	return out
 }
 
-func profileOut(p *backendv1.ProfileInfo) profileJSON {
+func profileOut(p *backendv2.ProfileInfo) profileJSON {
 	return profileJSON{Name: p.GetName(), JID: p.GetJid(), State: p.GetState(), Autoconnect: p.GetAutoconnect()}
 }
 
-func paramOut(p *backendv1.ProfileParam) paramJSON {
+func paramOut(p *backendv2.ProfileParam) paramJSON {
 	t := params.Type(p.GetType())
 	out := paramJSON{
 		Key: p.GetKey(), Type: p.GetType(), Value: profiles.TypedValue(t, p.GetValue()),
@@ -101,7 +101,7 @@ func paramOut(p *backendv1.ProfileParam) paramJSON {
 	return out
 }
 
-func paramsOut(ps []*backendv1.ProfileParam) []paramJSON {
+func paramsOut(ps []*backendv2.ProfileParam) []paramJSON {
 	out := make([]paramJSON, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, paramOut(p))
@@ -149,7 +149,7 @@ With -o json the output is the new profile: {"name","jid","state","autoconnect"}
 			if err != nil {
 				return err
 			}
-			req := &backendv1.CreateProfileRequest{Name: args[0], Jid: jid, Password: password, Params: map[string]string{}}
+			req := &backendv2.CreateProfileRequest{Name: args[0], Jid: jid, Password: password, Params: map[string]string{}}
 			f := cmd.Flags()
 			if f.Changed("host") {
 				req.Params[profiles.KeyHost] = host
@@ -255,7 +255,7 @@ func (a *app) profileListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.profiles().List(cmd.Context(), connect.NewRequest(&backendv1.ListProfilesRequest{}))
+			res, err := c.profiles().List(cmd.Context(), connect.NewRequest(&backendv2.ListProfilesRequest{}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -296,7 +296,7 @@ without one.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.profiles().Show(cmd.Context(), connect.NewRequest(&backendv1.ShowProfileRequest{Name: args[0]}))
+			res, err := c.profiles().Show(cmd.Context(), connect.NewRequest(&backendv2.ShowProfileRequest{Name: args[0]}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -348,7 +348,7 @@ func (a *app) profileDeleteCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.profiles().Delete(cmd.Context(), connect.NewRequest(&backendv1.DeleteProfileRequest{Name: args[0]})); err != nil {
+			if _, err := c.profiles().Delete(cmd.Context(), connect.NewRequest(&backendv2.DeleteProfileRequest{Name: args[0]})); err != nil {
 				return c.check(err)
 			}
 			if a.jsonOutput() {
@@ -375,7 +375,7 @@ secret's value is "********" when set and null when not.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.profiles().Params(cmd.Context(), connect.NewRequest(&backendv1.ProfileParamsRequest{Name: args[0]}))
+			res, err := c.profiles().Params(cmd.Context(), connect.NewRequest(&backendv2.ProfileParamsRequest{Name: args[0]}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -451,7 +451,7 @@ func (a *app) profileGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.profiles().Get(cmd.Context(), connect.NewRequest(&backendv1.GetParamRequest{Name: args[0], Key: args[1]}))
+			res, err := c.profiles().Get(cmd.Context(), connect.NewRequest(&backendv2.GetParamRequest{Name: args[0], Key: args[1]}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -486,7 +486,7 @@ With -o json the output is the parameter as in 'profile get', after the change.`
 				}
 			} else {
 				// Learn whether KEY is a secret before sending anything.
-				res, err := cl.Get(cmd.Context(), connect.NewRequest(&backendv1.GetParamRequest{Name: name, Key: key}))
+				res, err := cl.Get(cmd.Context(), connect.NewRequest(&backendv2.GetParamRequest{Name: name, Key: key}))
 				if err != nil {
 					return c.check(err)
 				}
@@ -500,7 +500,7 @@ With -o json the output is the parameter as in 'profile get', after the change.`
 					return err
 				}
 			}
-			res, err := cl.Set(cmd.Context(), connect.NewRequest(&backendv1.SetParamRequest{Name: name, Key: key, Value: value}))
+			res, err := cl.Set(cmd.Context(), connect.NewRequest(&backendv2.SetParamRequest{Name: name, Key: key, Value: value}))
 			if err != nil {
 				return c.check(err)
 			}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,14 +13,15 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
+	"example.org/backend/core/eventjson"
 	"example.org/backend/plugins/xep0060"
 )
 
 // pubsub is the PubSubService client (large answers allowed).
-func (c *conn) pubsub() backendv1connect.PubSubServiceClient {
-	return backendv1connect.NewPubSubServiceClient(c.http, c.baseURL, c.largeOpts()...)
+func (c *conn) pubsub() backendv2connect.PubSubServiceClient {
+	return backendv2connect.NewPubSubServiceClient(c.http, c.baseURL, c.largeOpts()...)
 }
 
 // largeOpts are the client options with message limits raised for large
@@ -73,14 +78,14 @@ func (t *target) flags(cmd *cobra.Command, nodeRequired bool) {
 }
 
 // parseOptions turns VAR=VALUE flags into API options.
-func parseOptions(raw []string) ([]*backendv1.PubSubOption, error) {
-	out := make([]*backendv1.PubSubOption, 0, len(raw))
+func parseOptions(raw []string) ([]*backendv2.PubSubOption, error) {
+	out := make([]*backendv2.PubSubOption, 0, len(raw))
 	for _, o := range raw {
 		k, v, ok := strings.Cut(o, "=")
 		if !ok || k == "" {
 			return nil, usagef("--option %q: want VAR=VALUE (e.g. pubsub#max_items=max)", o)
 		}
-		out = append(out, &backendv1.PubSubOption{Var: k, Value: v})
+		out = append(out, &backendv2.PubSubOption{Var: k, Value: v})
 	}
 	return out, nil
 }
@@ -114,7 +119,7 @@ func (fl *itemsFlags) register(cmd *cobra.Command, orderByHelp, noCacheHelp stri
 }
 
 // request checks the flags and builds the request (without NoCache).
-func (fl *itemsFlags) request() (*backendv1.PubSubItemsRequest, error) {
+func (fl *itemsFlags) request() (*backendv2.PubSubItemsRequest, error) {
 	f := fl.cmd.Flags()
 	if fl.maxItems < 0 || fl.rsmMax < 0 || fl.index < 0 {
 		return nil, usagef("-m, --rsm-max and --index must not be negative")
@@ -122,7 +127,7 @@ func (fl *itemsFlags) request() (*backendv1.PubSubItemsRequest, error) {
 	if fl.orderBy != "" && fl.orderBy != "creation" && fl.orderBy != "modification" {
 		return nil, usagef("--order-by %q: want creation or modification", fl.orderBy)
 	}
-	req := &backendv1.PubSubItemsRequest{Profile: fl.t.profile, Service: fl.t.service, Node: fl.t.node,
+	req := &backendv2.PubSubItemsRequest{Profile: fl.t.profile, Service: fl.t.service, Node: fl.t.node,
 		MaxItems: int32(fl.maxItems), ItemIds: fl.ids, OrderBy: fl.orderBy}
 	if f.Changed("rsm-max") {
 		v := int32(fl.rsmMax)
@@ -162,63 +167,152 @@ With -o json: {"items":[{"id","publisher","xml"}…],"rsm":{"count","index","fir
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsub().Items(cmd.Context(), connect.NewRequest(req))
+			stream, err := c.pubsub().Items(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return c.check(err)
 			}
-			return a.printItems(res.Msg, fl.xml)
+			defer stream.Close()
+			return c.check(a.printItems(stream, fl.xml))
 		},
 	}
 	fl.register(cmd, "creation or modification (XEP-0413)", "bypass the cache")
 	return cmd
 }
 
-// pageJSON converts an API page to its DESIGN §9 JSON shape.
-func pageJSON(m *backendv1.PubSubItemsPage) xep0060.PageJSON {
-	out := xep0060.PageJSON{Items: make([]xep0060.ItemJSON, 0, len(m.GetItems())), Complete: m.GetComplete(),
-		FromCache: m.GetFromCache(), Stale: m.GetStale()}
-	for _, it := range m.GetItems() {
-		out.Items = append(out.Items, xep0060.ItemJSON{ID: it.GetId(), Publisher: it.Publisher, XML: it.GetXml()})
-	}
-	if r := m.GetRsm(); r != nil {
-		j := &xep0060.RSMJSON{}
-		if r.Count != nil {
-			v := int(*r.Count)
-			j.Count = &v
-		}
-		if r.Index != nil {
-			v := int(*r.Index)
-			j.Index = &v
-		}
-		if r.GetFirst() != "" {
-			v := r.GetFirst()
-			j.First = &v
-		}
-		if r.GetLast() != "" {
-			v := r.GetLast()
-			j.Last = &v
-		}
-		out.RSM = j
-	}
-	return out
+// itemsStream is the client side of a streamed items answer.
+type itemsStream interface {
+	Receive() bool
+	Msg() *backendv2.PubSubItemsChunk
+	Err() error
 }
 
-// printItems prints a page: -o json as DESIGN §9 says; a table of id,
-// publisher, date and a one-line summary of each payload (title and date
-// of an Atom entry or any payload with such fields, else its text); with
-// --xml each item's canonical XML, one per line, and the notes on stderr.
-func (a *app) printItems(m *backendv1.PubSubItemsPage, raw bool) error {
-	p := pageJSON(m)
-	if a.jsonOutput() {
-		return a.printJSON(p)
+// rsmJSON converts a reply's <set/> to its DESIGN §9 JSON shape.
+func rsmJSON(r *backendv2.PubSubRSM) *xep0060.RSMJSON {
+	if r == nil {
+		return nil
 	}
-	notesTo := a.stdout
-	if raw {
-		for _, it := range p.Items {
-			if _, err := fmt.Fprintln(a.stdout, it.XML); err != nil {
+	j := &xep0060.RSMJSON{}
+	if r.Count != nil {
+		v := int(*r.Count)
+		j.Count = &v
+	}
+	if r.Index != nil {
+		v := int(*r.Index)
+		j.Index = &v
+	}
+	if r.GetFirst() != "" {
+		v := r.GetFirst()
+		j.First = &v
+	}
+	if r.GetLast() != "" {
+		v := r.GetLast()
+		j.Last = &v
+	}
+	return j
+}
+
+func itemJSON(it *backendv2.PubSubItem) xep0060.ItemJSON {
+	return xep0060.ItemJSON{ID: it.GetId(), Publisher: it.Publisher, XML: it.GetXml()}
+}
+
+// printItems prints a streamed items answer: -o json as DESIGN §9 says,
+// written as the items arrive (the CLI holds one message at a time); with
+// --xml each item's canonical XML, one per line, also as they arrive, and
+// the notes on stderr; otherwise a table of id, publisher, date and a
+// one-line summary of each payload (title and date of an Atom entry or any
+// payload with such fields, else its text).
+func (a *app) printItems(s itemsStream, raw bool) error {
+	if !s.Receive() {
+		if err := s.Err(); err != nil {
+			return err
+		}
+		return errors.New("the daemon sent an empty items answer")
+	}
+	first := s.Msg()
+	h := first.GetHeader()
+	rsm := rsmJSON(h.GetRsm())
+	// each calls f on every item, those of the first message first.
+	each := func(f func(*backendv2.PubSubItem) error) error {
+		for _, it := range first.GetItems() {
+			if err := f(it); err != nil {
 				return err
 			}
 		}
+		for s.Receive() {
+			for _, it := range s.Msg().GetItems() {
+				if err := f(it); err != nil {
+					return err
+				}
+			}
+		}
+		return s.Err()
+	}
+	if a.jsonOutput() {
+		w := bufio.NewWriter(a.stdout)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		w.WriteString(`{"items":[`)
+		n := 0
+		err := each(func(it *backendv2.PubSubItem) error {
+			if n > 0 {
+				w.WriteByte(',')
+			}
+			n++
+			return encodeCompact(enc, w, itemJSON(it))
+		})
+		if err != nil {
+			w.Flush()
+			fmt.Fprintln(a.stdout)
+			return err
+		}
+		w.WriteString(`],"rsm":`)
+		if err := encodeCompact(enc, w, rsm); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, `,"complete":%t,"from_cache":%t,"stale":%t}`+"\n", h.GetComplete(), h.GetFromCache(), h.GetStale())
+		return w.Flush()
+	}
+	p := xep0060.PageJSON{RSM: rsm, Complete: h.GetComplete(), FromCache: h.GetFromCache(), Stale: h.GetStale()}
+	n := 0
+	if raw {
+		err := each(func(it *backendv2.PubSubItem) error {
+			n++
+			_, err := fmt.Fprintln(a.stdout, it.GetXml())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		err := each(func(it *backendv2.PubSubItem) error {
+			p.Items = append(p.Items, itemJSON(it))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		n = len(p.Items)
+	}
+	return a.printItemsTable(p, n, raw)
+}
+
+// encodeCompact writes v as JSON without the encoder's trailing newline.
+func encodeCompact(enc *json.Encoder, w *bufio.Writer, v any) error {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	return err
+}
+
+// printItemsTable prints the table of p's items (unless raw: they were
+// printed) and the notes about the answer of n items.
+func (a *app) printItemsTable(p xep0060.PageJSON, n int, raw bool) error {
+	notesTo := a.stdout
+	if raw {
 		notesTo = a.stderr
 	} else {
 		t := &table{header: []string{"ID", "PUBLISHER", "DATE", "SUMMARY"}}
@@ -235,7 +329,7 @@ func (a *app) printItems(m *backendv1.PubSubItemsPage, raw bool) error {
 		}
 	}
 	var notes []string
-	notes = append(notes, count(len(p.Items), "item"))
+	notes = append(notes, count(n, "item"))
 	if p.RSM != nil {
 		notes = append(notes, "rsm count="+intOr(p.RSM.Count)+" index="+intOr(p.RSM.Index)+" first="+strOr(p.RSM.First)+" last="+strOr(p.RSM.Last))
 	}
@@ -303,8 +397,8 @@ With -o json: {"id"} (the id the service assigned).`,
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsub().Publish(cmd.Context(), connect.NewRequest(&backendv1.PubSubPublishRequest{
-				Profile: t.profile, Service: t.service, Node: t.node, Id: id, Payload: payload, Options: options}))
+			res, err := c.pubsub().Publish(cmd.Context(), connect.NewRequest(&backendv2.PubSubPublishRequest{
+				Profile: t.profile, Service: t.service, Node: t.node, Id: id, Payload: string(payload), Options: options}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -344,7 +438,7 @@ func (a *app) pubsubRetractCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = c.pubsub().Retract(cmd.Context(), connect.NewRequest(&backendv1.PubSubRetractRequest{
+			_, err = c.pubsub().Retract(cmd.Context(), connect.NewRequest(&backendv2.PubSubRetractRequest{
 				Profile: t.profile, Service: t.service, Node: t.node, Id: id, Notify: notify}))
 			if err != nil {
 				return c.check(err)
@@ -371,7 +465,7 @@ func (a *app) pubsubSubscribeCommand(verb, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := connect.NewRequest(&backendv1.PubSubSubscribeRequest{Profile: t.profile, Service: t.service, Node: t.node})
+			req := connect.NewRequest(&backendv2.PubSubSubscribeRequest{Profile: t.profile, Service: t.service, Node: t.node})
 			if verb == "subscribe" {
 				res, err := c.pubsub().Subscribe(cmd.Context(), req)
 				if err != nil {
@@ -409,7 +503,7 @@ func (a *app) pubsubSubscriptionsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.pubsub().Subscriptions(cmd.Context(), connect.NewRequest(&backendv1.PubSubSubscriptionsRequest{
+			res, err := c.pubsub().Subscriptions(cmd.Context(), connect.NewRequest(&backendv2.PubSubSubscriptionsRequest{
 				Profile: t.profile, Service: t.service, Node: t.node}))
 			if err != nil {
 				return c.check(err)
@@ -465,7 +559,7 @@ with options: {"ok":true}.`
 			if err != nil {
 				return err
 			}
-			req := connect.NewRequest(&backendv1.PubSubNodeRequest{Profile: t.profile, Service: t.service, Node: t.node, Options: options})
+			req := connect.NewRequest(&backendv2.PubSubNodeRequest{Profile: t.profile, Service: t.service, Node: t.node, Options: options})
 			ps := c.pubsub()
 			switch verb {
 			case "create":
@@ -497,24 +591,12 @@ with options: {"ok":true}.`
 	return cmd
 }
 
-func (a *app) printFields(fs []*backendv1.PubSubField) error {
+func (a *app) printFields(fs []*backendv2.PubSubField) error {
 	out := struct {
-		Fields []xep0060.FieldJSON `json:"fields"`
-	}{Fields: []xep0060.FieldJSON{}}
+		Fields []eventjson.Field `json:"fields"`
+	}{Fields: []eventjson.Field{}}
 	for _, f := range fs {
-		j := xep0060.FieldJSON{Var: f.GetVar(), Values: f.GetValues()}
-		if j.Values == nil {
-			j.Values = []string{}
-		}
-		if f.GetType() != "" {
-			v := f.GetType()
-			j.Type = &v
-		}
-		if f.GetLabel() != "" {
-			v := f.GetLabel()
-			j.Label = &v
-		}
-		out.Fields = append(out.Fields, j)
+		out.Fields = append(out.Fields, eventjson.FieldOf(f))
 	}
 	if a.jsonOutput() {
 		return a.printJSON(out)

@@ -6,12 +6,12 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
-	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 )
 
-func (c *conn) sessions() backendv1connect.SessionServiceClient {
-	return backendv1connect.NewSessionServiceClient(c.http, c.baseURL, c.opts...)
+func (c *conn) sessions() backendv2connect.SessionServiceClient {
+	return backendv2connect.NewSessionServiceClient(c.http, c.baseURL, c.opts...)
 }
 
 func (a *app) profileConnectCommand() *cobra.Command {
@@ -28,7 +28,7 @@ With -o json: {"profile","state","jid"}.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.sessions().Connect(cmd.Context(), connect.NewRequest(&backendv1.ConnectRequest{Profile: args[0]}))
+			res, err := c.sessions().Connect(cmd.Context(), connect.NewRequest(&backendv2.ConnectRequest{Profile: args[0]}))
 			if err != nil {
 				return c.check(err)
 			}
@@ -52,7 +52,7 @@ func (a *app) profileDisconnectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.sessions().Disconnect(cmd.Context(), connect.NewRequest(&backendv1.DisconnectRequest{Profile: args[0]}))
+			res, err := c.sessions().Disconnect(cmd.Context(), connect.NewRequest(&backendv2.DisconnectRequest{Profile: args[0]}))
 			if err != nil {
 				return c.check(err)
 			}

@@ -9,7 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
-	backendv1 "example.org/backend/api/backendv1"
+	backendv2 "example.org/backend/api/backendv2"
 	"example.org/backend/core/buildinfo"
 )
 
@@ -32,7 +32,7 @@ func buildOut(in buildinfo.Info) buildJSON {
 		GoVersion: in.GoVersion, Platform: in.Platform}
 }
 
-func buildFromAPI(b *backendv1.BuildInfo) *buildJSON {
+func buildFromAPI(b *backendv2.BuildInfo) *buildJSON {
 	if b == nil {
 		return nil
 	}
@@ -68,7 +68,7 @@ With -o json: {"version","revision","vcs_time","dirty","go_version","platform",
 			}{buildJSON: buildOut(build())}
 			if c, err := a.dial(); err == nil {
 				ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
-				res, err := c.daemon().Status(ctx, connect.NewRequest(&backendv1.StatusRequest{}))
+				res, err := c.daemon().Status(ctx, connect.NewRequest(&backendv2.StatusRequest{}))
 				cancel()
 				if err == nil {
 					out.Daemon = buildFromAPI(res.Msg.GetBuild())

@@ -34,6 +34,16 @@ type ProfileEvent struct {
 	Err error
 }
 
+// StateChange is a change of a profile's session state.
+type StateChange struct {
+	Profile string
+	// State is a session.State ("disconnected", "connecting", "connected",
+	// "reconnecting", "failed", and "resumed" once streams resume).
+	State string
+	// Err caused the change (nil when nothing failed).
+	Err error
+}
+
 // Incoming is a stanza received by a profile's session.
 type Incoming struct {
 	Profile string
@@ -54,6 +64,9 @@ var (
 	// Disconnected fires each time a profile's stream ends.
 	Disconnected = triggers.NewEvent[ProfileEvent]("session.disconnected",
 		"A profile's stream ended (Err says why; nil when it was asked for).")
+	// StateChanged fires on every change of a profile's session state.
+	StateChanged = triggers.NewEvent[StateChange]("session.state",
+		"A profile's session changed state (disconnected, connecting, connected, reconnecting, resumed, failed).")
 	// MessageReceived fires for every message a session receives, in
 	// arrival order, on the session's receive goroutine: observers must
 	// hand heavy work off.
@@ -265,13 +278,19 @@ func (m *Manager) Disconnect(ctx context.Context, profile string) error {
 
 func (m *Manager) forget(profile string, s *session.Session) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.sessions[profile] == s {
 		delete(m.sessions, profile)
 		m.iqBase[profile] += s.IQsSent()
 	}
-	m.host.Events.Publish(core.Event{Type: "session.state", Profile: profile,
-		Data: map[string]any{"state": profiles.StateDisconnected, "error": nil}})
+	m.mu.Unlock()
+	m.notifyState(StateChange{Profile: profile, State: profiles.StateDisconnected})
+}
+
+// notifyState fires StateChanged (bridged to the API by EventBindings).
+func (m *Manager) notifyState(c StateChange) {
+	if err := triggers.Notify(context.Background(), m.host.Bus, StateChanged, c); err != nil {
+		m.log.Warn("session.state observers", "profile", c.Profile, "err", err)
+	}
 }
 
 // Autoconnect connects, in the background, every profile whose
@@ -359,11 +378,7 @@ func (m *Manager) handlers(profile, bare string) session.Handlers {
 			}
 		},
 		StateChanged: func(st session.State, err error) {
-			data := map[string]any{"state": string(st), "error": nil}
-			if err != nil {
-				data["error"] = err.Error()
-			}
-			m.host.Events.Publish(core.Event{Type: "session.state", Profile: profile, Data: data})
+			m.notifyState(StateChange{Profile: profile, State: string(st), Err: err})
 		},
 		Message: func(msg *stanza.Message) {
 			if err := triggers.Notify(context.Background(), m.host.Bus, MessageReceived, Incoming{Profile: profile, Message: msg}); err != nil {

@@ -90,6 +90,9 @@ func newFixture(t *testing.T) *fixture {
 	plugins := core.NewPlugins(h, hk)
 	m := New(h, ps, plugins, Options{PingInterval: -1, Timeout: 10 * time.Second, Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
 	h.Sessions = m
+	if _, err := h.Bus.Attach("core", EventBindings(h.Events)...); err != nil {
+		t.Fatal(err)
+	}
 	if err := plugins.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +205,8 @@ func TestConnectDisconnect(t *testing.T) {
 			// The event stream saw connecting → connected → disconnected.
 			var states []string
 			for len(sub.C) > 0 {
-				ev := <-sub.C
-				if ev.Type == "session.state" {
-					states = append(states, ev.Data["state"].(string))
+				if st := (<-sub.C).GetSessionState(); st != nil {
+					states = append(states, st.GetState())
 				}
 			}
 			if got := strings.Join(states, ","); !strings.Contains(got, "connected") || !strings.HasSuffix(got, "disconnected") {

@@ -17,12 +17,14 @@ import (
 	"connectrpc.com/connect"
 
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core"
 	"example.org/backend/core/analysers"
 	"example.org/backend/core/apiserver"
 	"example.org/backend/core/buildinfo"
 	"example.org/backend/core/config"
 	"example.org/backend/core/connections"
+	"example.org/backend/core/pluginhost"
 	"example.org/backend/core/profiles"
 	"example.org/backend/core/sdnotify"
 	"example.org/backend/core/secrets"
@@ -186,6 +188,13 @@ func Run(ctx context.Context, o Options) error {
 	d.Plugins = core.NewPlugins(host, o.Builtins...)
 	d.Sessions = connections.New(host, d.Profiles, d.Plugins, o.Sessions)
 	host.Sessions = d.Sessions
+	// The core's events reach the API's event stream through their bridges
+	// (plugins declare theirs among their bindings).
+	bridges := append(profiles.EventBindings(host.Events), connections.EventBindings(host.Events)...)
+	bridges = append(bridges, core.Bridge(host.Events, pluginhost.StateChanged, pluginStateEvent))
+	if _, err := host.Bus.Attach("core", bridges...); err != nil {
+		return fmt.Errorf("attach event bridges: %w", err)
+	}
 
 	if err := d.Plugins.Start(ctx); err != nil {
 		return fmt.Errorf("start plugins: %w", err)
@@ -216,25 +225,34 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	hopts := host.API.HandlerOptions()
-	path, h := backendv1connect.NewDaemonServiceHandler(&daemonService{d: d}, hopts...)
-	if err := host.API.Register("core", path, h); err != nil {
-		return err
-	}
-	path, h = profiles.NewHandler(d.Profiles, hopts...)
-	if err := host.API.Register("core", path, h); err != nil {
-		return err
-	}
-	path, h = connections.NewHandler(d.Sessions, hopts...)
-	if err := host.API.Register("core", path, h); err != nil {
-		return err
-	}
-	path, h = newPluginHandler(ext, hopts...)
-	if err := host.API.Register("core", path, h); err != nil {
-		return err
+	dv2 := &daemonServiceV2{d: d}
+	for _, reg := range []func() (string, http.Handler){
+		func() (string, http.Handler) { return backendv2connect.NewDaemonServiceHandler(dv2, hopts...) },
+		func() (string, http.Handler) { return profiles.NewHandlerV2(d.Profiles, hopts...) },
+		func() (string, http.Handler) { return connections.NewHandlerV2(d.Sessions, hopts...) },
+		func() (string, http.Handler) { return newPluginHandlerV2(ext, hopts...) },
+		// backend.v1, deprecated: served for one more release.
+		func() (string, http.Handler) {
+			return backendv1connect.NewDaemonServiceHandler(&daemonService{v2: dv2}, hopts...)
+		},
+		func() (string, http.Handler) { return profiles.NewHandler(d.Profiles, hopts...) },
+		func() (string, http.Handler) { return connections.NewHandler(d.Sessions, hopts...) },
+		func() (string, http.Handler) { return newPluginHandler(ext, hopts...) },
+	} {
+		path, h := reg()
+		if err := host.API.Register("core", path, h); err != nil {
+			return err
+		}
 	}
 	mux := http.NewServeMux()
-	for _, s := range host.API.Services() {
+	services := host.API.Services()
+	for _, s := range services {
 		mux.Handle(s.Path, s.Handler)
+	}
+	// Discovery: gRPC reflection lists every service above, gRPC health
+	// says whether the daemon serves (its database answers).
+	for path, h := range discoveryHandlers(serviceNames(services), store.DB.PingContext, hopts...) {
+		mux.Handle(path, h)
 	}
 	metrics := host.Metrics.Handler()
 	mux.Handle("/metrics", metrics)

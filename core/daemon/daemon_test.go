@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,9 +19,13 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core"
 	"example.org/backend/core/config"
+	"example.org/backend/core/connections"
 	sdk "example.org/backend/plugin-sdk"
+	"example.org/backend/triggers"
 )
 
 // shortDir returns a temp dir with a path short enough for Unix sockets.
@@ -142,30 +147,66 @@ func TestStatusAndTriggers(t *testing.T) {
 	}
 }
 
+// TestEventsStream: a bus event reaches both streams through its bridge,
+// once: typed on v2 (a "resumed" session state included), as type and
+// data_json on the deprecated v1; another profile's events are filtered.
 func TestEventsStream(t *testing.T) {
 	d, cfg := start(t, nil)
-	c := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	stream, err := c.Events(ctx, connect.NewRequest(&backendv1.EventsRequest{Profile: "alice"}))
+	v2 := backendv2connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
+	s2, err := v2.Events(ctx, connect.NewRequest(&backendv2.EventsRequest{Profile: "alice"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stream.Close()
-	if !stream.Receive() || stream.Msg().Type != "stream.started" {
-		t.Fatalf("no stream.started: %v", stream.Err())
+	defer s2.Close()
+	if !s2.Receive() || s2.Msg().GetStarted() == nil {
+		t.Fatalf("no started: %v", s2.Err())
 	}
-	d.Host.Events.Publish(core.Event{Type: "session.state", Profile: "bob", Data: map[string]any{"state": "connected"}})
-	d.Host.Events.Publish(core.Event{Type: "session.state", Profile: "alice", Data: map[string]any{"state": "connected"}})
-	if !stream.Receive() {
-		t.Fatal(stream.Err())
+	v1 := backendv1connect.NewDaemonServiceClient(unixClient(cfg.Socket), "http://backend")
+	s1, err := v1.Events(ctx, connect.NewRequest(&backendv1.EventsRequest{Profile: "alice"}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ev := stream.Msg()
-	var data map[string]any
-	json.Unmarshal(ev.DataJson, &data)
-	if ev.Profile != "alice" || ev.Type != "session.state" || data["state"] != "connected" {
-		t.Errorf("event = %v (data %v); bob's event must be filtered out", ev, data)
+	defer s1.Close()
+	if !s1.Receive() || s1.Msg().Type != "stream.started" {
+		t.Fatalf("no stream.started: %v", s1.Err())
 	}
+	for _, c := range []connections.StateChange{
+		{Profile: "bob", State: "connected"},
+		{Profile: "alice", State: "resumed"},
+		{Profile: "alice", State: "reconnecting", Err: errors.New("connection lost")},
+	} {
+		if err := triggers.Notify(ctx, d.Host.Bus, connections.StateChanged, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"resumed <nil>", "reconnecting connection lost"} {
+		if !s2.Receive() {
+			t.Fatal(s2.Err())
+		}
+		ev := s2.Msg()
+		st := ev.GetSessionState()
+		if got := fmt.Sprintf("%s %v", st.GetState(), errText(st.Error)); ev.GetProfile() != "alice" || got != want || ev.GetTime() == nil {
+			t.Errorf("v2 event = %v, want alice %s (bob's event must be filtered out)", ev, want)
+		}
+		if !s1.Receive() {
+			t.Fatal(s1.Err())
+		}
+		old := s1.Msg()
+		var data map[string]any
+		json.Unmarshal(old.DataJson, &data)
+		if got := fmt.Sprintf("%v %v", data["state"], data["error"]); old.Profile != "alice" || old.Type != "session.state" || got != want {
+			t.Errorf("v1 event = %v (data %v), want %s", old, data, want)
+		}
+	}
+}
+
+func errText(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
 }
 
 func TestTCPRequiresToken(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core/analysers"
 	"example.org/backend/core/params"
 	"example.org/backend/core/pluginhost"
@@ -64,7 +66,12 @@ func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]
 		return nil, err
 	}
 	ep.sup, err = pluginhost.New(specs, pluginhost.Options{Logger: log, OnStart: ep.onStart, OnCall: pm.onCall,
-		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) }})
+		OnRunning: func(name string) { ep.d.Host.Analysers.Up(name, supervised{ep.sup, name}) },
+		OnState: func(st pluginhost.Status) {
+			if err := triggers.Notify(context.Background(), d.Host.Bus, pluginhost.StateChanged, st); err != nil {
+				log.Warn("plugin.state observers", "plugin", st.Name, "err", err)
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +243,18 @@ func pluginMessage(s pluginhost.Status) *backendv1.ExternalPlugin {
 	}
 }
 
+// pluginStateEvent encodes a plugin's state change for the API's event
+// stream (daemon-wide: no profile).
+func pluginStateEvent(s pluginhost.Status) []*backendv2.Event {
+	m := &backendv2.PluginStateEvent{Name: s.Name, Version: s.Version, State: string(s.State), Pid: int64(s.PID),
+		Restarts: int64(s.Restarts), FirstParty: s.FirstParty}
+	if s.LastError != "" {
+		e := s.LastError
+		m.LastError = &e
+	}
+	return []*backendv2.Event{{Event: &backendv2.Event_PluginState{PluginState: m}}}
+}
+
 // pluginService implements backend.v1.PluginService.
 type pluginService struct{ ep *externalPlugins }
 
@@ -283,4 +302,33 @@ func (ep *externalPlugins) configToCheck(config map[string]string) map[string]st
 		out[k] = v
 	}
 	return out
+}
+
+// pluginServiceV2 implements backend.v2.PluginService.
+type pluginServiceV2 struct{ v1 *pluginService }
+
+func newPluginHandlerV2(ep *externalPlugins, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv2connect.NewPluginServiceHandler(&pluginServiceV2{v1: &pluginService{ep: ep}}, opts...)
+}
+
+// pluginV2 converts a v1 plugin message (the same fields).
+func pluginV2(m *backendv1.ExternalPlugin) *backendv2.ExternalPlugin {
+	return &backendv2.ExternalPlugin{Name: m.Name, Version: m.Version, State: m.State, Pid: m.Pid, Analysers: m.Analysers,
+		Restarts: m.Restarts, FirstParty: m.FirstParty, LastError: m.LastError}
+}
+
+func (s *pluginServiceV2) List(ctx context.Context, _ *connect.Request[backendv2.ListPluginsRequest]) (*connect.Response[backendv2.ListPluginsResponse], error) {
+	out := &backendv2.ListPluginsResponse{}
+	for _, p := range s.v1.ep.status() {
+		out.Plugins = append(out.Plugins, pluginV2(p))
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *pluginServiceV2) Restart(ctx context.Context, req *connect.Request[backendv2.RestartPluginRequest]) (*connect.Response[backendv2.RestartPluginResponse], error) {
+	res, err := s.v1.Restart(ctx, connect.NewRequest(&backendv1.RestartPluginRequest{Name: req.Msg.GetName()}))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&backendv2.RestartPluginResponse{Plugin: pluginV2(res.Msg.GetPlugin())}), nil
 }

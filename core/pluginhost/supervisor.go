@@ -20,7 +20,13 @@ import (
 	"time"
 
 	"example.org/backend/plugin-sdk/host"
+	"example.org/backend/triggers"
 )
+
+// StateChanged fires each time an external plugin changes state (the
+// daemon fires it from Options.OnState).
+var StateChanged = triggers.NewEvent[Status]("plugin.state",
+	"An external plugin changed state (starting, running, restarting, failed, stopped).")
 
 // ErrPluginDown is wrapped by the errors about a plugin that is not running
 // (starting, restarting, failed, or crashed during the call). It is
@@ -109,6 +115,10 @@ type Options struct {
 	// installs the plugin as its analysers' provider and wakes what waited
 	// for it.
 	OnRunning func(name string)
+	// OnState, when set, is told each time a plugin's state changes, with
+	// its status then (outside the supervisor's locks; it must not block):
+	// the daemon fires StateChanged on the bus.
+	OnState func(Status)
 }
 
 func (o *Options) defaults() {
@@ -210,13 +220,14 @@ func (s *Supervisor) Start(ctx context.Context) error {
 func (s *Supervisor) Close() {
 	s.cancel()
 	s.wg.Wait()
-	for _, p := range s.plugins {
-		p.mu.Lock()
-		if c := p.client; c != nil {
-			c.Kill()
-		}
-		p.client, p.state = nil, StateStopped
-		p.mu.Unlock()
+	for _, name := range s.names {
+		s.update(s.plugins[name], func() {
+			p := s.plugins[name]
+			if c := p.client; c != nil {
+				c.Kill()
+			}
+			p.client, p.state = nil, StateStopped
+		})
 	}
 }
 
@@ -226,18 +237,24 @@ func (s *Supervisor) Plugins() []Status {
 	for _, name := range s.names {
 		p := s.plugins[name]
 		p.mu.Lock()
-		st := Status{Name: name, Version: p.desc.Version, State: p.state, Restarts: p.restarts,
-			FirstParty: p.spec.FirstParty, LastError: p.lastErr, Analysers: []string{}}
-		for _, a := range p.desc.Analysers {
-			st.Analysers = append(st.Analysers, a.Name)
-		}
-		if p.state == StateRunning && p.client != nil {
-			st.PID = p.client.Pid()
-		}
+		st := p.statusLocked()
 		p.mu.Unlock()
 		out = append(out, st)
 	}
 	return out
+}
+
+// statusLocked is p's status (p.mu held).
+func (p *supervised) statusLocked() Status {
+	st := Status{Name: p.spec.Name, Version: p.desc.Version, State: p.state, Restarts: p.restarts,
+		FirstParty: p.spec.FirstParty, LastError: p.lastErr, Analysers: []string{}}
+	for _, a := range p.desc.Analysers {
+		st.Analysers = append(st.Analysers, a.Name)
+	}
+	if p.state == StateRunning && p.client != nil {
+		st.PID = p.client.Pid()
+	}
+	return st
 }
 
 // Description returns the last description the plugin gave (ok false
@@ -302,6 +319,22 @@ func (p *supervised) set(f func()) {
 	f()
 }
 
+// update runs f under p's lock and tells OnState when f changed p's state.
+func (s *Supervisor) update(p *supervised, f func()) {
+	p.mu.Lock()
+	before := p.state
+	f()
+	changed := p.state != before
+	var st Status
+	if changed {
+		st = p.statusLocked()
+	}
+	p.mu.Unlock()
+	if changed && s.opts.OnState != nil {
+		s.opts.OnState(st)
+	}
+}
+
 // permanent reports start errors that retrying cannot fix.
 func permanent(err error) bool {
 	var ve *host.VersionError
@@ -336,7 +369,7 @@ func (s *Supervisor) run(p *supervised) {
 		if err != nil {
 			failures++
 			failed := permanent(err) || failures >= s.opts.MaxFailures
-			p.set(func() {
+			s.update(p, func() {
 				p.lastErr = err.Error()
 				p.state = StateRestarting
 				if failed {
@@ -366,7 +399,7 @@ func (s *Supervisor) run(p *supervised) {
 			}
 			continue
 		}
-		p.set(func() { p.client, p.desc, p.state, p.lastErr = c, d, StateRunning, "" })
+		s.update(p, func() { p.client, p.desc, p.state, p.lastErr = c, d, StateRunning, "" })
 		if s.opts.OnRunning != nil {
 			s.opts.OnRunning(p.spec.Name)
 		}
@@ -376,7 +409,7 @@ func (s *Supervisor) run(p *supervised) {
 		startedAt := time.Now()
 		why, requested := s.watch(p, c, log, &ack)
 		c.Kill()
-		p.set(func() {
+		s.update(p, func() {
 			p.client = nil
 			p.state = StateRestarting
 			if why != "" {
@@ -396,7 +429,7 @@ func (s *Supervisor) run(p *supervised) {
 			failures++
 		}
 		if failures >= s.opts.MaxFailures {
-			p.set(func() { p.state = StateFailed })
+			s.update(p, func() { p.state = StateFailed })
 			log.Error("plugin keeps failing; it will not be restarted until asked", "reason", why, "failures", failures)
 			select {
 			case <-s.ctx.Done():

@@ -83,6 +83,7 @@ type CreateRequest struct {
 type ParamChange struct {
 	Profile string
 	Key     string
+	Type    params.Type
 	// Value is the new canonical value; params.Mask for a secret.
 	Value          string
 	Source         params.Source
@@ -93,6 +94,10 @@ type ParamChange struct {
 // ParamChanged fires after a profile's parameter was changed and committed.
 var ParamChanged = triggers.NewEvent[ParamChange]("params.changed",
 	"A parameter of a profile was changed (after commit); secret values are masked.")
+
+// Created fires after a profile was created and committed.
+var Created = triggers.NewEvent[Profile]("profile.created",
+	"A profile was created (after commit).")
 
 // Deleted fires after a profile was deleted and committed (its payload is
 // the profile's name): what plugins kept about it must go.
@@ -117,7 +122,6 @@ type Service struct {
 	reg    *params.Registry
 	box    *secrets.Box
 	bus    *triggers.Bus
-	events *core.Events
 	config map[string]string
 	log    *slog.Logger
 	state  atomic.Pointer[StateFunc]
@@ -130,7 +134,7 @@ type Service struct {
 }
 
 // New returns the service over the host's store, parameter registry,
-// secrets box, bus and events. config is the daemon config's `[params]`
+// secrets box and bus. config is the daemon config's `[params]`
 // table (key → raw text), already checked with Registry.CheckConfig.
 func New(h *core.Host, config map[string]string) *Service {
 	cfg := make(map[string]string, len(config))
@@ -141,7 +145,7 @@ func New(h *core.Host, config map[string]string) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: h.Store, reg: h.Params, box: h.Secrets, bus: h.Bus, events: h.Events, config: cfg,
+	return &Service{store: h.Store, reg: h.Params, box: h.Secrets, bus: h.Bus, config: cfg,
 		log: log.With("component", "profiles")}
 }
 
@@ -310,7 +314,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Profile, error
 	}
 	s.log.Info("profile created", "profile", req.Name, "jid", jidValue)
 	info := s.info(created)
-	s.events.Publish(core.Event{Type: "profile.created", Profile: req.Name, Data: map[string]any{"jid": info.JID, "autoconnect": info.Autoconnect}})
+	if err := triggers.Notify(ctx, s.bus, Created, info); err != nil {
+		s.log.Warn("profile created: an observer failed", "profile", req.Name, "err", err)
+	}
 	return info, nil
 }
 
@@ -391,7 +397,6 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	if err := triggers.Notify(ctx, s.bus, Deleted, name); err != nil {
 		s.log.Warn("profile deleted: an observer failed", "profile", name, "err", err)
 	}
-	s.events.Publish(core.Event{Type: "profile.deleted", Profile: name, Data: map[string]any{}})
 	return nil
 }
 
@@ -535,13 +540,10 @@ func (s *Service) Set(ctx context.Context, name, key, value string) (params.Reso
 		shown = params.Mask
 	}
 	s.log.Info("parameter changed", "profile", name, "key", key)
-	change := ParamChange{Profile: name, Key: key, Value: shown, Source: params.SourceProfile, Secret: d.Secret(), NeedsReconnect: d.NeedsReconnect}
+	change := ParamChange{Profile: name, Key: key, Type: d.Type, Value: shown, Source: params.SourceProfile, Secret: d.Secret(), NeedsReconnect: d.NeedsReconnect}
 	if err := triggers.Notify(ctx, s.bus, ParamChanged, change); err != nil {
 		s.log.Warn("params.changed observer failed", "profile", name, "key", key, "err", err)
 	}
-	s.events.Publish(core.Event{Type: "param.changed", Profile: name, Data: map[string]any{
-		"key": key, "value": TypedValue(d.Type, shown), "source": string(params.SourceProfile), "needs_reconnect": d.NeedsReconnect,
-	}})
 	return params.Resolved{Decl: d, Value: shown, Source: params.SourceProfile}, nil
 }
 

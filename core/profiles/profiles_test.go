@@ -414,6 +414,11 @@ func TestChangeEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Remove()
+	bridges, err := fx.host.Bus.Attach("core", EventBindings(fx.host.Events)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bridges.Remove()
 	sub := fx.host.Events.Subscribe("alice")
 	defer sub.Close()
 
@@ -427,27 +432,24 @@ func TestChangeEvents(t *testing.T) {
 		t.Fatal("port -1 accepted")
 	}
 	want := []ParamChange{
-		{Profile: "alice", Key: KeyPort, Value: "5223", Source: params.SourceProfile, NeedsReconnect: true},
-		{Profile: "alice", Key: KeyPassword, Value: params.Mask, Source: params.SourceProfile, Secret: true, NeedsReconnect: true},
+		{Profile: "alice", Key: KeyPort, Type: params.TypeInt, Value: "5223", Source: params.SourceProfile, NeedsReconnect: true},
+		{Profile: "alice", Key: KeyPassword, Type: params.TypeSecret, Value: params.Mask, Source: params.SourceProfile, Secret: true, NeedsReconnect: true},
 	}
 	mu.Lock()
 	if len(seen) != len(want) || seen[0] != want[0] || seen[1] != want[1] {
 		t.Errorf("bus changes = %+v, want %+v", seen, want)
 	}
 	mu.Unlock()
-	for i, w := range []map[string]any{
-		{"key": KeyPort, "value": int64(5223), "source": "profile"},
-		{"key": KeyPassword, "value": params.Mask, "source": "profile"},
-	} {
+	for i, w := range []struct {
+		key   string
+		value any
+	}{{KeyPort, float64(5223)}, {KeyPassword, params.Mask}} {
 		select {
 		case ev := <-sub.C:
-			if ev.Type != "param.changed" || ev.Profile != "alice" {
-				t.Errorf("event %d = %+v", i, ev)
-			}
-			for k, v := range w {
-				if ev.Data[k] != v {
-					t.Errorf("event %d: %s = %#v, want %#v", i, k, ev.Data[k], v)
-				}
+			m := ev.GetParamChanged()
+			if m == nil || ev.Profile != "alice" || m.GetKey() != w.key || m.GetSource() != "profile" || !m.GetNeedsReconnect() ||
+				m.GetValue().AsInterface() != w.value {
+				t.Errorf("event %d = %+v, want %s = %#v (typed)", i, ev, w.key, w.value)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("event %d not published", i)

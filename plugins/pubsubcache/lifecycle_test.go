@@ -516,7 +516,7 @@ func TestLifecycleBusyNode(t *testing.T) {
 				events.Close()
 				listings := 0
 				for ev := range events.C {
-					if ev.Type == "cache.sync" && ev.Data["node"] == node && ev.Data["done"] == nil && ev.Data["items"] == 0 && ev.Data["state"] == string(StateInProgress) {
+					if m := ev.GetCacheSync(); m.GetNode() == node && !m.GetDone() && m.GetItems() == 0 && m.GetState() == string(StateInProgress) {
 						listings++
 					}
 				}

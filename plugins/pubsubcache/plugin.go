@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
-
-	"example.org/backend/api/backendv1/backendv1connect"
 	"example.org/backend/core"
 	"example.org/backend/core/analysers"
 	"example.org/backend/core/connections"
@@ -162,12 +159,8 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	if err := p.declareMetrics(); err != nil {
 		return fmt.Errorf("declare cache metrics: %w", err)
 	}
-	if h.API != nil {
-		path, handler := backendv1connect.NewPubSubCacheServiceHandler(&api{p: p},
-			h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))...)
-		if err := h.API.Register(ImportName, path, handler); err != nil {
-			return fmt.Errorf("register cache api: %w", err)
-		}
+	if err := p.registerAPI(); err != nil {
+		return err
 	}
 	if p.search, err = p.index.start(ctx); err != nil {
 		return fmt.Errorf("start cache search: %w", err)
@@ -193,6 +186,7 @@ func (p *Plugin) Bindings() []triggers.Binding {
 		triggers.Observe(connections.Connected, triggers.PriorityDefault, p.onConnected),
 		triggers.Observe(profiles.ParamChanged, triggers.PriorityDefault, p.onParamChanged),
 		triggers.Observe(profiles.Deleted, triggers.PriorityDefault, p.onProfileDeleted),
+		core.Bridge(p.h.Events, SyncProgressed, syncProgressEvent),
 	}
 }
 
@@ -312,11 +306,6 @@ func (p *Plugin) online(profileName string) bool {
 // isPEP tells whether service is a user's PEP service (a bare account JID).
 func isPEP(service string) bool {
 	return strings.Contains(service, "@") && !strings.Contains(service, "/")
-}
-
-// publishEvent publishes an API event of the cache.
-func (p *Plugin) publishEvent(typ, profileName string, data map[string]any) {
-	p.h.Events.Publish(core.Event{Type: typ, Profile: profileName, Time: time.Now().UTC(), Data: data})
 }
 
 // textOf returns the character data of a payload without markup.

@@ -42,9 +42,15 @@ func (ix *searchIndex) start(ctx context.Context) (*search.Searcher, error) {
 	if p.h.API == nil {
 		return s, nil
 	}
-	path, handler := search.NewHandler(s, func(id, publisher string, payload []byte) string {
+	wrap := func(id, publisher string, payload []byte) string {
 		return wire.Wrap(wire.Item{ID: id, Publisher: publisher, Payload: payload})
-	}, p.h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))...)
+	}
+	opts := p.h.API.HandlerOptions(connect.WithSendMaxBytes(xep0060.MaxMessageBytes))
+	path, handler := search.NewHandlerV2(s, wrap, opts...)
+	if err := p.h.API.Register(ImportName, path, handler); err != nil {
+		return s, err
+	}
+	path, handler = search.NewHandler(s, wrap, opts...)
 	return s, p.h.API.Register(ImportName, path, handler)
 }
 

@@ -17,6 +17,7 @@ import (
 	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
+	"example.org/backend/triggers"
 )
 
 // maxRounds bounds the whole listings of one sync: a listing during which
@@ -1111,27 +1112,10 @@ func (s *syncer) readConfig(ctx context.Context, k nodeKey) {
 	}
 }
 
-// syncEvent publishes the cache.sync event of pr (with the error and done
-// when pr is the final state).
+// syncEvent fires SyncProgressed with pr (bridged to the API's event
+// stream as cache_sync).
 func (p *Plugin) syncEvent(pr Progress) {
-	d := map[string]any{"service": pr.Service, "node": pr.Node, "state": string(pr.State), "items": pr.Items, "total": nullInt(pr.Total),
-		"parse_pending": pr.ParsePending, "unchanged": pr.Unchanged}
-	if pr.Done {
-		d["error"], d["done"], d["fresh"] = nullStr(pr.Err), true, pr.Fresh
+	if err := triggers.Notify(context.Background(), p.h.Bus, SyncProgressed, pr); err != nil {
+		p.log.Warn("cache.sync observers", "node", pr.Node, "err", err)
 	}
-	p.publishEvent("cache.sync", pr.Profile, d)
-}
-
-func nullInt(v int) any {
-	if v < 0 {
-		return nil
-	}
-	return v
-}
-
-func nullStr(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

@@ -62,8 +62,8 @@ func TestSyncWaitMeansUsable(t *testing.T) {
 				for {
 					select {
 					case ev := <-events.C:
-						if ev.Type == "cache.sync" && ev.Data["node"] == node && ev.Data["done"] == nil && ev.Data["state"] == string(StateInProgress) && ev.Data["items"] == 0 {
-							t.Errorf("round %d: another sync of %s started after the job ended: %+v", round, node, ev.Data)
+						if m := ev.GetCacheSync(); m.GetNode() == node && !m.GetDone() && m.GetState() == string(StateInProgress) && m.GetItems() == 0 {
+							t.Errorf("round %d: another sync of %s started after the job ended: %+v", round, node, m)
 						}
 					case <-quiet:
 						break drain

@@ -6,7 +6,6 @@ import (
 
 	"gosrc.io/xmpp/stanza"
 
-	"example.org/backend/core"
 	"example.org/backend/plugins/xep0060/wire"
 )
 
@@ -20,7 +19,8 @@ type notification struct {
 
 // router hands notifications from the receive goroutines (which must not
 // block) to one worker per profile, which keeps their arrival order, fetches
-// header-only items and fires the bus events and API events.
+// header-only items and fires the bus events (bridged to the API by
+// eventBindings).
 type router struct {
 	c      *Client
 	ctx    context.Context
@@ -126,39 +126,15 @@ func (r *router) handle(n notification) {
 	for _, e := range n.items {
 		switch e.Kind {
 		case wire.EventItems:
-			ev := r.items(ctx, n, e)
-			notifyBus(ctx, c, EventItems, ev)
-			if len(ev.Items) > 0 {
-				c.host.Events.Publish(core.Event{Type: "pubsub.items", Profile: n.profile, Data: map[string]any{
-					"service": n.service, "node": e.Node, "items": ItemsJSON(ev.Items), "missing": nonNil(ev.Missing),
-				}})
-			}
-			if len(ev.Retracted) > 0 {
-				c.host.Events.Publish(core.Event{Type: "pubsub.retract", Profile: n.profile, Data: map[string]any{
-					"service": n.service, "node": e.Node, "ids": ev.Retracted,
-				}})
-			}
+			notifyBus(ctx, c, EventItems, r.items(ctx, n, e))
 		case wire.EventPurge:
 			notifyBus(ctx, c, EventPurge, &NodeEvent{Profile: n.profile, Service: n.service, Node: e.Node})
-			c.host.Events.Publish(core.Event{Type: "pubsub.purge", Profile: n.profile, Data: map[string]any{
-				"service": n.service, "node": e.Node,
-			}})
 		case wire.EventDelete:
 			notifyBus(ctx, c, EventDelete, &NodeEvent{Profile: n.profile, Service: n.service, Node: e.Node, Redirect: e.Redirect})
-			c.host.Events.Publish(core.Event{Type: "pubsub.delete", Profile: n.profile, Data: map[string]any{
-				"service": n.service, "node": e.Node, "redirect": nullable(e.Redirect),
-			}})
 		case wire.EventConfiguration:
 			notifyBus(ctx, c, EventConfiguration, &ConfigurationEvent{Profile: n.profile, Service: n.service, Node: e.Node, Fields: e.Config})
-			c.host.Events.Publish(core.Event{Type: "pubsub.configuration", Profile: n.profile, Data: map[string]any{
-				"service": n.service, "node": e.Node, "fields": FieldsJSON(e.Config),
-			}})
 		case wire.EventSubscription:
-			sub := *e.Subscription
-			notifyBus(ctx, c, EventSubscription, &SubscriptionEvent{Profile: n.profile, Service: n.service, Subscription: sub})
-			c.host.Events.Publish(core.Event{Type: "pubsub.subscription", Profile: n.profile, Data: map[string]any{
-				"service": n.service, "node": sub.Node, "jid": sub.JID, "sub_id": nullable(sub.SubID), "subscription": sub.Subscription,
-			}})
+			notifyBus(ctx, c, EventSubscription, &SubscriptionEvent{Profile: n.profile, Service: n.service, Subscription: *e.Subscription})
 		}
 	}
 }
@@ -196,44 +172,4 @@ func (r *router) items(ctx context.Context, n notification, e wire.Notification)
 		}
 	}
 	return ev
-}
-
-// FieldJSON is the JSON shape of a data-form field.
-type FieldJSON struct {
-	Var    string   `json:"var"`
-	Type   *string  `json:"type"`
-	Label  *string  `json:"label"`
-	Values []string `json:"values"`
-}
-
-// FieldsJSON converts form fields to their JSON shape.
-func FieldsJSON(fs []wire.Field) []FieldJSON {
-	out := make([]FieldJSON, 0, len(fs))
-	for _, f := range fs {
-		j := FieldJSON{Var: f.Var, Values: nonNil(f.Values)}
-		if f.Type != "" {
-			t := f.Type
-			j.Type = &t
-		}
-		if f.Label != "" {
-			l := f.Label
-			j.Label = &l
-		}
-		out = append(out, j)
-	}
-	return out
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }

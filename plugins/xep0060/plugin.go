@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core"
 	"example.org/backend/core/connections"
 	"example.org/backend/plugins/xep0060/wire"
@@ -79,18 +80,24 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 		if err := h.API.Register(ImportName, path, handler); err != nil {
 			return fmt.Errorf("register pubsub api: %w", err)
 		}
+		path, handler = backendv2connect.NewPubSubServiceHandler(&apiV2{c: p.c},
+			h.API.HandlerOptions(connect.WithSendMaxBytes(MaxMessageBytes))...)
+		if err := h.API.Register(ImportName, path, handler); err != nil {
+			return fmt.Errorf("register pubsub api v2: %w", err)
+		}
 	}
 	return nil
 }
 
-// Bindings routes every received message through the pubsub event parser.
+// Bindings route every received message through the pubsub event parser
+// and bridge the notification events to the API's event stream.
 func (p *Plugin) Bindings() []triggers.Binding {
-	return []triggers.Binding{
+	return append([]triggers.Binding{
 		triggers.Observe(connections.MessageReceived, triggers.PriorityDefault, func(ctx context.Context, in connections.Incoming) error {
 			p.router.message(in.Profile, in.Message)
 			return nil
 		}),
-	}
+	}, eventBindings(p.c.host.Events)...)
 }
 
 // ProfileConnected forgets the features cached for the profile (they are

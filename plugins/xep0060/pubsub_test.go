@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"example.org/backend/core"
+	"example.org/backend/core/eventjson"
 	"example.org/backend/core/session"
 	"example.org/backend/plugins/xep0060/wire"
 	"example.org/backend/triggers"
@@ -403,13 +404,13 @@ func TestNotifications(t *testing.T) {
 			for len(types) < len(strings.Fields(want)) {
 				select {
 				case ev := <-apiEvents.C:
-					if ev.Data["node"] == node {
-						types = append(types, ev.Type)
+					typ, data, _ := eventjson.Fields(ev)
+					if data["node"] == node {
+						types = append(types, typ)
 					}
-					if ev.Type == "pubsub.items" && ev.Data["node"] == node && len(types) == 1 {
-						items := ev.Data["items"].([]ItemJSON)
-						if items[0].XML != wire.Wrap(notified.Items[0]) {
-							t.Errorf("api event xml = %s", items[0].XML)
+					if ev.GetItems().GetNode() == node && len(types) == 1 {
+						if x := ev.GetItems().GetItems()[0].GetXml(); x != wire.Wrap(notified.Items[0]) {
+							t.Errorf("api event xml = %s", x)
 						}
 					}
 				case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 
 	"example.org/backend/core"
 	"example.org/backend/core/connections"
+	"example.org/backend/core/eventjson"
 	"example.org/backend/plugins/xep0060/wire"
 	"example.org/backend/triggers"
 )
@@ -103,13 +104,51 @@ func TestRouteSynthetic(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != "items purge delete:xmpp:pubsub.example?;node=m configuration subscription" {
 		t.Errorf("order = %s", got)
 	}
+	// The API stream got each kind once, typed, through the bridges.
 	var types []string
 	for len(types) < 6 {
 		e := <-events.C
-		types = append(types, e.Type)
+		typ, _, _ := eventjson.Fields(e)
+		types = append(types, typ)
+		if e.GetProfile() != "a" {
+			t.Errorf("api event of profile %q", e.GetProfile())
+		}
+		switch {
+		case e.GetItems() != nil:
+			m := e.GetItems()
+			if m.GetService() != "pubsub.example" || m.GetNode() != "n" || len(m.GetItems()) != 1 ||
+				m.GetItems()[0].GetXml() != "<item id='1' publisher='p@example'><x xmlns='urn:x'>one &amp; <y/></x></item>" {
+				t.Errorf("items event = %v", m)
+			}
+		case e.GetRetract() != nil:
+			if !slices.Equal(e.GetRetract().GetIds(), []string{"r1", "r2"}) {
+				t.Errorf("retract event = %v", e.GetRetract())
+			}
+		case e.GetDelete() != nil:
+			if e.GetDelete().GetRedirect() != "xmpp:pubsub.example?;node=m" {
+				t.Errorf("delete event = %v", e.GetDelete())
+			}
+		case e.GetPurge() != nil:
+			if e.GetPurge().GetNode() != "n" {
+				t.Errorf("purge event = %v", e.GetPurge())
+			}
+		case e.GetConfiguration() != nil:
+			if f := e.GetConfiguration().GetFields(); len(f) != 2 || f[1].GetVar() != "pubsub#title" || f[1].GetValues()[0] != "T" {
+				t.Errorf("configuration event = %v", e.GetConfiguration())
+			}
+		case e.GetSubscription() != nil:
+			if m := e.GetSubscription(); m.GetSubId() != "s1" || m.GetJid() != "a@example" || m.GetSubscription() != "subscribed" {
+				t.Errorf("subscription event = %v", m)
+			}
+		}
 	}
 	if got := strings.Join(types, " "); got != "pubsub.items pubsub.retract pubsub.purge pubsub.delete pubsub.configuration pubsub.subscription" {
 		t.Errorf("api events = %s", got)
+	}
+	select {
+	case e := <-events.C:
+		t.Errorf("extra api event %v (published twice?)", e)
+	default:
 	}
 }
 

@@ -2,14 +2,19 @@ package search
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/api/backendv2/backendv2connect"
 	"example.org/backend/core/jid"
 )
 
@@ -98,4 +103,97 @@ func apiError(err error) error {
 		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	}
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("cache search: %w", err))
+}
+
+// NewHandlerV2 returns the backend.v2 CacheService's path and handler:
+// Search streams its answer in bounded batches, parsed data as
+// google.protobuf.Struct.
+func NewHandlerV2(s *Searcher, wrap WrapFunc, opts ...connect.HandlerOption) (string, http.Handler) {
+	return backendv2connect.NewCacheServiceHandler(&apiV2{s: s, wrap: wrap}, opts...)
+}
+
+type apiV2 struct {
+	s    *Searcher
+	wrap WrapFunc
+}
+
+// Bounds of one message of a streamed search answer (as for items).
+const (
+	chunkItems = 256
+	chunkBytes = 1 << 20
+)
+
+// QueryFromV2 converts a v2 request (filter values as google.protobuf.Value;
+// an unset value is JSON null).
+func QueryFromV2(m *backendv2.CacheSearchRequest) (Query, error) {
+	v1 := &backendv1.CacheSearchRequest{
+		Profiles: m.GetProfiles(), Services: m.GetServices(), Nodes: m.GetNodes(), Types: m.GetTypes(), Subtypes: m.GetSubtypes(),
+		ItemIds: m.GetItemIds(), Fts: m.GetFts(), Index: m.GetIndex(), Limit: m.GetLimit(), WithPayload: m.GetWithPayload(),
+	}
+	for _, f := range m.GetFilters() {
+		v := []byte("null")
+		if f.GetValue() != nil {
+			b, err := protojson.Marshal(f.GetValue())
+			if err != nil {
+				return Query{}, invalid(fmt.Errorf("filter %s %s: value: %w", f.GetPath(), f.GetOp(), err))
+			}
+			v = b
+		}
+		v1.Filters = append(v1.Filters, &backendv1.CacheFilter{Path: f.GetPath(), Op: f.GetOp(), ValueJson: string(v)})
+	}
+	for _, o := range m.GetOrderBy() {
+		v1.OrderBy = append(v1.OrderBy, &backendv1.CacheOrder{Key: o.GetKey(), Desc: o.GetDesc()})
+	}
+	return QueryFromRequest(v1)
+}
+
+// ParsedStruct converts an item's parsed JSON (an object) to a Struct.
+func ParsedStruct(parsed []byte) (*structpb.Struct, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(parsed, &obj); err != nil {
+		return nil, fmt.Errorf("parsed data is not a JSON object: %w", err)
+	}
+	return structpb.NewStruct(obj)
+}
+
+func (a *apiV2) Search(ctx context.Context, req *connect.Request[backendv2.CacheSearchRequest], stream *connect.ServerStream[backendv2.CacheSearchChunk]) error {
+	q, err := QueryFromV2(req.Msg)
+	if err != nil {
+		return apiError(err)
+	}
+	found, err := a.s.Search(ctx, q)
+	if err != nil {
+		return apiError(err)
+	}
+	h := &backendv2.CacheSearchHeader{SkippedUnparsed: int64(found.SkippedUnparsed), Items: int64(len(found.Rows)),
+		IncompleteNodes: make([]*backendv2.CacheSearchNode, len(found.IncompleteNodes))}
+	for i, n := range found.IncompleteNodes {
+		h.IncompleteNodes[i] = &backendv2.CacheSearchNode{Profile: n.Profile, Service: n.Service, Node: n.Node, State: n.State}
+	}
+	msg := &backendv2.CacheSearchChunk{Header: h}
+	size := 0
+	for i := range found.Rows {
+		r := &found.Rows[i]
+		it := &backendv2.CacheSearchItem{Profile: r.Profile, Service: r.Service, Node: r.Node, Id: r.ItemID}
+		n := len(r.Parsed) + 64
+		if r.Parsed != nil {
+			if it.Parsed, err = ParsedStruct(r.Parsed); err != nil {
+				return connect.NewError(connect.CodeInternal, fmt.Errorf("item %s of %s: %w", r.ItemID, r.Node, err))
+			}
+		}
+		if q.WithPayload && a.wrap != nil {
+			x := a.wrap(r.ItemID, r.Publisher, r.Payload)
+			it.Xml = &x
+			n += len(x)
+		}
+		if len(msg.Items) > 0 && (len(msg.Items) >= chunkItems || size+n > chunkBytes) {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			msg, size = &backendv2.CacheSearchChunk{}, 0
+		}
+		msg.Items = append(msg.Items, it)
+		size += n
+	}
+	return stream.Send(msg)
 }
