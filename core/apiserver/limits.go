@@ -99,6 +99,25 @@ func limitBodies(maxBytes int64, h http.Handler) http.Handler {
 			return
 		}
 		enc := r.Header.Get("Content-Encoding")
+		if enveloped(r) {
+			// One request message, in envelopes (Connect streaming, gRPC):
+			// read and inflated here too, so that neither a large nor a
+			// compressed message reaches a route's own buffers. Connect
+			// answers refusals in the request's protocol: a message too
+			// large becomes the header of one (it refuses it from its
+			// size), a malformed body goes as it came.
+			body, tooBig := readEnvelopes(r, &bufs, maxBytes, raw, w)
+			if tooBig {
+				n := maxBytes + 1
+				body = []byte{0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.Header.Del("Connect-Content-Encoding")
+			r.Header.Del("Grpc-Encoding")
+			h.ServeHTTP(w, r)
+			return
+		}
 		if !connectUnary(r) || enc != "" && enc != "identity" && enc != "gzip" {
 			r.Body = http.MaxBytesReader(w, r.Body, raw)
 			h.ServeHTTP(w, r)
@@ -140,6 +159,78 @@ func limitBodies(maxBytes int64, h http.Handler) http.Handler {
 		r.Header.Del("Content-Encoding")
 		h.ServeHTTP(w, r)
 	})
+}
+
+// enveloped reports whether r carries its request message in envelopes
+// (Connect streaming, gRPC, gRPC-Web) on a route whose client sends one
+// message and closes (every route of the API but reflection's, whose
+// stream goes both ways).
+func enveloped(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return r.Method == http.MethodPost && !strings.HasPrefix(r.URL.Path, "/grpc.reflection.") &&
+		(strings.HasPrefix(ct, "application/connect+") || strings.HasPrefix(ct, "application/grpc"))
+}
+
+// readEnvelopes reads an enveloped request body (at most raw bytes) and
+// returns it with every message inflated and marked uncompressed; tooBig
+// when the body or a message (inflated) is larger than maxBytes. A body it
+// cannot read as envelopes is returned as it was read.
+func readEnvelopes(r *http.Request, bufs *sync.Pool, maxBytes, raw int64, w http.ResponseWriter) (body []byte, tooBig bool) {
+	if r.ContentLength > raw {
+		return nil, true
+	}
+	enc := r.Header.Get("Connect-Content-Encoding")
+	if enc == "" {
+		enc = r.Header.Get("Grpc-Encoding")
+	}
+	in, err := io.ReadAll(http.MaxBytesReader(w, r.Body, raw))
+	if err != nil {
+		var mb *http.MaxBytesError
+		return in, errors.As(err, &mb)
+	}
+	orig := in
+	var out bytes.Buffer
+	for len(in) > 0 {
+		if len(in) < 5 {
+			return orig, false
+		}
+		flags, size := in[0], int64(in[1])<<24|int64(in[2])<<16|int64(in[3])<<8|int64(in[4])
+		if size > maxBytes {
+			return nil, true
+		}
+		if size > int64(len(in)-5) {
+			return orig, false
+		}
+		msg := in[5 : 5+size]
+		in = in[5+size:]
+		if flags&1 != 0 {
+			if enc != "gzip" {
+				return orig, false
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(msg))
+			if err != nil {
+				return orig, false
+			}
+			bp := bufs.Get().(*[]byte)
+			n, err := io.ReadFull(zr, *bp)
+			zr.Close()
+			if err == nil {
+				bufs.Put(bp)
+				return nil, true // the buffer is full: it inflates beyond
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				bufs.Put(bp)
+				return orig, false
+			}
+			msg = bytes.Clone((*bp)[:n])
+			bufs.Put(bp)
+			flags &^= 1
+		}
+		out.WriteByte(flags)
+		out.Write([]byte{byte(len(msg) >> 24), byte(len(msg) >> 16), byte(len(msg) >> 8), byte(len(msg))})
+		out.Write(msg)
+	}
+	return out.Bytes(), false
 }
 
 // connectUnary reports whether r uses the Connect protocol's unary form
