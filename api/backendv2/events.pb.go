@@ -791,7 +791,10 @@ type SessionStateEvent struct {
 	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
 	// What caused the change (a lost connection, a refused login); unset
 	// when nothing failed.
-	Error         *string `protobuf:"bytes,2,opt,name=error,proto3,oneof" json:"error,omitempty"`
+	Error *string `protobuf:"bytes,2,opt,name=error,proto3,oneof" json:"error,omitempty"`
+	// The bound full JID in the "connected" and "resumed" states (the same
+	// JID after a resumption); unset in the other states.
+	Jid           *string `protobuf:"bytes,3,opt,name=jid,proto3,oneof" json:"jid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -836,6 +839,13 @@ func (x *SessionStateEvent) GetState() string {
 func (x *SessionStateEvent) GetError() string {
 	if x != nil && x.Error != nil {
 		return *x.Error
+	}
+	return ""
+}
+
+func (x *SessionStateEvent) GetJid() string {
+	if x != nil && x.Jid != nil {
+		return *x.Jid
 	}
 	return ""
 }
@@ -1152,11 +1162,13 @@ const file_backend_v2_events_proto_rawDesc = "" +
 	"\x03jid\x18\x03 \x01(\tR\x03jid\x12\x1a\n" +
 	"\x06sub_id\x18\x04 \x01(\tH\x00R\x05subId\x88\x01\x01\x12\"\n" +
 	"\fsubscription\x18\x05 \x01(\tR\fsubscriptionB\t\n" +
-	"\a_sub_id\"N\n" +
+	"\a_sub_id\"m\n" +
 	"\x11SessionStateEvent\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x19\n" +
-	"\x05error\x18\x02 \x01(\tH\x00R\x05error\x88\x01\x01B\b\n" +
-	"\x06_error\"\x94\x01\n" +
+	"\x05error\x18\x02 \x01(\tH\x00R\x05error\x88\x01\x01\x12\x15\n" +
+	"\x03jid\x18\x03 \x01(\tH\x01R\x03jid\x88\x01\x01B\b\n" +
+	"\x06_errorB\x06\n" +
+	"\x04_jid\"\x94\x01\n" +
 	"\x11ParamChangedEvent\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value\x12\x16\n" +

@@ -52,6 +52,10 @@ func EventBindings(events *core.Events) []triggers.Binding {
 				e := c.Err.Error()
 				m.Error = &e
 			}
+			if c.JID != "" {
+				j := c.JID
+				m.Jid = &j
+			}
 			return []*backendv2.Event{{Profile: c.Profile, Event: &backendv2.Event_SessionState{SessionState: m}}}
 		}),
 	}

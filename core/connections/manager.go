@@ -42,6 +42,9 @@ type StateChange struct {
 	State string
 	// Err caused the change (nil when nothing failed).
 	Err error
+	// JID is the bound full JID in the connected and resumed states
+	// (empty otherwise).
+	JID string
 }
 
 // Incoming is a stanza received by a profile's session.
@@ -57,13 +60,20 @@ var (
 	// session stops).
 	Connecting = triggers.NewPoint[ProfileEvent, struct{}]("session.connecting",
 		"Before a profile's stream opens; cancel refuses the connection.")
-	// Connected fires after bind and the initial presence, on every
-	// connection (reconnections included).
+	// Connected fires after bind and the initial presence, on every fresh
+	// login (reconnections included), not when a stream is resumed.
 	Connected = triggers.NewEvent[ProfileEvent]("session.connected",
-		"A profile's session is connected (after bind and initial presence), also after each reconnection.")
-	// Disconnected fires each time a profile's stream ends.
+		"A profile's session is connected (after bind and initial presence), also after each reconnection that logged in afresh.")
+	// Resumed fires when a lost stream was resumed (XEP-0198): the same
+	// bound JID, every stanza delivered, nothing to resynchronise. Neither
+	// Disconnected nor Connected fired for that loss.
+	Resumed = triggers.NewEvent[ProfileEvent]("session.resumed",
+		"A profile's lost stream was resumed (XEP-0198): same JID, no stanza lost; no disconnection happened for plugins.")
+	// Disconnected fires each time a profile's session ends: a stream lost
+	// for good (at once when it cannot be resumed, else when its
+	// resumption fails: Err wraps session.ErrResumptionFailed) or a stop.
 	Disconnected = triggers.NewEvent[ProfileEvent]("session.disconnected",
-		"A profile's stream ended (Err says why; nil when it was asked for).")
+		"A profile's session ended: its stream was lost and not resumed, or it was stopped (Err says why; nil when it was asked for).")
 	// StateChanged fires on every change of a profile's session state.
 	StateChanged = triggers.NewEvent[StateChange]("session.state",
 		"A profile's session changed state (disconnected, connecting, connected, reconnecting, resumed, failed).")
@@ -90,8 +100,9 @@ type Manager struct {
 	log      *slog.Logger
 	opts     Options
 
-	attempts *metrics.Counter // connection attempts by kind and outcome
-	lost     prometheus.Counter
+	attempts    *metrics.Counter // connection attempts by kind and outcome
+	resumptions *metrics.Counter // resumptions by outcome
+	lost        prometheus.Counter
 
 	mu       sync.Mutex
 	sessions map[string]*session.Session
@@ -152,6 +163,12 @@ func (m *Manager) declareMetrics() {
 	lost, err := reg.Counter("core", metrics.Opts{
 		Name: "backend_session_streams_lost_total",
 		Help: "XMPP streams that ended without being asked to (network failure, server restart, missed pings); each one starts reconnection attempts.",
+	})
+	errs = append(errs, err)
+	m.resumptions, err = reg.Counter("core", metrics.Opts{
+		Name:   "backend_session_resumptions_total",
+		Help:   "Lost XMPP streams that could be resumed (XEP-0198), by outcome: resumed (no disconnection for plugins) or failed (refused by the server or its window passed: a fresh login followed).",
+		Labels: []metrics.Label{{Name: "outcome", Values: []string{"resumed", "failed"}}},
 	})
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
@@ -252,7 +269,7 @@ func (m *Manager) Connect(ctx context.Context, profile string) error {
 		CAFile: conn.CAFile, InsecureSkipVerify: !conn.TLSVerify,
 		Timeout: m.opts.Timeout, PingInterval: m.opts.PingInterval, PingTimeout: m.opts.PingTimeout, Backoff: m.opts.Backoff,
 		Log: m.host.Log.With("profile", profile),
-	}, m.handlers(profile, conn.JID.Bare().String()))
+	}, m.handlers(profile, conn.JID.Bare().String(), func() string { return m.boundJID(profile) }))
 	s.SetFeatures(m.identity(), m.featureListLocked())
 	m.sessions[profile] = s
 	m.mu.Unlock()
@@ -330,7 +347,20 @@ func (m *Manager) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (m *Manager) handlers(profile, bare string) session.Handlers {
+// boundJID is the full JID the profile's session bound last ("" none).
+func (m *Manager) boundJID(profile string) string {
+	m.mu.Lock()
+	s := m.sessions[profile]
+	m.mu.Unlock()
+	if s == nil {
+		return ""
+	}
+	return s.JID()
+}
+
+// handlers are the session callbacks of a profile; bound returns the full
+// JID its session bound.
+func (m *Manager) handlers(profile, bare string, bound func() string) session.Handlers {
 	ref := core.ProfileRef{Name: profile, JID: bare}
 	return session.Handlers{
 		Connecting: func(ctx context.Context) error {
@@ -365,9 +395,17 @@ func (m *Manager) handlers(profile, bare string) session.Handlers {
 			}
 			m.attempts.With(kind, outcome).Inc()
 		},
+		Resumed: func(jid string) {
+			if m.resumptions != nil {
+				m.resumptions.With("resumed").Inc()
+			}
+			if err := triggers.Notify(context.Background(), m.host.Bus, Resumed, ProfileEvent{Profile: profile, JID: jid}); err != nil {
+				m.log.Warn("session.resumed observers", "profile", profile, "err", err)
+			}
+		},
 		Disconnected: func(err error) {
-			if err != nil && m.lost != nil {
-				m.lost.Inc()
+			if errors.Is(err, session.ErrResumptionFailed) && m.resumptions != nil {
+				m.resumptions.With("failed").Inc()
 			}
 			ctx := context.Background()
 			if nerr := triggers.Notify(ctx, m.host.Bus, Disconnected, ProfileEvent{Profile: profile, JID: bare, Err: err}); nerr != nil {
@@ -378,7 +416,14 @@ func (m *Manager) handlers(profile, bare string) session.Handlers {
 			}
 		},
 		StateChanged: func(st session.State, err error) {
-			m.notifyState(StateChange{Profile: profile, State: string(st), Err: err})
+			if st == session.StateReconnecting && m.lost != nil {
+				m.lost.Inc()
+			}
+			c := StateChange{Profile: profile, State: string(st), Err: err}
+			if st == session.StateConnected || st == session.StateResumed {
+				c.JID = bound()
+			}
+			m.notifyState(c)
 		},
 		Message: func(msg *stanza.Message) {
 			if err := triggers.Notify(context.Background(), m.host.Bus, MessageReceived, Incoming{Profile: profile, Message: msg}); err != nil {

@@ -78,7 +78,7 @@ func Fields(ev *backendv2.Event) (typ string, data map[string]any, ok bool) {
 			"sub_id": m.SubId, "subscription": m.GetSubscription()}, true
 	case *backendv2.Event_SessionState:
 		m := e.SessionState
-		return TypeSessionState, map[string]any{"state": m.GetState(), "error": m.Error}, true
+		return TypeSessionState, map[string]any{"state": m.GetState(), "error": m.Error, "jid": m.Jid}, true
 	case *backendv2.Event_CacheSync:
 		m := e.CacheSync
 		d := map[string]any{"service": m.GetService(), "node": m.GetNode(), "state": m.GetState(), "items": m.GetItems(),

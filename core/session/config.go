@@ -20,8 +20,8 @@ import (
 const (
 	DefaultPort         = 5222
 	DefaultTimeout      = 15 * time.Second
-	DefaultPingInterval = 60 * time.Second
-	DefaultPingTimeout  = 20 * time.Second
+	DefaultPingInterval = 30 * time.Second
+	DefaultPingTimeout  = 15 * time.Second
 	// DefaultCapsNode is the XEP-0115 node advertised in presence.
 	DefaultCapsNode = "https://example.org/backend"
 )
@@ -69,14 +69,17 @@ type Config struct {
 	// stops reading ends the connection). The context given to Start bounds the whole first
 	// connection, every endpoint included.
 	Timeout time.Duration
-	// PingInterval is the period of XEP-0199 liveness pings to the server;
-	// 0 means 60 s, negative disables them.
+	// PingInterval is the period of the liveness checks (a stream
+	// management <r/>, else a XEP-0199 ping to the server); 0 means 30 s,
+	// negative disables them.
 	PingInterval time.Duration
-	// PingTimeout is how long a liveness ping may stay unanswered before
-	// the connection is declared dead; 0 means 20 s.
+	// PingTimeout is how long a liveness ping may stay unanswered, and how
+	// long the stream may stay silent after a stream management <r/>,
+	// before the connection is declared dead (half-open); 0 means 15 s.
 	PingTimeout time.Duration
-	// Backoff returns the delay before reconnection attempt n (1, 2, …);
-	// nil means DefaultBackoff.
+	// Backoff returns the delay before reconnection attempt n (1, 2, …)
+	// of a fresh login; nil means DefaultBackoff. (Resuming a stream is
+	// tried sooner: see the package documentation.)
 	Backoff func(attempt int) time.Duration
 	// CapsNode is the XEP-0115 node; empty means DefaultCapsNode.
 	CapsNode string
@@ -97,13 +100,14 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// DefaultBackoff is exponential from 1 s, doubling per attempt, capped at
-// 5 min, with ±25 % jitter so that many profiles do not reconnect in step.
+// DefaultBackoff is exponential from 0.5 s (the first retry comes within
+// 0.625 s), doubling per attempt, capped at 5 min, with ±25 % jitter so
+// that many profiles do not reconnect in step.
 func DefaultBackoff(attempt int) time.Duration {
 	if attempt < 1 {
 		attempt = 1
 	}
-	d := time.Second
+	d := 500 * time.Millisecond
 	for i := 1; i < attempt && d < 5*time.Minute; i++ {
 		d *= 2
 	}

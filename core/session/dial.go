@@ -29,6 +29,13 @@ type ConnInfo struct {
 	Since time.Time
 	// Failed are the endpoints tried before this one, with their errors.
 	Failed []Attempt
+	// StreamManagement: XEP-0198 is enabled on the binding (stanzas are
+	// acknowledged); Resumable: the server allows resuming it after a
+	// lost connection.
+	StreamManagement, Resumable bool
+	// Resumed: this connection resumed the binding of an earlier one (the
+	// JID is the same; Since is this connection's).
+	Resumed bool
 }
 
 // dialer opens TCP connections; tests replace it.
@@ -47,10 +54,45 @@ func netDialer(r *net.Resolver) dialer {
 // tries each in turn until one gives a negotiated stream. A SASL failure
 // stops at once (the credentials are the same everywhere); other failures
 // move on to the next endpoint, and when none is left the error is a
-// *ConnectError listing them all.
-func (s *Session) establish(ctx context.Context) (*negotiated, error) {
+// *ConnectError listing them all. With r (a resumption), r.prefer are
+// tried first, before any DNS lookup.
+func (s *Session) establish(ctx context.Context, r *resumeRequest) (*negotiated, error) {
+	ce := &ConnectError{Domain: s.cfg.account.Domain}
+	tried := map[Endpoint]bool{}
+	try := func(endpoints []Endpoint) (*negotiated, error) {
+		for _, ep := range endpoints {
+			key := ep
+			key.Origin = ""
+			if tried[key] {
+				continue
+			}
+			tried[key] = true
+			n, err := s.attempt(ctx, ep, r)
+			if err == nil {
+				n.info.Failed = ce.Attempts
+				return n, nil
+			}
+			var auth *AuthError
+			var hook *hookError
+			if errors.As(err, &auth) || errors.As(err, &hook) {
+				return nil, err
+			}
+			ce.Attempts = append(ce.Attempts, Attempt{Endpoint: ep, Err: err})
+			if ctx.Err() != nil {
+				return nil, ce
+			}
+			if len(endpoints) > 1 {
+				s.log.Info("xmpp: endpoint failed, trying the next one", "endpoint", ep.String(), "err", err)
+			}
+		}
+		return nil, nil
+	}
+	if r != nil {
+		if n, err := try(r.prefer); n != nil || err != nil {
+			return n, err
+		}
+	}
 	var endpoints []Endpoint
-	var notes []string
 	if s.cfg.configured != nil {
 		endpoints = []Endpoint{*s.cfg.configured}
 	} else {
@@ -59,36 +101,24 @@ func (s *Session) establish(ctx context.Context) (*negotiated, error) {
 			if errors.Is(err, ErrNoService) {
 				return nil, &permanentError{err}
 			}
+			if len(ce.Attempts) > 0 {
+				ce.Notes = append(ce.Notes, err.Error())
+				return nil, ce
+			}
 			return nil, err
 		}
-		endpoints, notes = d.endpoints, d.notes
-		s.log.Debug("xmpp: discovered endpoints", "endpoints", fmt.Sprint(endpoints), "notes", fmt.Sprint(notes))
+		endpoints, ce.Notes = d.endpoints, d.notes
+		s.log.Debug("xmpp: discovered endpoints", "endpoints", fmt.Sprint(endpoints), "notes", fmt.Sprint(d.notes))
 	}
-	ce := &ConnectError{Domain: s.cfg.account.Domain, Notes: notes}
-	for _, ep := range endpoints {
-		n, err := s.attempt(ctx, ep)
-		if err == nil {
-			n.info.Failed = ce.Attempts
-			return n, nil
-		}
-		var auth *AuthError
-		if errors.As(err, &auth) {
-			return nil, err
-		}
-		ce.Attempts = append(ce.Attempts, Attempt{Endpoint: ep, Err: err})
-		if ctx.Err() != nil {
-			break
-		}
-		if len(endpoints) > 1 {
-			s.log.Info("xmpp: endpoint failed, trying the next one", "endpoint", ep.String(), "err", err)
-		}
+	if n, err := try(endpoints); n != nil || err != nil {
+		return n, err
 	}
 	return nil, ce
 }
 
-// attempt connects to one endpoint and negotiates a stream, within
-// Config.Timeout.
-func (s *Session) attempt(ctx context.Context, ep Endpoint) (*negotiated, error) {
+// attempt connects to one endpoint and negotiates a stream (resuming r's
+// binding when r is set), within Config.Timeout.
+func (s *Session) attempt(ctx context.Context, ep Endpoint, r *resumeRequest) (*negotiated, error) {
 	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	raw, err := s.dial(actx, "tcp", ep.Addr())
@@ -100,12 +130,15 @@ func (s *Session) attempt(ctx context.Context, ep Endpoint) (*negotiated, error)
 		st.handshake = s.handshake
 	}
 	release := st.deadlineFrom(actx)
-	n, err := negotiate(actx, s.cfg, st, ep)
+	n, err := negotiate(actx, s.cfg, st, ep, r)
 	if release() && err == nil {
 		err = errors.New("negotiation interrupted")
 	}
 	if err != nil {
-		if st.dec != nil {
+		// A resumption attempt never ends with a stream end: the server
+		// may have resumed the binding on this stream already, and a
+		// stream end would end it.
+		if st.dec != nil && r == nil {
 			st.close()
 		} else {
 			st.abort()

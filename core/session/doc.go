@@ -1,6 +1,7 @@
 // Package session is the XMPP client session of one account: stream
-// negotiation, an ordered receive loop, an IQ tracker, liveness pings,
-// service discovery and entity capabilities, and a supervisor that
+// negotiation, an ordered receive loop, an IQ tracker, liveness checks,
+// service discovery and entity capabilities, stream management with
+// resumption (XEP-0198), and a supervisor that resumes the stream or
 // reconnects with backoff on a fresh transport.
 //
 // The connection layer is the package's own: it dials, runs TLS (direct,
@@ -48,14 +49,6 @@
 // tried. ConnInfo reports the endpoint, TLS version, mechanism and channel
 // binding of the live stream.
 //
-// # Stream management (for XEP-0198)
-//
-// The stream's bytes have one reader (the connection's receive loop,
-// stream.next) and one serialised writer (conn.write): those are the
-// points where stanzas are counted for acknowledgements. The features of
-// the stream after SASL (negotiated.features) tell whether the server
-// offers stream management.
-//
 // # Receive loop and ordering
 //
 // One goroutine per connection reads stanza.NextPacket in order. Messages
@@ -67,19 +60,65 @@
 // matched to waiting SendIQ calls inline. Incoming IQ get/set requests are
 // answered on their own goroutines (ping and disco#info are answered
 // inline), so their replies are not ordered with respect to messages and
-// presences; at most 64 requests are handled at a time per connection
+// presences; at most 64 requests are handled at a time per binding
 // (beyond that the receive loop waits, which back-pressures the server).
 //
 // # Liveness and reconnection
 //
-// Every Config.PingInterval the session sends a XEP-0199 ping to its
-// server; a ping unanswered within Config.PingTimeout, a read error (TCP
-// reset), a stream error or the server's </stream:stream> ends the
-// connection. The supervisor then reports Handlers.Disconnected and
-// StateReconnecting, waits Config.Backoff(attempt) and connects again on a
-// fresh transport; Handlers.Connected runs again after every successful
-// reconnection (resynchronise caches there: stanzas sent while offline are
-// lost, there is no stream management).
+// Every Config.PingInterval the session checks its stream: with an <r/>
+// under stream management, else with a XEP-0199 ping to the server. An
+// <r/> (the liveness one, or one sent with a stanza) makes the receive
+// loop expect traffic: when nothing arrives within Config.PingTimeout the
+// connection is dropped as half-open; an unanswered ping, a read error
+// (TCP reset), a stream error or the server's </stream:stream> end it
+// too. A half-open connection is thus noticed within PingTimeout of the
+// first stanza sent into it, and within PingInterval + PingTimeout when
+// idle (45 s with the defaults). Without a resumable binding the
+// supervisor reports Handlers.Disconnected and StateReconnecting, waits
+// Config.Backoff(attempt) (DefaultBackoff: 0.5 s, doubling, ±25 %: the
+// first retry within 1 s) and connects again on a fresh transport;
+// Handlers.Connected runs again after every fresh login (resynchronise
+// caches there). An endpoint that refuses or resets the connection fails
+// the attempt at once.
+//
+// # Stream management (XEP-0198)
+//
+// Where the server offers it, stream management is enabled with
+// resumption right after binding. A binding (binding.go: the bound full
+// JID, the counters, the stanzas not yet acknowledged) outlives its
+// connection. The stream's bytes have one reader (the connection's
+// receive loop, stream.next), which counts the stanzas received and
+// answers the server's <r/>, and one serialised writer of stanzas
+// (conn.writeStanza), which counts the stanzas sent and keeps each in a
+// bounded queue (500 stanzas, 16 MiB) until the server acknowledges it;
+// an <r/> goes with a stanza whenever none is unanswered, so every queued
+// stanza has an acknowledgement requested, and a writer finding the
+// queue full waits for room. SendRaw and Send take one stanza per call.
+//
+// After a network failure (a read or write error, an unanswered <r/> or
+// ping: the connection is dropped without a stream end, so the server
+// keeps the binding) the supervisor reports StateReconnecting, but not
+// Handlers.Disconnected, and tries to resume the binding within the
+// server's window (<enabled max/>, 5 min when not announced): at once,
+// then every 500 ms ±20 % for 30 s, then with Config.Backoff; the
+// server's <enabled location/> first, then the last endpoint (a
+// configured endpoint is the only one), then discovery. On <resumed h/>
+// the session drops what the server acknowledged, resends the rest in
+// order, and waits for the answer to a ping, which the server sends after
+// the stanzas it held: when StateResumed and Handlers.Resumed are
+// reported, the handlers have seen everything, and the JID is the same.
+// IQs waiting for an answer keep waiting (their request or answer comes
+// with the resumed stream), incoming IQ handlers keep running, and their
+// answers are queued meanwhile; new sends between the loss and the
+// resumption fail with ErrNotConnected. When the resumption fails (the
+// server refuses it: restarted, window passed; or the window passes while
+// the server cannot be reached) the binding ends: Handlers.Disconnected
+// runs with an error wrapping ErrResumptionFailed, waiting IQs fail with
+// ErrDisconnected, unacknowledged stanzas are dropped (logged), and a
+// fresh login follows (on the same stream when the server refused it),
+// with Handlers.Connected. A stream the server ends (</stream:stream> or a
+// stream error) and Stop (which writes </stream:stream>) end the binding
+// at once.
 //
 // # Secrets
 //

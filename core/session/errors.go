@@ -175,6 +175,13 @@ func (e *ConnectError) permanent() bool {
 	return true
 }
 
+// hookError is an error of the Connecting hook: permanent, and no other
+// endpoint is tried.
+type hookError struct{ err error }
+
+func (e *hookError) Error() string { return "connecting hook: " + e.err.Error() }
+func (e *hookError) Unwrap() error { return e.err }
+
 // permanentError marks errors the supervisor must not retry.
 type permanentError struct{ err error }
 
@@ -195,5 +202,6 @@ func IsPermanent(err error) bool {
 		return ce.permanent()
 	}
 	var perm *permanentError
-	return errors.As(err, &perm)
+	var hook *hookError
+	return errors.As(err, &perm) || errors.As(err, &hook)
 }

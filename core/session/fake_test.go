@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,10 @@ type fakeServer struct {
 	// failure, when set, is sent instead of a SASL success.
 	failure  string
 	onStanza func(fs *fakeServer, el *rawEl)
-	wmu      sync.Mutex
+	// sm, when set, offers stream management (XEP-0198) with the state
+	// shared by the connections of one test.
+	sm  *fakeSM
+	wmu sync.Mutex
 
 	// gotMechanism and gotGS2 are what the client sent.
 	mu           sync.Mutex
@@ -219,18 +223,44 @@ func (fs *fakeServer) serve(t testing.TB) error {
 	if err := fs.sasl(); err != nil {
 		return err
 	}
-	if err := fs.header("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"); err != nil {
+	postAuth := "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+	if fs.sm != nil {
+		postAuth += "<sm xmlns='urn:xmpp:sm:3'/>"
+	}
+	if err := fs.header(postAuth); err != nil {
 		return err
 	}
-	bind, err := fs.expect("iq")
+	bind, err := fs.read()
 	if err != nil {
 		return err
 	}
-	fs.send("<iq type='result' id='" + bind.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/fake</jid></bind></iq>")
+	resumed := false
+	if bind.XMLName.Local == "resume" && fs.sm != nil {
+		if resumed = fs.sm.resume(fs, bind); !resumed {
+			if bind, err = fs.read(); err != nil {
+				return err
+			}
+		}
+	}
+	if !resumed {
+		if bind.XMLName.Local != "iq" {
+			return fmt.Errorf("fake server: got <%s>, want the bind iq", bind.XMLName.Local)
+		}
+		fs.send("<iq type='result' id='" + bind.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/fake</jid></bind></iq>")
+		if fs.sm != nil {
+			if _, err := fs.expect("enable"); err != nil {
+				return err
+			}
+			fs.sm.enable(fs)
+		}
+	}
 	for {
 		el, err := fs.read()
 		if err != nil {
 			return nil
+		}
+		if fs.sm != nil && fs.sm.handle(fs, el) {
+			continue
 		}
 		if fs.onStanza != nil {
 			fs.onStanza(fs, el)
@@ -396,12 +426,21 @@ func fakeSession(t *testing.T, mk func() *fakeServer, h Handlers) (*Session, cha
 	s := New(Config{
 		JID: "alice@localhost", Password: "fake-pw", Resource: "fake", Host: "127.0.0.1", Port: 5222,
 		Timeout: 5 * time.Second, PingInterval: -1, Backoff: fastBackoff,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: fakeLog(),
 	}, h)
 	serverErrs := make(chan error, 16)
 	s.cfg.tls.RootCAs = fakeCert(t).pool
 	s.dial = pipeDial(t, func(string) *fakeServer { return mk() }, serverErrs)
 	return s, serverErrs
+}
+
+// fakeLog is the logger of fake sessions: silent, or debug on stderr
+// with SESSION_TEST_DEBUG set.
+func fakeLog() *slog.Logger {
+	if os.Getenv("SESSION_TEST_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 func TestFakeNegotiation(t *testing.T) {

@@ -16,19 +16,30 @@ const alpnXMPPClient = "xmpp-client"
 // negotiated is a stream ready for stanzas.
 type negotiated struct {
 	st    *stream
-	bound string // the bound full JID
+	bound string // the bound full JID ("" when resumed)
 	info  ConnInfo
-	// features are those of the last stream (after SASL): stream
-	// management (XEP-0198) is enabled from them.
+	// features are those of the last stream (after SASL).
 	features *streamFeatures
+	// sm is the server's <enabled/> on a fresh binding (nil: no stream
+	// management).
+	sm *smEnabled
+	// resumed is the server's <resumed/> when the stream resumed the
+	// requested binding (nil otherwise).
+	resumed *smResumed
+	// refused says why a requested resumption did not happen (the stream
+	// then carries a fresh binding).
+	refused error
 }
 
 // negotiate opens and negotiates a stream on st, a fresh connection to ep:
-// TLS (direct, or STARTTLS, which the server must offer), SASL, resource
-// binding and the legacy session where the server requires it. The
-// caller bounds the I/O with ctx (stream.deadlineFrom) and closes st on
-// error.
-func negotiate(ctx context.Context, s *settings, st *stream, ep Endpoint) (*negotiated, error) {
+// TLS (direct, or STARTTLS, which the server must offer), SASL, then
+// either the resumption of a binding (XEP-0198, when r asks for it and
+// the server offers stream management) or resource binding, the legacy
+// session where the server requires it, and stream management where the
+// server offers it. A refused resumption goes on with a fresh binding on
+// the same stream. The caller bounds the I/O with ctx
+// (stream.deadlineFrom) and closes st on error.
+func negotiate(ctx context.Context, s *settings, st *stream, ep Endpoint, r *resumeRequest) (*negotiated, error) {
 	if ep.DirectTLS {
 		cfg := s.tls.Clone()
 		cfg.NextProtos = []string{alpnXMPPClient}
@@ -78,11 +89,31 @@ func negotiate(ctx context.Context, s *settings, st *stream, ep Endpoint) (*nego
 	if features, err = st.features(); err != nil {
 		return nil, err
 	}
+	n := &negotiated{st: st, info: info, features: features}
+	if r != nil {
+		if features.SM == nil {
+			n.refused = errors.New("the server no longer offers stream management")
+		} else {
+			res, failed, err := resume(st, r)
+			if err != nil {
+				return nil, err
+			}
+			if res != nil {
+				n.resumed = res
+				return n, nil
+			}
+			n.refused = failed
+		}
+		if r.beforeFresh != nil {
+			if err := r.beforeFresh(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if features.Bind == nil {
 		return nil, errors.New("server offers no resource binding")
 	}
-	bound, err := bind(st, s.Resource)
-	if err != nil {
+	if n.bound, err = bind(st, s.Resource); err != nil {
 		return nil, err
 	}
 	// RFC 3921 sessions are obsolete (RFC 6121); establish one only when
@@ -92,7 +123,68 @@ func negotiate(ctx context.Context, s *settings, st *stream, ep Endpoint) (*nego
 			return nil, fmt.Errorf("establish session: %w", err)
 		}
 	}
-	return &negotiated{st: st, bound: bound, info: info, features: features}, nil
+	if features.SM != nil {
+		if n.sm, err = enableSM(st); err != nil {
+			return nil, err
+		}
+		if n.sm == nil {
+			s.Log.Info("xmpp: the server refused stream management", "jid", s.account.String())
+		}
+	}
+	return n, nil
+}
+
+// enableSM enables stream management with resumption right after binding
+// (XEP-0198 §3) and reads the answer inline: nil (no error) when the
+// server answers <failed/>. Stanzas are counted from the answer on.
+func enableSM(st *stream) (*smEnabled, error) {
+	if err := st.write([]byte(smEnableXML)); err != nil {
+		return nil, err
+	}
+	for {
+		p, err := st.next()
+		if err != nil {
+			return nil, fmt.Errorf("enable stream management: read answer: %w", err)
+		}
+		switch p := p.(type) {
+		case *smEnabled:
+			return p, nil
+		case *smFailed:
+			return nil, nil
+		case stanza.StreamError:
+			return nil, streamError(p)
+		case stanza.StreamClosePacket:
+			return nil, ErrStreamClosed
+		}
+	}
+}
+
+// resume asks the server to resume r's binding (XEP-0198 §5) and reads
+// the answer: res when resumed, else failed says why the server refused
+// (the stream may then bind afresh).
+func resume(st *stream, r *resumeRequest) (res *smResumed, failed error, err error) {
+	if err := st.write([]byte(smResumeXML(r.id, r.h))); err != nil {
+		return nil, nil, err
+	}
+	for {
+		p, err := st.next()
+		if err != nil {
+			return nil, nil, fmt.Errorf("resume stream: read answer: %w", err)
+		}
+		switch p := p.(type) {
+		case *smResumed:
+			if p.previd != "" && p.previd != r.id {
+				return nil, nil, fmt.Errorf("resume stream: the server resumed %q, not %q", p.previd, r.id)
+			}
+			return p, nil, nil
+		case *smFailed:
+			return nil, fmt.Errorf("the server refused the resumption: %s", p.condition), nil
+		case stanza.StreamError:
+			return nil, nil, streamError(p)
+		case stanza.StreamClosePacket:
+			return nil, nil, ErrStreamClosed
+		}
+	}
 }
 
 // starttls asks for TLS and runs the handshake (RFC 6120 §5.4).

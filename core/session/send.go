@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"gosrc.io/xmpp/stanza"
 )
@@ -37,7 +38,7 @@ func (s *Session) SendIQ(ctx context.Context, iq *stanza.IQ) (*stanza.IQ, error)
 	if err != nil {
 		return nil, fmt.Errorf("send iq: encode: %w", err)
 	}
-	return s.sendIQ(ctx, c, iq.Id, iq.To, data, true)
+	return s.sendIQ(ctx, c.b, iq.Id, iq.To, data, true)
 }
 
 // SendIQRaw sends an IQ of type typ ("get" or "set") to 'to' ("" for the
@@ -58,17 +59,20 @@ func (s *Session) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*s
 		return nil, ErrNotConnected
 	}
 	id := s.newID()
-	return s.sendIQ(ctx, c, id, to, []byte(iqXML(typ, id, to, payloadXML)), true)
+	return s.sendIQ(ctx, c.b, id, to, []byte(iqXML(typ, id, to, payloadXML)), true)
 }
 
-// sendIQ registers the request, writes it and waits for the answer.
-func (s *Session) sendIQ(ctx context.Context, c *conn, id, to string, data []byte, count bool) (*stanza.IQ, error) {
+// sendIQ registers the request, writes it on the binding and waits for
+// the answer. A lost connection does not end the wait when the binding
+// is resumable: the request, or its answer, comes with the resumed
+// stream; the wait ends with the binding (ErrDisconnected).
+func (s *Session) sendIQ(ctx context.Context, b *binding, id, to string, data []byte, count bool) (*stanza.IQ, error) {
 	p, err := s.tracker.register(id, to)
 	if err != nil {
 		return nil, err
 	}
 	defer s.tracker.forget(id, p)
-	if err := c.write(ctx, data); err != nil {
+	if err := b.send(ctx, data); err != nil {
 		return nil, fmt.Errorf("send iq %s: %w", id, err)
 	}
 	if count {
@@ -79,7 +83,7 @@ func (s *Session) sendIQ(ctx context.Context, c *conn, id, to string, data []byt
 		return iqAnswer(res)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("iq %s to %q: %w", id, to, ctx.Err())
-	case <-c.done:
+	case <-b.ended:
 		select {
 		case res := <-p.reply: // answered just before the end
 			return iqAnswer(res)
@@ -104,25 +108,73 @@ func (s *Session) Send(ctx context.Context, p stanza.Packet) error {
 	if err != nil {
 		return fmt.Errorf("send %s: encode: %w", p.Name(), err)
 	}
+	if err := checkStanza(string(data)); err != nil {
+		return fmt.Errorf("send %s: %w", p.Name(), err)
+	}
 	return s.write(ctx, data)
 }
 
-// SendRaw sends serialised XML verbatim (one or more complete top-level
-// elements). It is checked for well-formedness first, since a malformed
-// element would make the server close the stream.
+// SendRaw sends one serialised stanza (a message, presence or iq element)
+// verbatim. It is checked first: a malformed element would make the
+// server close the stream, and stream management counts stanzas one by
+// one.
 func (s *Session) SendRaw(ctx context.Context, rawXML string) error {
-	if err := checkWellFormed(rawXML); err != nil {
+	if err := checkStanza(rawXML); err != nil {
 		return fmt.Errorf("send raw xml: %w", err)
 	}
 	return s.write(ctx, []byte(rawXML))
 }
 
+// write sends one stanza on the live connection's binding.
 func (s *Session) write(ctx context.Context, data []byte) error {
 	c := s.current()
 	if c == nil {
 		return ErrNotConnected
 	}
-	return c.write(ctx, data)
+	return c.b.send(ctx, data)
+}
+
+// checkStanza reports whether s is exactly one well-formed stanza: a
+// message, presence or iq element (in the stream's namespace), with
+// nothing but whitespace around it.
+func checkStanza(s string) error {
+	if err := checkWellFormed(s); err != nil {
+		return err
+	}
+	dec := xml.NewDecoder(strings.NewReader(s))
+	depth, elements := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("malformed xml: %w", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				elements++
+				if elements > 1 {
+					return errors.New("more than one top-level element: send one stanza per call")
+				}
+				if n := tok.Name; n.Space != "" && n.Space != nsClient || n.Local != "message" && n.Local != "presence" && n.Local != "iq" {
+					return fmt.Errorf("<%s xmlns=%q> is not a stanza (message, presence or iq)", n.Local, n.Space)
+				}
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 0 && len(bytes.TrimSpace(tok)) > 0 {
+				return errors.New("text outside the stanza")
+			}
+		}
+	}
+	if elements == 0 {
+		return errors.New("no stanza")
+	}
+	return nil
 }
 
 // checkWellFormed reports whether s is a sequence of complete,

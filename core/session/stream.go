@@ -129,11 +129,71 @@ func (st *stream) features() (*streamFeatures, error) {
 	return &f, nil
 }
 
-// next reads the next top-level element as a stanza package packet, in
-// order (the receive loop's only read).
+// next reads the next top-level element, in order (the receive loop's
+// only read): a stanza (stanza.Message, stanza.Presence, *stanza.IQ,
+// decoded as stanza.NextPacket does), a stream management element
+// (*smEnabled, *smResumed, *smFailed, *smRequest, *smAnswer), a
+// stanza.StreamError, or stanza.StreamClosePacket for the stream's end.
+// Any other top-level element is skipped and returned as *otherElement.
+// A read error is returned as the reader's error (a deadline stays
+// recognisable).
 func (st *stream) next() (stanza.Packet, error) {
-	return stanza.NextPacket(st.dec)
+	for {
+		tok, err := st.dec.Token()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		switch tok := tok.(type) {
+		case xml.EndElement:
+			if tok.Name.Space == nsStream && tok.Name.Local == "stream" {
+				return stanza.StreamClosePacket{}, nil
+			}
+		case xml.StartElement:
+			return decodeTopLevel(st.dec, tok)
+		}
+	}
 }
+
+// decodeTopLevel decodes the top-level element that start begins.
+func decodeTopLevel(dec *xml.Decoder, start xml.StartElement) (stanza.Packet, error) {
+	switch start.Name.Space {
+	case nsClient:
+		switch start.Name.Local {
+		case "message":
+			var m stanza.Message
+			err := dec.DecodeElement(&m, &start)
+			return m, err
+		case "presence":
+			var p stanza.Presence
+			err := dec.DecodeElement(&p, &start)
+			return p, err
+		case "iq":
+			iq := &stanza.IQ{}
+			err := dec.DecodeElement(iq, &start)
+			return iq, err
+		}
+	case nsStream:
+		if start.Name.Local == "error" {
+			var se stanza.StreamError
+			err := dec.DecodeElement(&se, &start)
+			return se, err
+		}
+	case nsSM:
+		return decodeSM(dec, start)
+	}
+	if err := dec.Skip(); err != nil {
+		return nil, err
+	}
+	return &otherElement{name: start.Name}, nil
+}
+
+// otherElement is a top-level element the session does not know (skipped).
+type otherElement struct{ name xml.Name }
+
+func (o *otherElement) Name() string { return "<" + o.name.Local + " xmlns='" + o.name.Space + "'>" }
 
 // write sends serialised XML (one element, or a stream header) in one
 // Write, so that concurrent writers (serialised by the caller) never

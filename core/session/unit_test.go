@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gosrc.io/xmpp/stanza"
 )
 
 // TestCapsVer checks the XEP-0115 §5.2 example (and §5.3's input order
@@ -152,6 +154,17 @@ func TestDefaultBackoff(t *testing.T) {
 		}
 		prev = d
 	}
+	// The first retry comes within 1 s, whatever the jitter.
+	for range 1000 {
+		if d := DefaultBackoff(1); d > time.Second || d < 375*time.Millisecond {
+			t.Fatalf("first retry after %s, want 0.375–0.625 s", d)
+		}
+	}
+	for range 1000 {
+		if d := jittered(resumeRetryInterval); d < 400*time.Millisecond || d > 600*time.Millisecond {
+			t.Fatalf("resumption retry after %s, want 0.4–0.6 s", d)
+		}
+	}
 }
 
 func TestCheckWellFormed(t *testing.T) {
@@ -279,6 +292,11 @@ func FuzzNegotiate(f *testing.F) {
 	f.Add([]byte(strings.Replace(plain, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
 		"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>AAAA</challenge>", 1)))
 	f.Add([]byte(strings.Replace(plain, "<iq type='result' id='bind'>", "<iq type='error' id='bind'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>", 1)))
+	withSM := strings.Replace(plain, "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>",
+		"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><sm xmlns='urn:xmpp:sm:3'/>", 1)
+	f.Add([]byte(withSM + "<enabled xmlns='urn:xmpp:sm:3' id='abc' resume='true' max='300' location='[::1]:5222'/>"))
+	f.Add([]byte(withSM + "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"))
+	f.Add([]byte(withSM + "<enabled xmlns='urn:xmpp:sm:3' id='abc' resume='1' max='99999999999'/>"))
 	cfg, err := resolve(Config{JID: "a@b", Password: "p", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)
@@ -287,12 +305,54 @@ func FuzzNegotiate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := newStream(&replayConn{r: bytes.NewReader(data)}, "b", "a@b")
 		st.handshake = fakeHandshake
-		n, err := negotiate(t.Context(), cfg, st, ep)
+		n, err := negotiate(t.Context(), cfg, st, ep, nil)
 		if err == nil && (n.bound == "" || n.info.Mechanism == "") {
 			t.Error("negotiation succeeded without a bound JID or a mechanism")
 		}
 		if err == nil && n.info.Mechanism == "PLAIN" && st.tlsState == nil {
 			t.Error("PLAIN without TLS")
+		}
+	})
+}
+
+// FuzzStreamNext reads arbitrary server bytes after a stream header as
+// the receive loop does: stanzas, stream management elements (counters
+// checked), stream errors; it must never panic, and stream management
+// values it accepts are sane.
+func FuzzStreamNext(f *testing.F) {
+	for _, seed := range []string{
+		"<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='4294967295'/>",
+		"<a xmlns='urn:xmpp:sm:3' h='-1'/>",
+		"<a xmlns='urn:xmpp:sm:3' h='4294967296'/>",
+		"<enabled xmlns='urn:xmpp:sm:3' id='x' resume='true' max='600' location='h:1'/>",
+		"<resumed xmlns='urn:xmpp:sm:3' previd='x' h='7'/>",
+		"<failed xmlns='urn:xmpp:sm:3' h='3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+		"<message id='m'><body>x</body></message><presence/><iq type='result' id='1'/>",
+		"<unknown xmlns='urn:example'><deep><er/></deep></unknown><stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+		"</stream:stream>",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st := newStream(&replayConn{r: bytes.NewReader(append([]byte(serverHeader), data...))}, "b", "a@b")
+		if err := st.open(); err != nil {
+			return
+		}
+		for range 64 {
+			p, err := st.next()
+			if err != nil {
+				return
+			}
+			switch p := p.(type) {
+			case *smEnabled:
+				if p.max < 0 || p.max > maxResumeWindow {
+					t.Errorf("window %s", p.max)
+				}
+				newSMState(p)
+				locationEndpoint(p.location, Endpoint{Host: "b", Port: 5222})
+			case stanza.StreamClosePacket, stanza.StreamError:
+				return
+			}
 		}
 	})
 }

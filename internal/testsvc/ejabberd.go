@@ -21,7 +21,8 @@ import (
 // private configuration and Mnesia database in a new directory under /tmp:
 // c2s with STARTTLS required on a free loopback port (shaper none, 10 MiB
 // stanzas; with XMPPOptions.DirectTLS a direct TLS c2s listener too), mod_pubsub (flat and pep, 20000 items per node), mod_caps,
-// mod_disco, mod_ping, mod_roster, mod_private, and mod_http_api on a
+// mod_disco, mod_ping, mod_roster, mod_private, mod_stream_mgmt (XEP-0198,
+// resumable for ResumeWindow), and mod_http_api on a
 // second loopback port (APIPort) open to 127.0.0.1 for every command, which
 // Register, CloseStream and API use. It returns once the server answers a
 // stream open. The error wraps ErrNotInstalled when erl or ejabberd is
@@ -178,6 +179,7 @@ func (s *XMPPServer) ejabberdConfig() string {
 	p("  mod_pubsub: {access_createnode: pubsub_createnode, plugins: [flat, pep], max_items_node: 20000,")
 	p("     default_node_config: {max_payload_size: %d}}", MaxStanzaBytes)
 	p("  mod_roster: {}")
+	p("  mod_stream_mgmt: {resume_timeout: %d}", int(ResumeWindow/time.Second))
 	return b.String()
 }
 

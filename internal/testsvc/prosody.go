@@ -26,6 +26,12 @@ const (
 // xmppInstallHint is quoted by errors about missing XMPP server packages.
 const xmppInstallHint = "apt-get install -y prosody lua-dbi-sqlite3 ejabberd"
 
+// ResumeWindow is how long the test servers keep a lost stream
+// resumable (XEP-0198: Prosody's smacks_hibernation_time, ejabberd's
+// mod_stream_mgmt resume_timeout). A gap longer than that makes clients
+// log in afresh.
+const ResumeWindow = 5 * time.Second
+
 // MaxStanzaBytes is the stanza (Prosody c2s_stanza_size_limit) and item
 // payload (ejabberd mod_pubsub default_node_config max_payload_size) limit of the test servers:
 // 2 MiB, so that 1 MiB items are accepted.
@@ -135,7 +141,8 @@ func (s *XMPPServer) Addr() string {
 // a free loopback port (with XMPPOptions.DirectTLS a direct TLS c2s port
 // too; no s2s, no HTTP), SQLite storage, no rate limits,
 // PEP and the pubsub.localhost component holding up to 20000 items per node
-// (the component exposes publishers), the admin shell, XEP-0198. It returns
+// (the component exposes publishers), the admin shell, XEP-0198 (resumable
+// for ResumeWindow). It returns
 // once the server answers a stream open. The error wraps ErrNotInstalled
 // when Prosody or lua-dbi-sqlite3 is missing.
 func StartProsody(ctx context.Context, opts XMPPOptions) (*XMPPServer, error) {
@@ -331,6 +338,9 @@ func (s *XMPPServer) prosodyConfig() string {
 	p("legacy_ssl_ports = { }")
 	p(`modules_disabled = { "s2s"; "offline"; "http"; "bosh"; "websocket" }`)
 	p(`modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "pep"; "private"; "admin_shell"; "smacks" }`)
+	// XEP-0198: a lost stream stays resumable for ResumeWindow (600 s by
+	// default), so that tests can outlast it.
+	p("smacks_hibernation_time = %d", int(ResumeWindow/time.Second))
 	if s.opts.PlainPasswords {
 		p(`authentication = "internal_plain"`)
 	} else {

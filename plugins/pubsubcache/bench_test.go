@@ -210,6 +210,8 @@ func BenchmarkReconcile20x500(b *testing.B) {
 // after its first pages, on each server: the time from the link being
 // back to the node being complete and fresh again (issue figure; no
 // target). The reconnection's own backoff (100 ms in tests) is included.
+// The link stays down past the server's resumption window (5 s), so that
+// the session logs in afresh.
 func BenchmarkResumeInterrupted5000(b *testing.B) {
 	const size = 5000
 	for _, kind := range kinds {
@@ -234,10 +236,14 @@ func BenchmarkResumeInterrupted5000(b *testing.B) {
 					b.Fatal(err)
 				}
 				f.waitState(b, "alice", svc, node, false, StateInProgress)
+				// A cut the stream outlives (XEP-0198) would not interrupt
+				// the sync: the network stays down past the server's window.
+				proxy.RefuseNew(true)
 				proxy.CutAll()
+				proxy.Resume()
 				f.waitState(b, "alice", svc, node, false, StateNever, StateError)
 				b.StartTimer()
-				proxy.Resume()
+				proxy.RefuseNew(false)
 				f.waitState(b, "alice", svc, node, true, StateComplete)
 			}
 		})

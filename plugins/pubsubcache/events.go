@@ -120,6 +120,16 @@ func (p *Plugin) onConnected(ctx context.Context, ev connections.ProfileEvent) e
 	return nil
 }
 
+// onResumed: the profile's stream was resumed (XEP-0198): no notification
+// was lost and fresh nodes stay as they are. Only what a request made
+// while the stream was down cut (it failed: the profile was offline) is
+// started again: interrupted syncs, and complete nodes such a failure
+// made not fresh.
+func (p *Plugin) onResumed(ctx context.Context, ev connections.ProfileEvent) error {
+	p.reconcileProfile(ctx, ev.Profile)
+	return nil
+}
+
 // reconcileProfile syncs again, in the background, the profile's complete
 // nodes that are not fresh (when its cache is enabled).
 func (p *Plugin) reconcileProfile(ctx context.Context, profileName string) {

@@ -125,6 +125,8 @@ type fixtureOpts struct {
 	store    storage.Config
 	// via: the profiles connect through this proxy (cut it to cut them).
 	via *testsvc.Proxy
+	// sessions, when set, wraps the sessions the plugins see.
+	sessions func(core.Sessions) core.Sessions
 }
 
 func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...string) *fixture {
@@ -174,6 +176,9 @@ func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...s
 	m := connections.New(h, ps, plugins, connections.Options{PingInterval: -1, Timeout: 20 * time.Second,
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
 	h.Sessions = m
+	if o.sessions != nil {
+		h.Sessions = o.sessions(m)
+	}
 	if err := plugins.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

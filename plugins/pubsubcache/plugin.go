@@ -184,6 +184,7 @@ func (p *Plugin) Bindings() []triggers.Binding {
 		triggers.Observe(xep0060.NodeChanged, triggers.PriorityDefault, p.onNodeChanged),
 		triggers.Observe(connections.Disconnected, triggers.PriorityDefault, p.onDisconnected),
 		triggers.Observe(connections.Connected, triggers.PriorityDefault, p.onConnected),
+		triggers.Observe(connections.Resumed, triggers.PriorityDefault, p.onResumed),
 		triggers.Observe(profiles.ParamChanged, triggers.PriorityDefault, p.onParamChanged),
 		triggers.Observe(profiles.Deleted, triggers.PriorityDefault, p.onProfileDeleted),
 		core.Bridge(p.h.Events, SyncProgressed, syncProgressEvent),

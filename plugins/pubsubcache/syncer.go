@@ -273,15 +273,29 @@ func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, again bool, run fun
 	return j
 }
 
-// interrupt stops the syncs and checks of a profile (its session ended).
+// interrupt stops the syncs and checks of a profile (its session ended)
+// and waits (10 s at most) until they have recorded their interruption:
+// a fresh login may follow at once (a refused stream resumption binds
+// afresh on the same stream), and its reconciliation must see them.
 func (s *syncer) interrupt(profileName string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var stopped []*SyncJob
 	for _, m := range []map[nodeKey]*SyncJob{s.jobs, s.checks} {
 		for k, j := range m {
 			if k.profile == profileName {
 				j.cancel(errSessionEnded)
+				stopped = append(stopped, j)
 			}
+		}
+	}
+	s.mu.Unlock()
+	timeout := time.After(10 * time.Second)
+	for _, j := range stopped {
+		select {
+		case <-j.done:
+		case <-timeout:
+			s.p.log.Warn("interrupted syncs still running", "profile", profileName)
+			return
 		}
 	}
 }
