@@ -180,6 +180,15 @@ func (j *SyncJob) touch(ids ...string) {
 	j.mu.Unlock()
 }
 
+// forgetTouched forgets the items notified so far: a check lists the
+// node again (a job that runs once more), and what was notified before the
+// listing is in it.
+func (j *SyncJob) forgetTouched() {
+	j.mu.Lock()
+	clear(j.touched)
+	j.mu.Unlock()
+}
+
 func (j *SyncJob) isTouched(id string) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -912,6 +921,10 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 	if err != nil {
 		return err
 	}
+	// Items notified from now on may be missing from the listing; those
+	// notified before are in it (a check run again after more
+	// notifications must not keep sparing them, or it never ends).
+	j.forgetTouched()
 	ids, err := s.serviceIDs(ctx, k, n, held)
 	if err != nil {
 		p.log.Info("checking a node's items failed; it is listed again", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
