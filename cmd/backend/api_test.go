@@ -151,7 +151,7 @@ func TestTCPPlaintextRules(t *testing.T) {
 }
 
 // rss returns VmRSS and VmHWM of pid, in bytes.
-func rss(t *testing.T, pid int) (cur, peak int64) {
+func rss(t testing.TB, pid int) (cur, peak int64) {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

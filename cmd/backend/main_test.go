@@ -33,6 +33,8 @@ type env struct {
 	vars   []string
 	// logs is the stderr of the last daemon started by serve.
 	logs *logBuffer
+	// daemon is the last daemon started by serve.
+	daemon *exec.Cmd
 }
 
 func newEnv(t testing.TB) *env {
@@ -76,7 +78,7 @@ func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *
 	cmd.Env = append(append([]string{"BACKEND_LOG_FORMAT=json"}, e.vars...), "BACKEND_TEST_MAIN=1")
 	logs := &logBuffer{}
 	cmd.Stderr = logs
-	e.logs = logs
+	e.logs, e.daemon = logs, cmd
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ func jsonKeys(m map[string]any) string {
 	return strings.Join(ks, ",")
 }
 
-func decode(t *testing.T, out string) map[string]any {
+func decode(t testing.TB, out string) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {

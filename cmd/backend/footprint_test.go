@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	backendv1 "example.org/backend/api/backendv1"
+	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/internal/mbcorpus"
+	"example.org/backend/internal/testsvc"
+)
+
+// BenchmarkFootprint5000 is the storage and memory figure of issue 22
+// (points 3 and 4): one profile on Prosody, 5 000 posts of the seeded
+// corpus (internal/mbcorpus, ≈800-byte payloads) in its blog, synced into
+// the cache with the microblog parser (a real plugin process), then 100
+// reads. It reports the bytes per item on SQLite (`VACUUM INTO` size minus
+// that of the same daemon's database before the posts, indexes and FTS
+// included), the largest WAL seen during the sync, where the bytes go
+// (payload, parsed JSON, search text: the sum of their lengths), and the
+// RSS of the daemon plus the microblog plugin (sum of VmRSS, shipped
+// defaults) after the reads.
+//
+//	go test -tags sqlite_fts5 -run '^$' -bench Footprint5000 -benchtime 1x ./cmd/backend/
+func BenchmarkFootprint5000(b *testing.B) {
+	srv := servers.Use(b, testsvc.KindProsody)
+	b.Run("sqlite", func(b *testing.B) {
+		for b.Loop() {
+			footprint(b, srv, nil)
+		}
+	})
+	b.Run("postgres", func(b *testing.B) {
+		pg, err := testsvc.StartPostgres(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pg.Stop()
+		for b.Loop() {
+			dsn, err := pg.NewDatabase(context.Background(), "footprint")
+			if err != nil {
+				b.Fatal(err)
+			}
+			footprint(b, srv, &dsn)
+		}
+	})
+}
+
+// footprint runs one measure of BenchmarkFootprint5000, on SQLite or, with
+// a DSN, on PostgreSQL (bytes per item: pg_database_size after VACUUM FULL,
+// minus the same before the posts).
+func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
+	const n, node = 5000, "urn:xmpp:microblog:0"
+	var e *env
+	var size func() int64
+	dbPath := ""
+	if pgDSN != nil {
+		e = pubsubEnv(b, srv, "BACKEND_DATABASE_DRIVER=postgres", "BACKEND_DATABASE_DSN="+*pgDSN)
+		size = func() int64 { return pgSize(b, *pgDSN) }
+	} else {
+		e = pubsubEnv(b, srv)
+		dbPath = filepath.Join(e.dir, "data", "backend", "backend.db")
+		if _, err := os.Stat(dbPath); err != nil {
+			b.Fatalf("database: %v", err)
+		}
+		size = func() int64 { return vacuumedSize(b, dbPath) }
+	}
+	empty := size()
+
+	corpus := mbcorpus.Corpus{Seed: 22, Author: "alice@" + srv.Domain}
+	publishCorpus(b, e, node, corpus, n)
+
+	// The largest WAL while the node is synced.
+	var walMax atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for dbPath != "" {
+			if fi, err := os.Stat(dbPath + "-wal"); err == nil && fi.Size() > walMax.Load() {
+				walMax.Store(fi.Size())
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	if out, errs, code := e.cli(b, "cache", "sync", "-p", "alice", "-n", node, "--wait", "-o", "json"); code != exitOK {
+		b.Fatalf("cache sync: %d %s %s", code, out, errs)
+	}
+	close(stop)
+	wg.Wait()
+	for range 100 {
+		out, errs, code := e.cli(b, "pubsub", "items", "-p", "alice", "-n", node, "-m", "20", "-o", "json")
+		if code != exitOK {
+			b.Fatalf("items: %d %s", code, errs)
+		}
+		if p := decode(b, out); p["from_cache"] != true {
+			b.Fatalf("a read after the sync is not from the cache: %.200s", out)
+		}
+	}
+	daemonRSS, _ := rss(b, e.daemon.Process.Pid)
+	if os.Getenv("FOOTPRINT_MEMSTATS") != "" {
+		// The daemon's Go heap, to tell it from SQLite's page cache.
+		if resp, err := unixHTTP(e.socket).Get("http://backend/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "go_memstats_heap") || strings.HasPrefix(l, "go_memstats_sys") {
+					b.Log(l)
+				}
+			}
+		}
+	}
+	pluginRSS := int64(0)
+	var l pluginsList
+	out, _, _ := e.cli(b, "plugins", "list", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range l.Plugins {
+		if p.Name == "microblog" && p.PID != nil {
+			pluginRSS, _ = rss(b, int(*p.PID))
+		}
+	}
+	if pluginRSS == 0 {
+		b.Fatal("no microblog plugin process")
+	}
+	var db *sql.DB
+	var err error
+	if pgDSN != nil {
+		db, err = sql.Open("pgx", *pgDSN)
+	} else {
+		db, err = sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var items int
+	var payload, parsed, text sql.NullInt64
+	if err := db.QueryRow(`SELECT count(*), sum(length(payload)), sum(length(CAST(parsed AS TEXT))), sum(length(search_text)) FROM pubsub_items`).Scan(&items, &payload, &parsed, &text); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+	if items != n {
+		b.Fatalf("%d items cached, want %d", items, n)
+	}
+	full := size()
+	if keep := os.Getenv("FOOTPRINT_KEEP"); keep != "" && dbPath != "" {
+		// For a look at where the bytes go: sqlite3 FILE "SELECT name,
+		// sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC".
+		vacuumInto(b, dbPath, keep)
+	}
+	b.ReportMetric(float64(full-empty)/n, "bytes/item")
+	b.ReportMetric(float64(payload.Int64)/n, "payload-bytes/item")
+	b.ReportMetric(float64(parsed.Int64)/n, "parsed-bytes/item")
+	b.ReportMetric(float64(text.Int64)/n, "search-text-bytes/item")
+	if dbPath != "" {
+		b.ReportMetric(float64(walMax.Load())/(1<<20), "wal-max-MiB")
+	}
+	b.ReportMetric(float64(daemonRSS)/(1<<20), "daemon-MiB")
+	b.ReportMetric(float64(pluginRSS)/(1<<20), "microblog-MiB")
+	b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-MiB")
+}
+
+// pgSize is the size of the PostgreSQL database at dsn after VACUUM FULL.
+func pgSize(tb testing.TB, dsn string) int64 {
+	tb.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`VACUUM FULL`); err != nil {
+		tb.Fatalf("vacuum full: %v", err)
+	}
+	var size int64
+	if err := db.QueryRow(`SELECT pg_database_size(current_database())`).Scan(&size); err != nil {
+		tb.Fatal(err)
+	}
+	return size
+}
+
+// publishCorpus publishes posts 0..n-1 of c on node through the API, eight
+// at a time, in a node that keeps them all.
+func publishCorpus(tb testing.TB, e *env, node string, c mbcorpus.Corpus, n int) {
+	tb.Helper()
+	api := backendv1connect.NewPubSubServiceClient(unixHTTP(e.socket), "http://backend")
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || failed.Load() != nil {
+					return
+				}
+				p := c.Post(i)
+				_, err := api.Publish(context.Background(), connect.NewRequest(&backendv1.PubSubPublishRequest{Profile: "alice", Node: node,
+					Id: p.ID, Payload: []byte(p.Payload), Options: []*backendv1.PubSubOption{{Var: "pubsub#max_items", Value: "max"}}}))
+				if err != nil {
+					failed.Store(fmt.Errorf("publish %d: %w", i, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// vacuumedSize is the size of a `VACUUM INTO` copy of the SQLite database
+// at path.
+func vacuumedSize(tb testing.TB, path string) int64 {
+	tb.Helper()
+	out := filepath.Join(tb.TempDir(), "vacuumed.db")
+	vacuumInto(tb, path, out)
+	fi, err := os.Stat(out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// vacuumInto writes a `VACUUM INTO` copy of the SQLite database at path to
+// out (which must not exist).
+func vacuumInto(tb testing.TB, path, out string) {
+	tb.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`VACUUM INTO ?`, out); err != nil {
+		tb.Fatalf("vacuum into: %v", err)
+	}
+}
