@@ -169,6 +169,9 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 	b.ReportMetric(float64(text.Int64)/n, "search-text-bytes/item")
 	if dbPath != "" {
 		b.ReportMetric(float64(walMax.Load())/(1<<20), "wal-max-MiB")
+		if fi, err := os.Stat(dbPath + "-wal"); err == nil {
+			b.ReportMetric(float64(fi.Size())/(1<<20), "wal-after-MiB")
+		}
 	}
 	b.ReportMetric(float64(daemonRSS)/(1<<20), "daemon-MiB")
 	b.ReportMetric(float64(pluginRSS)/(1<<20), "microblog-MiB")

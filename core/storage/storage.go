@@ -27,7 +27,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "github.com/mattn/go-sqlite3"    // database/sql driver "sqlite3"
+	"github.com/mattn/go-sqlite3"      // database/sql driver "sqlite3"
 
 	"example.org/backend/ent"
 )
@@ -122,6 +122,23 @@ func (c Config) resolve() (resolved, error) {
 	return r, nil
 }
 
+// sqliteAppDriver is the database/sql driver of the application pool:
+// go-sqlite3 with a WAL size limit on every connection. After a
+// checkpoint the WAL is truncated to walSizeLimit; without it the file
+// keeps the size of the largest transaction it ever held (28 MiB after a
+// 5 000-item sync, for good).
+const sqliteAppDriver = "sqlite3-backend"
+
+// walSizeLimit is what the WAL is truncated to after a checkpoint.
+const walSizeLimit = 4 << 20
+
+func init() {
+	sql.Register(sqliteAppDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d", walSizeLimit), nil)
+		return err
+	}})
+}
+
 // sqliteAppDSN is the DSN of the application pool: foreign keys on, WAL,
 // a busy timeout, and BEGIN IMMEDIATE for transactions so that concurrent
 // writers queue on the busy timeout instead of failing to upgrade a read
@@ -186,7 +203,7 @@ func openSQLite(ctx context.Context, r resolved, log *slog.Logger) (_ *Store, er
 	if err := migrateSQLite(ctx, r, log); err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite3", sqliteAppDSN(r.path))
+	db, err := sql.Open(sqliteAppDriver, sqliteAppDSN(r.path))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

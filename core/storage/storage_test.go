@@ -195,3 +195,53 @@ func countRows(t *testing.T, db *sql.DB, table string) int {
 	}
 	return n
 }
+
+// TestSQLiteWALTruncated: a transaction larger than the WAL limit grows the
+// WAL while it runs; once checkpointed, the next write truncates the file
+// back to the limit instead of keeping its largest size for good.
+func TestSQLiteWALTruncated(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Driver: DriverSQLite, DataDir: t.TempDir()}
+	s := openStore(t, cfg)
+	var limit int64
+	if err := s.DB.QueryRowContext(ctx, "PRAGMA journal_size_limit").Scan(&limit); err != nil || limit != walSizeLimit {
+		t.Fatalf("journal_size_limit = %d (%v), want %d", limit, err, walSizeLimit)
+	}
+	if _, err := s.DB.ExecContext(ctx, "CREATE TABLE wal_test (b BLOB)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for range 3 * walSizeLimit / len(chunk) {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO wal_test (b) VALUES (?)", chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	wal := filepath.Join(cfg.DataDir, dbFileName+"-wal")
+	grown, err := os.Stat(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown.Size() <= walSizeLimit {
+		t.Fatalf("the WAL holds %d bytes after a %d-byte transaction", grown.Size(), 3*walSizeLimit)
+	}
+	// The commit checkpointed the WAL (auto-checkpoint); the next write
+	// starts it again from the top, truncating the file to the limit.
+	if _, err := s.DB.ExecContext(ctx, "INSERT INTO wal_test (b) VALUES (x'00')"); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() > walSizeLimit {
+		t.Errorf("the WAL keeps %d bytes after a checkpoint (limit %d; %d before)", after.Size(), walSizeLimit, grown.Size())
+	}
+	t.Logf("WAL: %d bytes after the big transaction, %d after the next write", grown.Size(), after.Size())
+}
