@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,13 @@ import (
 //	go test -tags sqlite_fts5 -run '^$' -bench Footprint5000 -benchtime 1x ./cmd/backend/
 func BenchmarkFootprint5000(b *testing.B) {
 	srv := servers.Use(b, testsvc.KindProsody)
+	// The daemon and its plugins run from the binary users run (this test
+	// binary is larger and would count its own test code).
+	exe := filepath.Join(b.TempDir(), "backend")
+	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	daemonExe = exe
 	b.Run("sqlite", func(b *testing.B) {
 		for b.Loop() {
 			footprint(b, srv, nil)
@@ -57,6 +66,9 @@ func BenchmarkFootprint5000(b *testing.B) {
 	})
 }
 
+// daemonExe is the daemon binary BenchmarkFootprint5000 built.
+var daemonExe string
+
 // footprint runs one measure of BenchmarkFootprint5000, on SQLite or, with
 // a DSN, on PostgreSQL (bytes per item: pg_database_size after VACUUM FULL,
 // minus the same before the posts).
@@ -66,10 +78,10 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 	var size func() int64
 	dbPath := ""
 	if pgDSN != nil {
-		e = pubsubEnv(b, srv, "BACKEND_DATABASE_DRIVER=postgres", "BACKEND_DATABASE_DSN="+*pgDSN)
+		e = pubsubEnv(b, srv, "BACKEND_TEST_EXE="+daemonExe, "BACKEND_DATABASE_DRIVER=postgres", "BACKEND_DATABASE_DSN="+*pgDSN)
 		size = func() int64 { return pgSize(b, *pgDSN) }
 	} else {
-		e = pubsubEnv(b, srv)
+		e = pubsubEnv(b, srv, "BACKEND_TEST_EXE="+daemonExe)
 		dbPath = filepath.Join(e.dir, "data", "backend", "backend.db")
 		if _, err := os.Stat(dbPath); err != nil {
 			b.Fatalf("database: %v", err)
@@ -77,6 +89,8 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 		size = func() int64 { return vacuumedSize(b, dbPath) }
 	}
 	empty := size()
+	daemonStart, _ := rss(b, e.daemon.Process.Pid)
+	pluginStart, _ := rss(b, microblogPID(b, e))
 
 	corpus := mbcorpus.Corpus{Seed: 22, Author: "alice@" + srv.Domain}
 	publishCorpus(b, e, node, corpus, n)
@@ -124,20 +138,7 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 			}
 		}
 	}
-	pluginRSS := int64(0)
-	var l pluginsList
-	out, _, _ := e.cli(b, "plugins", "list", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &l); err != nil {
-		b.Fatal(err)
-	}
-	for _, p := range l.Plugins {
-		if p.Name == "microblog" && p.PID != nil {
-			pluginRSS, _ = rss(b, int(*p.PID))
-		}
-	}
-	if pluginRSS == 0 {
-		b.Fatal("no microblog plugin process")
-	}
+	pluginRSS, _ := rss(b, microblogPID(b, e))
 	var db *sql.DB
 	var err error
 	if pgDSN != nil {
@@ -173,9 +174,60 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 			b.ReportMetric(float64(fi.Size())/(1<<20), "wal-after-MiB")
 		}
 	}
+	// Where it goes: private memory (anonymous: Go heap, SQLite page
+	// cache, stacks) and the executable's pages, shared by the daemon and
+	// its re-executed plugin processes (VmRSS counts them in each).
+	da, dp := smaps(b, e.daemon.Process.Pid)
+	pa, pp := smaps(b, microblogPID(b, e))
+	b.ReportMetric(float64(da)/(1<<20), "daemon-anon-MiB")
+	b.ReportMetric(float64(pa)/(1<<20), "microblog-anon-MiB")
+	b.ReportMetric(float64(dp+pp)/(1<<20), "pss-MiB")
 	b.ReportMetric(float64(daemonRSS)/(1<<20), "daemon-MiB")
 	b.ReportMetric(float64(pluginRSS)/(1<<20), "microblog-MiB")
 	b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(daemonStart+pluginStart)/(1<<20), "rss-start-MiB")
+	b.ReportMetric(float64(daemonStart)/(1<<20), "daemon-start-MiB")
+}
+
+// smaps returns the anonymous memory and the proportional set size (Pss:
+// shared pages divided among the processes sharing them) of pid, in bytes.
+func smaps(tb testing.TB, pid int) (anon, pss int64) {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Anonymous:":
+			anon = n << 10
+		case "Pss:":
+			pss = n << 10
+		}
+	}
+	return anon, pss
+}
+
+// microblogPID is the process id of the microblog plugin.
+func microblogPID(tb testing.TB, e *env) int {
+	tb.Helper()
+	var l pluginsList
+	out, _, _ := e.cli(tb, "plugins", "list", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range l.Plugins {
+		if p.Name == "microblog" && p.PID != nil {
+			return int(*p.PID)
+		}
+	}
+	tb.Fatal("no microblog plugin process")
+	return 0
 }
 
 // pgSize is the size of the PostgreSQL database at dsn after VACUUM FULL.

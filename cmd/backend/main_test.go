@@ -74,7 +74,11 @@ func (e *env) cli(t testing.TB, args ...string) (stdout, stderr string, code int
 // one JSON object without a repeated key.
 func (e *env) serve(t testing.TB, args ...string) (*exec.Cmd, <-chan struct{}, *logBuffer, time.Duration) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
+	exe := os.Args[0] // this test binary, running main() (BACKEND_TEST_MAIN)
+	if v, ok := e.lookup("BACKEND_TEST_EXE"); ok {
+		exe = v // a daemon binary built by the test (footprint figures)
+	}
+	cmd := exec.Command(exe, append([]string{"serve"}, args...)...)
 	cmd.Env = append(append([]string{"BACKEND_LOG_FORMAT=json"}, e.vars...), "BACKEND_TEST_MAIN=1")
 	logs := &logBuffer{}
 	cmd.Stderr = logs
