@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"example.org/backend/core/profiles"
+	"example.org/backend/ent/serviceprofile"
+	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
 
 // writer connects a second profile on alice's account (another resource)
 // that changes alice's nodes while her profile is disconnected.
-func (f *fixture) writer(t *testing.T) string {
+func (f *fixture) writer(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	params := map[string]string{profiles.KeyHost: f.srv.Host, profiles.KeyPort: strconv.Itoa(f.srv.Port), profiles.KeyCAFile: f.srv.CAFile,
@@ -166,4 +168,133 @@ func TestConfigureMaxItems(t *testing.T) {
 			f.parity(t, "after configure and publish", svc, node, randomShapes(r, 20, 12))
 		})
 	}
+}
+
+// learnRepublish re-publishes a cached item that is not the newest (its
+// payload unchanged) until the cache learned where the service puts
+// re-published items, then waits for the node to be served again.
+func (f *fixture) learnRepublish(t testing.TB, svc, node string, id int) {
+	t.Helper()
+	ctx := ctxT(t)
+	n, ok := f.cache.nodes.get(nodeKey{"alice", svc, node})
+	if !ok {
+		t.Fatal("node not cached")
+	}
+	if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "alice", Service: svc, Node: node, ID: itemID(id), Payload: payload(id)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for f.cache.learn.get(ctx, n.profileID, svc).RepublishMoves == serviceprofile.RepublishMovesUnknown {
+		if time.Now().After(deadline) {
+			t.Fatal("the service's way of placing re-published items was never learned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.waitState(t, "alice", svc, node, true, StateComplete)
+	f.waitServed(t, "alice", svc, node)
+}
+
+// offline disconnects alice, runs change (the writer's changes), connects
+// her again and waits until the node is complete and fresh: it returns
+// the node's status and how many items requests the reconciliation sent.
+func (f *fixture) offline(t *testing.T, svc, node string, change func()) (NodeStatus, int64) {
+	t.Helper()
+	ctx := ctxT(t)
+	if err := f.m.Disconnect(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	change()
+	before := f.requests.Load()
+	if err := f.m.Connect(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitState(t, "alice", svc, node, true, StateComplete)
+	return st, f.requests.Load() - before
+}
+
+// TestReconcileByDifference: the offline churn (publish, update, retract,
+// then purge, by another resource of the account while the profile is
+// offline) reconciled by each method a server gets, with parity with the
+// live service after each: on Prosody by difference (ids+newest: one id
+// listing and one newest page when nothing changed); on ejabberd whole
+// (full) under cache.reconcile=exact (updates in place are invisible to
+// the difference), and by difference (ids) under cache.reconcile=ids,
+// where additions and retractions are what changes. The method of the
+// last sync is in `cache status`.
+func TestReconcileByDifference(t *testing.T) {
+	const size = 60
+	for _, tc := range []struct {
+		kind, mode, method string
+		updates            bool
+	}{
+		{testsvc.KindProsody, reconcileExact, methodIDsNewest, true},
+		{testsvc.KindEjabberd, reconcileExact, methodFull, true},
+		{testsvc.KindEjabberd, reconcileIDs, methodIDs, false},
+	} {
+		t.Run(tc.kind+"/"+tc.mode, func(t *testing.T) {
+			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}}, "alice")
+			w := f.writer(t)
+			ctx := ctxT(t)
+			r := rand.New(rand.NewPCG(7, uint64(len(tc.kind+tc.mode))))
+			svc, node := f.nodeOn(t, "alice", syncPrefix)
+			f.publish(t, "alice", svc, node, 0, size)
+			mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+			f.waitState(t, "alice", svc, node, true, StateComplete)
+			f.waitServed(t, "alice", svc, node)
+			f.learnRepublish(t, svc, node, 10)
+
+			// Nothing changed: by difference, one newest page.
+			st, sent := f.offline(t, svc, node, func() {})
+			if st.Method == nil || *st.Method != tc.method || st.Items != size {
+				t.Fatalf("nothing changed: status %+v (method %s), want %s", st, strOrNil(st.Method), tc.method)
+			}
+			if tc.method != methodFull && sent != 1 {
+				t.Errorf("nothing changed: %d items requests, want 1", sent)
+			}
+			t.Logf("nothing changed: %s, %d items requests", *st.Method, sent)
+			f.parity(t, "nothing changed offline", svc, node, randomShapes(r, 10, size))
+
+			st, sent = f.offline(t, svc, node, func() {
+				f.publish(t, w, svc, node, size, size+4)
+				if tc.updates {
+					for _, i := range []int{5, 30, size + 2} {
+						if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: node, ID: itemID(i), Payload: payload(500 + i)}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					// Re-published unchanged: moved to the end on Prosody.
+					if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: node, ID: itemID(20), Payload: payload(20)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, i := range []int{7, size + 1} {
+					if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: w, Service: svc, Node: node, ID: itemID(i), Notify: true}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			if st.Method == nil || *st.Method != tc.method || st.Items != size+2 {
+				t.Fatalf("churn: status %+v (method %s), want %s", st, strOrNil(st.Method), tc.method)
+			}
+			t.Logf("churn: %s, %d items requests", *st.Method, sent)
+			f.parity(t, "after changes while offline", svc, node, randomShapes(r, 40, size+4))
+
+			st, _ = f.offline(t, svc, node, func() {
+				if err := f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: w, Service: svc, Node: node}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if st.Method == nil || *st.Method != tc.method || st.Items != 0 {
+				t.Fatalf("purge: status %+v (method %s), want %s", st, strOrNil(st.Method), tc.method)
+			}
+			f.parity(t, "after a purge while offline", svc, node, randomShapes(r, 5, 4))
+		})
+	}
+}
+
+func strOrNil(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }
