@@ -115,22 +115,31 @@ func newestWindow(page []string, held []string, pos map[string]int64, same func(
 		}
 		limit = min(limit, i)
 	}
-	for i := limit - 1; i >= 0; i-- {
-		id := page[i]
-		p, cached := pos[id]
-		if !cached || !same(id) {
-			continue
-		}
-		newest := true
-		for _, h := range held {
-			if hp, c := pos[h]; c && hp > p {
-				if at, found := inPage[h]; !found || at <= i {
-					newest = false
-					break
-				}
+	// rest[i]: the highest cached position of the listed items not after
+	// page[i] (those not in the page, and page[:i+1]).
+	isHeld := make(map[string]bool, len(held))
+	var base int64 = -1
+	for _, id := range held {
+		isHeld[id] = true
+		if _, in := inPage[id]; !in {
+			if p, cached := pos[id]; cached {
+				base = max(base, p)
 			}
 		}
-		if newest {
+	}
+	rest := make([]int64, len(page))
+	for i, id := range page {
+		rest[i] = base
+		if i > 0 {
+			rest[i] = rest[i-1]
+		}
+		if p, cached := pos[id]; cached && isHeld[id] {
+			rest[i] = max(rest[i], p)
+		}
+	}
+	for i := limit - 1; i >= 0; i-- {
+		id := page[i]
+		if p, cached := pos[id]; cached && same(id) && p >= rest[i] {
 			return i + 1, true
 		}
 	}
@@ -229,7 +238,13 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 	}
 	if len(items) > 0 {
 		p.learn.learn(ctx, n.profileID, k.service, func(b *behaviour) { b.PublisherInResults = publisherSeen(items) })
-		if unchanged, err = s.storePage(ctx, j, items, nil, next); err != nil {
+		cursors := map[string]string{}
+		if pg := np.page; pg.RSM != nil && len(pg.Items) > 0 {
+			// The service's cursors of the page's ends (ejabberd).
+			cursors[pg.Items[0].ID] = pg.RSM.First
+			cursors[pg.Items[len(pg.Items)-1].ID] = pg.RSM.Last
+		}
+		if unchanged, err = s.storePage(ctx, j, items, cursors, next); err != nil {
 			return listing{}, err
 		}
 		for _, it := range items {

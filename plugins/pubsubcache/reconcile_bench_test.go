@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,7 +13,6 @@ import (
 	"gosrc.io/xmpp/stanza"
 
 	"example.org/backend/core"
-	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060"
 )
 
@@ -47,7 +48,8 @@ func (x countingXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string)
 	return res, err
 }
 
-// BenchmarkReconcileDiff: 20 nodes × 500 items reconciled after a
+// BenchmarkReconcileDiff: 20 nodes × 500 items (the test payloads, about
+// 100 bytes, and the same padded to 1 KiB) reconciled after a
 // disconnection without resumption, by difference and by the whole
 // listing (the same run, interleaved), with nothing changed offline, 1 %
 // of the items added and retracted (3 published, 2 retracted per node),
@@ -60,8 +62,13 @@ func (x countingXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string)
 // listing: updates in place are invisible to anything less).
 func BenchmarkReconcileDiff(b *testing.B) {
 	const nodes, size, churn = 20, 500, 5
-	for _, kind := range kinds {
-		b.Run(kind, func(b *testing.B) {
+	for _, bc := range []struct {
+		kind string
+		pad  int
+	}{{kinds[0], 0}, {kinds[0], 1024}, {kinds[1], 0}, {kinds[1], 1024}} {
+		kind := bc.kind
+		pl := func(i int) []byte { return paddedPayload(i, bc.pad) }
+		b.Run(fmt.Sprintf("%s/pad=%d", kind, bc.pad), func(b *testing.B) {
 			cs := &countingSessions{profile: "alice"}
 			f := newFixture(b, servers.Use(b, kind), fixtureOpts{sessions: func(s core.Sessions) core.Sessions {
 				cs.Sessions = s
@@ -73,7 +80,7 @@ func BenchmarkReconcileDiff(b *testing.B) {
 			names := make([]string, nodes)
 			for i := range names {
 				svc, names[i] = f.nodeOn(b, "alice", plainPrefix)
-				f.publishParallel(b, "alice", svc, names[i], 0, size, 8)
+				publishWith(b, f, "alice", svc, names[i], 0, size, pl)
 				if _, err := f.cache.Sync(ctx, "alice", svc, names[i]); err != nil {
 					b.Fatal(err)
 				}
@@ -93,7 +100,11 @@ func BenchmarkReconcileDiff(b *testing.B) {
 				{"unchanged", reconcileIDs, func() {}},
 				{"addret", reconcileIDs, func() {
 					for _, n := range names {
-						f.publish(b, w, svc, n, next, next+3)
+						for i := next; i < next+3; i++ {
+							if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: n, ID: itemID(i), Payload: pl(i)}); err != nil {
+								b.Fatal(err)
+							}
+						}
 						for i := retracted; i < retracted+2; i++ {
 							if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: w, Service: svc, Node: n, ID: itemID(100 + i), Notify: true}); err != nil {
 								b.Fatal(err)
@@ -107,7 +118,7 @@ func BenchmarkReconcileDiff(b *testing.B) {
 					for _, n := range names {
 						for i := 0; i < churn; i++ {
 							id := 300 + (upd*churn+i)%150
-							if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: n, ID: itemID(id), Payload: payload(10000 + upd*churn + i)}); err != nil {
+							if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: w, Service: svc, Node: n, ID: itemID(id), Payload: pl(10000 + upd*churn + i)}); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -171,9 +182,45 @@ func BenchmarkReconcileDiff(b *testing.B) {
 				}
 				b.ReportMetric(float64(d.bytes)/float64(full.bytes), c.name+"-bytes-ratio")
 				b.ReportMetric(float64(d.dur)/float64(full.dur), c.name+"-time-ratio")
-				b.Log(fmt.Sprintf("%s: %s: method %s (diff) vs %s", kind, c.name, d.method, full.method))
+				b.Logf("%s: %s: method %s (diff) vs %s", kind, c.name, d.method, full.method)
 			}
-			_ = testsvc.KindProsody
 		})
+	}
+}
+
+// paddedPayload is payload(i), padded to at least pad bytes (a text
+// element: a blog entry's size).
+func paddedPayload(i, pad int) []byte {
+	p := payload(i)
+	if len(p) >= pad {
+		return p
+	}
+	return fmt.Appendf(nil, "<padded xmlns='urn:test:pad'>%s<t>%s</t></padded>", p, strings.Repeat("x", pad-len(p)))
+}
+
+// publishWith publishes items from..to-1 with payloads pl, 8 at a time.
+func publishWith(b *testing.B, f *fixture, profile, service, node string, from, to int, pl func(int) []byte) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: profile, Service: service, Node: node, ID: itemID(i), Payload: pl(i)}); err != nil {
+					failed.Store(err)
+				}
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
 	}
 }

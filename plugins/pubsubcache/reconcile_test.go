@@ -80,16 +80,22 @@ func TestReconcileAfterDisconnect(t *testing.T) {
 			if kind != "ejabberd" {
 				return
 			}
-			// RSM answers too (ejabberd honours RSM).
-			for _, q := range []wire.RSMQuery{{Max: intp(10)}, {Max: intp(10), Index: intp(20)}, {Max: intp(7), Before: strp("")}, {Max: intp(0)}} {
-				req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q}
-				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q, NoCache: true})
-				cached, sent := f.cachedCounted(t, req)
-				if sent != 0 || !cached.FromCache || rsmString(cached.RSM) != rsmString(live.RSM) || sameItems(cached.Items, live.Items) != "" {
-					t.Errorf("RSM %+v after reconciliation: sent=%d cache %s live %s %s", q, sent, rsmString(cached.RSM), rsmString(live.RSM), sameItems(cached.Items, live.Items))
-				}
-			}
+			f.rsmParity(t, svc, node)
 		})
+	}
+}
+
+// rsmParity: RSM answers from the cache equal the live ones (ejabberd
+// honours RSM).
+func (f *fixture) rsmParity(t *testing.T, svc, node string) {
+	t.Helper()
+	for _, q := range []wire.RSMQuery{{Max: intp(10)}, {Max: intp(10), Index: intp(20)}, {Max: intp(7), Before: strp("")}, {Max: intp(0)}} {
+		req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q}
+		live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, RSM: &q, NoCache: true})
+		cached, sent := f.cachedCounted(t, req)
+		if sent != 0 || !cached.FromCache || rsmString(cached.RSM) != rsmString(live.RSM) || sameItems(cached.Items, live.Items) != "" {
+			t.Errorf("RSM %+v after reconciliation: sent=%d cache %s live %s %s", q, sent, rsmString(cached.RSM), rsmString(live.RSM), sameItems(cached.Items, live.Items))
+		}
 	}
 }
 
@@ -226,10 +232,14 @@ func TestReconcileByDifference(t *testing.T) {
 	for _, tc := range []struct {
 		kind, mode, method string
 		updates            bool
+		// purgeSent: items requests of the reconciliation after the purge
+		// (by difference: Prosody none, the id listing being empty;
+		// ejabberd the counted newest page, empty).
+		purgeSent int64
 	}{
-		{testsvc.KindProsody, reconcileExact, methodIDsNewest, true},
-		{testsvc.KindEjabberd, reconcileExact, methodFull, true},
-		{testsvc.KindEjabberd, reconcileIDs, methodIDs, false},
+		{testsvc.KindProsody, reconcileExact, methodIDsNewest, true, 0},
+		{testsvc.KindEjabberd, reconcileExact, methodFull, true, -1},
+		{testsvc.KindEjabberd, reconcileIDs, methodIDs, false, 1},
 	} {
 		t.Run(tc.kind+"/"+tc.mode, func(t *testing.T) {
 			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}}, "alice")
@@ -276,16 +286,25 @@ func TestReconcileByDifference(t *testing.T) {
 			if st.Method == nil || *st.Method != tc.method || st.Items != size+2 {
 				t.Fatalf("churn: status %+v (method %s), want %s", st, strOrNil(st.Method), tc.method)
 			}
+			if tc.method != methodFull && sent != 1 {
+				t.Errorf("churn: %d items requests, want 1 (the newest page)", sent)
+			}
 			t.Logf("churn: %s, %d items requests", *st.Method, sent)
 			f.parity(t, "after changes while offline", svc, node, randomShapes(r, 40, size+4))
+			if tc.kind == testsvc.KindEjabberd {
+				f.rsmParity(t, svc, node)
+			}
 
-			st, _ = f.offline(t, svc, node, func() {
+			st, sent = f.offline(t, svc, node, func() {
 				if err := f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: w, Service: svc, Node: node}); err != nil {
 					t.Fatal(err)
 				}
 			})
 			if st.Method == nil || *st.Method != tc.method || st.Items != 0 {
 				t.Fatalf("purge: status %+v (method %s), want %s", st, strOrNil(st.Method), tc.method)
+			}
+			if tc.purgeSent >= 0 && sent != tc.purgeSent {
+				t.Errorf("purge: %d items requests, want %d", sent, tc.purgeSent)
 			}
 			f.parity(t, "after a purge while offline", svc, node, randomShapes(r, 5, 4))
 		})
