@@ -156,10 +156,13 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 	p := s.p
 	k := j.key
 	pp := p.params.of(ctx, k.profile)
-	n, secured, subscribed, err := s.begin(ctx, j)
+	// The configuration is read meanwhile (one round trip less), and
+	// known before the node is complete.
+	n, secured, subscribed, configRead, err := s.begin(ctx, j, true)
 	if err != nil {
 		return listing{}, err
 	}
+	defer configRead()
 	pos, err := p.store.itemPositions(ctx, p.store.db.Client, n.id, nil)
 	if err != nil {
 		return listing{}, err
@@ -252,6 +255,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 		}
 		next += int64(len(items))
 	}
+	configRead()
 	var updated bool
 	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		var err error

@@ -494,8 +494,9 @@ type fetched struct {
 
 // begin starts a listing or a reconciliation of the node: the node in
 // progress, notifications secured first (so that nothing published
-// meanwhile is missed), its configuration read.
-func (s *syncer) begin(ctx context.Context, j *SyncJob) (n nodeInfo, secured, subscribed bool, err error) {
+// meanwhile is missed), its configuration read (in the background with
+// async: configRead waits for it; nil otherwise).
+func (s *syncer) begin(ctx context.Context, j *SyncJob, async bool) (n nodeInfo, secured, subscribed bool, configRead func(), err error) {
 	p := s.p
 	k := j.key
 	j.startRound()
@@ -508,7 +509,7 @@ func (s *syncer) begin(ctx context.Context, j *SyncJob) (n nodeInfo, secured, su
 		return err
 	})
 	if err != nil {
-		return n, false, false, err
+		return n, false, false, nil, err
 	}
 	p.syncEvent(Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1})
 
@@ -526,8 +527,16 @@ func (s *syncer) begin(ctx context.Context, j *SyncJob) (n nodeInfo, secured, su
 		s.wantNotify(k.node)
 		secured = true
 	}
-	s.readConfig(ctx, k)
-	return n, secured, subscribed, nil
+	if !async {
+		s.readConfig(ctx, k)
+		return n, secured, subscribed, nil, nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.readConfig(ctx, k)
+	}()
+	return n, secured, subscribed, func() { <-done }, nil
 }
 
 // listing fetches the whole node once: notifications secured first, then
@@ -539,7 +548,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	p := s.p
 	k := j.key
 	pp := p.params.of(ctx, k.profile)
-	n, secured, subscribed, err := s.begin(ctx, j)
+	n, secured, subscribed, _, err := s.begin(ctx, j, false)
 	if err != nil {
 		return listing{}, err
 	}
