@@ -2,11 +2,17 @@ package pubsubcache
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"gosrc.io/xmpp/stanza"
+
+	"example.org/backend/core"
 	"example.org/backend/core/profiles"
 	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/internal/testsvc"
@@ -221,7 +227,8 @@ func (f *fixture) offline(t *testing.T, svc, node string, change func()) (NodeSt
 // TestReconcileByDifference: the offline churn (publish, update, retract,
 // then purge, by another resource of the account while the profile is
 // offline) reconciled by each method a server gets, with parity with the
-// live service after each: on Prosody by difference (ids+newest: one id
+// live service after each (a failing id listing falls back to the whole
+// listing): on Prosody by difference (ids+newest: one id
 // listing and one newest page when nothing changed); on ejabberd whole
 // (full) under cache.reconcile=exact (updates in place are invisible to
 // the difference), and by difference (ids) under cache.reconcile=ids,
@@ -242,7 +249,11 @@ func TestReconcileByDifference(t *testing.T) {
 		{testsvc.KindEjabberd, reconcileIDs, methodIDs, false, 1},
 	} {
 		t.Run(tc.kind+"/"+tc.mode, func(t *testing.T) {
-			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}}, "alice")
+			fs := &failingSessions{}
+			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}, sessions: func(s core.Sessions) core.Sessions {
+				fs.Sessions = s
+				return fs
+			}}, "alice")
 			w := f.writer(t)
 			ctx := ctxT(t)
 			r := rand.New(rand.NewPCG(7, uint64(len(tc.kind+tc.mode))))
@@ -295,6 +306,19 @@ func TestReconcileByDifference(t *testing.T) {
 				f.rsmParity(t, svc, node)
 			}
 
+			// The id listing fails: the whole listing.
+			fs.discoItems.Store(true)
+			st, _ = f.offline(t, svc, node, func() {
+				if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: w, Service: svc, Node: node, ID: itemID(0), Notify: true}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			fs.discoItems.Store(false)
+			if st.Method == nil || *st.Method != methodFull || st.Items != size+1 {
+				t.Fatalf("id listing failing: status %+v (method %s), want full", st, strOrNil(st.Method))
+			}
+			f.parity(t, "after the id listing failed", svc, node, randomShapes(r, 10, size+4))
+
 			st, sent = f.offline(t, svc, node, func() {
 				if err := f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: w, Service: svc, Node: node}); err != nil {
 					t.Fatal(err)
@@ -316,4 +340,31 @@ func strOrNil(s *string) string {
 		return "<nil>"
 	}
 	return *s
+}
+
+// failingSessions are the sessions the plugins see; while discoItems is
+// set, disco#items requests fail (a service refusing the id listing).
+type failingSessions struct {
+	core.Sessions
+	discoItems atomic.Bool
+}
+
+func (f *failingSessions) Session(profile string) (core.XMPP, error) {
+	s, err := f.Sessions.Session(profile)
+	if err != nil {
+		return s, err
+	}
+	return failingXMPP{s, f}, nil
+}
+
+type failingXMPP struct {
+	core.XMPP
+	f *failingSessions
+}
+
+func (x failingXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
+	if x.f.discoItems.Load() && strings.Contains(payloadXML, "disco#items") {
+		return nil, errors.New("forbidden (test)")
+	}
+	return x.XMPP.SendIQRaw(ctx, to, typ, payloadXML)
 }
