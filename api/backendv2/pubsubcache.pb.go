@@ -309,8 +309,13 @@ type PubSubCacheNode struct {
 	// behind "max"), learned (the service dropped items at that count).
 	Capacity       *int64  `protobuf:"varint,14,opt,name=capacity,proto3,oneof" json:"capacity,omitempty"`
 	CapacitySource *string `protobuf:"bytes,15,opt,name=capacity_source,json=capacitySource,proto3,oneof" json:"capacity_source,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How the last sync since the daemon started made the node complete:
+	// full (the whole listing), ids+newest (the id listing and the newest
+	// items: by difference), ids (by difference, updates in place of older
+	// items not sought: cache.reconcile = ids); unset when none.
+	ReconcileMethod *string `protobuf:"bytes,16,opt,name=reconcile_method,json=reconcileMethod,proto3,oneof" json:"reconcile_method,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PubSubCacheNode) Reset() {
@@ -444,6 +449,13 @@ func (x *PubSubCacheNode) GetCapacity() int64 {
 func (x *PubSubCacheNode) GetCapacitySource() string {
 	if x != nil && x.CapacitySource != nil {
 		return *x.CapacitySource
+	}
+	return ""
+}
+
+func (x *PubSubCacheNode) GetReconcileMethod() string {
+	if x != nil && x.ReconcileMethod != nil {
+		return *x.ReconcileMethod
 	}
 	return ""
 }
@@ -754,7 +766,7 @@ const file_backend_v2_pubsubcache_proto_rawDesc = "" +
 	"\x18PubSubCacheStatusRequest\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"\xb3\x04\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\xf8\x04\n" +
 	"\x0fPubSubCacheNode\x12\x18\n" +
 	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
@@ -772,14 +784,16 @@ const file_backend_v2_pubsubcache_proto_rawDesc = "" +
 	"last_error\x18\f \x01(\tH\x03R\tlastError\x88\x01\x01\x12#\n" +
 	"\rparse_pending\x18\r \x01(\x03R\fparsePending\x12\x1f\n" +
 	"\bcapacity\x18\x0e \x01(\x03H\x04R\bcapacity\x88\x01\x01\x12,\n" +
-	"\x0fcapacity_source\x18\x0f \x01(\tH\x05R\x0ecapacitySource\x88\x01\x01B\v\n" +
+	"\x0fcapacity_source\x18\x0f \x01(\tH\x05R\x0ecapacitySource\x88\x01\x01\x12.\n" +
+	"\x10reconcile_method\x18\x10 \x01(\tH\x06R\x0freconcileMethod\x88\x01\x01B\v\n" +
 	"\t_analyserB\a\n" +
 	"\x05_typeB\n" +
 	"\n" +
 	"\b_subtypeB\r\n" +
 	"\v_last_errorB\v\n" +
 	"\t_capacityB\x12\n" +
-	"\x10_capacity_source\"N\n" +
+	"\x10_capacity_sourceB\x13\n" +
+	"\x11_reconcile_method\"N\n" +
 	"\x19PubSubCacheStatusResponse\x121\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1b.backend.v2.PubSubCacheNodeR\x05nodes\"\x9f\x02\n" +
 	"\x17PubSubCachePurgeRequest\x12\x1a\n" +

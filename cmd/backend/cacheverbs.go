@@ -177,6 +177,7 @@ type cacheNodeJSON struct {
 	ParsePending   int64   `json:"parse_pending"`
 	Capacity       *int64  `json:"capacity"`
 	CapacitySource *string `json:"capacity_source"`
+	Method         *string `json:"reconcile_method"`
 }
 
 func (a *app) cacheStatusCommand() *cobra.Command {
@@ -189,9 +190,12 @@ in_progress, complete, partial, error), freshness, item count, last sync,
 failed sync attempts and the last error.
 With -o json: {"nodes":[{"profile","service","node","analyser","type","subtype",
 "state","fresh","items","last_sync","attempts","last_error","parse_pending",
-"capacity","capacity_source"}…]}; capacity is how many items the service keeps
-(null: unknown), capacity_source where that was learned (config, config_range,
-learned).`,
+"capacity","capacity_source","reconcile_method"}…]}; capacity is how many items
+the service keeps (null: unknown), capacity_source where that was learned
+(config, config_range, learned); reconcile_method how the last sync since the
+daemon started made the node complete: full (the whole listing), ids+newest
+or ids (by difference: the id listing and the newest items; see
+cache.reconcile), null when none.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -207,7 +211,7 @@ learned).`,
 			for _, n := range res.Msg.GetNodes() {
 				j := cacheNodeJSON{Profile: n.GetProfile(), Service: n.GetService(), Node: n.GetNode(), Analyser: n.Analyser, Type: n.Type,
 					Subtype: n.Subtype, State: n.GetState(), Fresh: n.GetFresh(), Items: n.GetItems(), Attempts: n.GetAttempts(), LastError: n.LastError,
-					ParsePending: n.GetParsePending(), Capacity: n.Capacity, CapacitySource: n.CapacitySource}
+					ParsePending: n.GetParsePending(), Capacity: n.Capacity, CapacitySource: n.CapacitySource, Method: n.ReconcileMethod}
 				if n.LastSync != nil {
 					s := n.LastSync.AsTime().UTC().Format(time.RFC3339)
 					j.LastSync = &s
@@ -217,7 +221,7 @@ learned).`,
 			if a.jsonOutput() {
 				return a.printJSON(map[string]any{"nodes": nodes})
 			}
-			t := &table{header: []string{"PROFILE", "SERVICE", "NODE", "ANALYSER", "TYPE", "STATE", "FRESH", "ITEMS", "LAST SYNC", "ATTEMPTS", "ERROR"}}
+			t := &table{header: []string{"PROFILE", "SERVICE", "NODE", "ANALYSER", "TYPE", "STATE", "FRESH", "ITEMS", "LAST SYNC", "METHOD", "ATTEMPTS", "ERROR"}}
 			for _, n := range nodes {
 				typ := strOr(n.Type)
 				if n.Subtype != nil && *n.Subtype != "" {
@@ -228,7 +232,7 @@ learned).`,
 					last = shortTime(*n.LastSync)
 				}
 				t.add(n.Profile, cellText(n.Service), cellText(n.Node), strOr(n.Analyser), typ, n.State, fmt.Sprint(n.Fresh),
-					fmt.Sprint(n.Items), last, fmt.Sprint(n.Attempts), cellText(strOr(n.LastError)))
+					fmt.Sprint(n.Items), last, strOr(n.Method), fmt.Sprint(n.Attempts), cellText(strOr(n.LastError)))
 			}
 			return t.write(a.stdout, termWidth(a.stdout, 160))
 		},

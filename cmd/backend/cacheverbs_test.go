@@ -65,14 +65,15 @@ func TestCacheVerbsCLI(t *testing.T) {
 			}
 			var mine map[string]any
 			for _, n := range st.Nodes {
-				if k := jsonKeys(n); k != "analyser,attempts,capacity,capacity_source,fresh,items,last_error,last_sync,node,parse_pending,profile,service,state,subtype,type" {
+				if k := jsonKeys(n); k != "analyser,attempts,capacity,capacity_source,fresh,items,last_error,last_sync,node,parse_pending,profile,reconcile_method,service,state,subtype,type" {
 					t.Errorf("status keys = %s", k)
 				}
 				if n["node"] == node {
 					mine = n
 				}
 			}
-			if mine == nil || mine["state"] != "complete" || mine["fresh"] != true || mine["items"] != 30.0 || mine["service"] != service || mine["last_sync"] == nil {
+			if mine == nil || mine["state"] != "complete" || mine["fresh"] != true || mine["items"] != 30.0 || mine["service"] != service || mine["last_sync"] == nil ||
+				mine["reconcile_method"] != "full" {
 				t.Fatalf("status of the node: %v", mine)
 			}
 			// Served from the cache: no items request; --no-cache sends one;

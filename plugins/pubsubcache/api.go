@@ -206,7 +206,7 @@ func (a *apiV2) Status(ctx context.Context, req *connect.Request[backendv2.PubSu
 	for _, s := range st {
 		m := &backendv2.PubSubCacheNode{Profile: s.Profile, Service: s.Service, Node: s.Node, Analyser: s.Analyser, Type: s.Type,
 			Subtype: s.Subtype, State: s.State, Fresh: s.Fresh, Items: int64(s.Items), Attempts: int64(s.Attempts), LastError: s.LastError,
-			ParsePending: int64(s.ParsePending), CapacitySource: s.CapacitySource}
+			ParsePending: int64(s.ParsePending), CapacitySource: s.CapacitySource, ReconcileMethod: s.Method}
 		if s.Capacity != nil {
 			c := int64(*s.Capacity)
 			m.Capacity = &c

@@ -97,6 +97,9 @@ type NodeStatus struct {
 	// CapacitySource where that was learned.
 	Capacity       *int
 	CapacitySource *string
+	// Method is how the last sync since the daemon started made the node
+	// complete (full, ids+newest, ids: reconcile.go); nil when none.
+	Method *string
 }
 
 // Status lists cached nodes, filtered by profile, service and node when
@@ -140,7 +143,7 @@ func (p *Plugin) Status(ctx context.Context, profileName, service, node string) 
 		n := r.n
 		s := NodeStatus{Profile: r.k.profile, Service: r.k.service, Node: r.k.node, Analyser: nilIfEmpty(n.analyser), Type: nilIfEmpty(n.typ),
 			Subtype: nilIfEmpty(n.subtype), State: string(n.state), Fresh: n.fresh, Items: counts[n.id], Attempts: n.attempts,
-			LastError: nilIfEmpty(n.lastError), ParsePending: pending[n.id]}
+			LastError: nilIfEmpty(n.lastError), ParsePending: pending[n.id], Method: nilIfEmpty(n.method)}
 		if !n.syncedAt.IsZero() {
 			t := n.syncedAt.UTC().Truncate(time.Second)
 			s.LastSync = &t

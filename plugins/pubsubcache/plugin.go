@@ -34,6 +34,7 @@ const (
 	KeyItemLimit   = "cache.item_limit"
 	KeyAnalysers   = "cache.analysers"
 	KeyConcurrency = "cache.sync_concurrency"
+	KeyReconcile   = "cache.reconcile"
 )
 
 // Counters of the cache (shown by `backend status`).
@@ -74,6 +75,10 @@ type Plugin struct {
 
 	// pageSize is the RSM page size of syncs (tests lower it).
 	pageSize int
+	// reconcileMode, when set (benchmarks), overrides cache.reconcile for
+	// every profile (reconcile.go). Set before the plugin starts, or
+	// between syncs.
+	reconcileMode string
 	// pendingTimeout is how long a published item waits for its
 	// notification before it is fetched by id.
 	pendingTimeout time.Duration
@@ -112,6 +117,8 @@ func Declarations() []params.Decl {
 			Help: "Analysers that apply to this profile's nodes (empty: all)."},
 		{Category: "cache", Name: "sync_concurrency", Type: params.TypeInt, Default: "2", Min: params.Int64(1), Max: params.Int64(16),
 			Help: "Node syncs running at the same time for this profile."},
+		{Category: "cache", Name: "reconcile", Type: params.TypeEnum, Default: reconcileExact, Choices: []string{reconcileExact, reconcileIDs, reconcileFull},
+			Help: "How a node is reconciled after a disconnection: exact (by difference where the service allows an exact one, else whole), ids (by difference also where updates in place would be missed), full (whole)."},
 	}
 }
 
@@ -212,10 +219,12 @@ type profileParams struct {
 	limit       int
 	analysers   []string
 	concurrency int
+	// reconcile is cache.reconcile (reconcile.go).
+	reconcile string
 }
 
 func defaultParams() profileParams {
-	return profileParams{enabled: true, limit: 10000, concurrency: 2}
+	return profileParams{enabled: true, limit: 10000, concurrency: 2, reconcile: reconcileExact}
 }
 
 // allowed returns the analyser filter of a profile (nil: all).
@@ -274,6 +283,9 @@ func (c *paramCache) of(ctx context.Context, profileName string) profileParams {
 		if n, err := params.ParseInt(s); err == nil && n >= 1 && n <= 16 {
 			v.concurrency = int(n)
 		}
+	}
+	if s, ok := values[KeyReconcile]; ok && (s == reconcileIDs || s == reconcileFull) {
+		v.reconcile = s
 	}
 	if s, ok := values[KeyAnalysers]; ok && s != "" {
 		if l, err := params.ParseList(s); err == nil {

@@ -67,6 +67,10 @@ type nodeInfo struct {
 	// resume: a sync of the node was interrupted (disconnection, server
 	// restart, daemon stop): it starts again when the profile connects.
 	resume bool
+	// method is how the last sync made the node complete (reconcile.go:
+	// methodFull, methodIDsNewest, methodIDs; "" none since the daemon
+	// started). Not stored: memory only.
+	method string
 }
 
 // limit is the number of items the service keeps in the node, 0 when
@@ -170,6 +174,8 @@ type event struct {
 	capacity     int
 	capSource    string
 	publishModel string
+	// evSyncDone: method is how the node was listed (reconcile.go).
+	method string
 	// evSyncDone, evVerified: how many items the service holds; evVerified:
 	// learned is the capacity the check learned (0: none).
 	count, learned int
@@ -214,6 +220,7 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		n.lastError = ""
 		n.syncedAt = now
 		n.subscribed = e.subscribed
+		n.method = e.method
 		n.verified, n.verifying = e.count, false
 		if n.capSource == "learned" && e.count > n.capacity {
 			// The service holds more than it was seen keeping: it was no

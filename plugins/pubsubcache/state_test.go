@@ -37,6 +37,12 @@ func TestStateTransitions(t *testing.T) {
 				}
 			}},
 		{"sync done without notifications", nodeInfo{state: StateInProgress}, event{kind: evSyncDone}, StateComplete, false, nil},
+		{"reconciled by difference", nodeInfo{state: StateInProgress, method: methodFull}, event{kind: evSyncDone, secured: true, method: methodIDsNewest}, StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if n.method != methodIDsNewest {
+					t.Errorf("method not recorded: %q", n.method)
+				}
+			}},
 		{"sync done over the limit", nodeInfo{state: StateInProgress}, event{kind: evSyncDone, partial: true, secured: true}, StatePartial, false, nil},
 		{"notifications over the limit", nodeInfo{state: StateComplete, fresh: true}, event{kind: evOverLimit}, StatePartial, false, nil},
 		{"partial node over the limit", nodeInfo{state: StatePartial}, event{kind: evOverLimit}, StatePartial, false, nil},

@@ -396,7 +396,25 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 		j.report(pr)
 		p.syncEvent(pr)
 	}()
-	for round := 1; ; round++ {
+	before, _ := p.nodes.get(k)
+	mode := p.params.of(ctx, k.profile).reconcile
+	if p.reconcileMode != "" {
+		mode = p.reconcileMode
+	}
+	method := methodFor(before, p.learn.get(ctx, before.profileID, k.service), mode, manual)
+	if method != methodFull {
+		out, err = s.reconcile(ctx, j, method)
+		switch {
+		case errors.Is(err, errFallback):
+			p.log.Info("node listed whole: reconciliation by difference not possible", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+			method = methodFull
+		case err != nil:
+			return err
+		case out.updated:
+			method = methodFull // an item re-published meanwhile: its place is settled by a whole listing
+		}
+	}
+	for round := 1; method == methodFull; round++ {
 		if out, err = s.listing(ctx, j); err != nil {
 			return err
 		}
@@ -474,6 +492,53 @@ type fetched struct {
 	err  error
 }
 
+// begin starts a listing or a reconciliation of the node: the node in
+// progress, notifications secured first (so that nothing published
+// meanwhile is missed), its configuration read (in the background with
+// async: configRead waits for it; nil otherwise).
+func (s *syncer) begin(ctx context.Context, j *SyncJob, async bool) (n nodeInfo, secured, subscribed bool, configRead func(), err error) {
+	p := s.p
+	k := j.key
+	j.startRound()
+	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
+		if _, err := t.ensure(ctx, k); err != nil {
+			return err
+		}
+		var err error
+		n, _, err = t.transition(ctx, k, event{kind: evSyncStarted})
+		return err
+	})
+	if err != nil {
+		return n, false, false, nil, err
+	}
+	p.syncEvent(Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1})
+
+	// Notifications first, so that nothing published during the fetch is missed.
+	subscribed = n.subscribed
+	if !subscribed {
+		if _, serr := p.c.Subscribe(ctx, k.profile, k.service, k.node); serr == nil {
+			subscribed = true
+		} else {
+			p.log.Info("cannot subscribe to the synced node", "profile", k.profile, "service", k.service, "node", k.node, "err", serr)
+		}
+	}
+	secured = subscribed
+	if isPEP(k.service) {
+		s.wantNotify(k.node)
+		secured = true
+	}
+	if !async {
+		s.readConfig(ctx, k)
+		return n, secured, subscribed, nil, nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.readConfig(ctx, k)
+	}()
+	return n, secured, subscribed, func() { <-done }, nil
+}
+
 // listing fetches the whole node once: notifications secured first, then
 // every item (RSM pages where the service honours RSM, the next page in
 // flight while the current one is stored; one request otherwise), stored
@@ -483,36 +548,10 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	p := s.p
 	k := j.key
 	pp := p.params.of(ctx, k.profile)
-	j.startRound()
-	var n nodeInfo
-	err := p.w.run(ctx, func(ctx context.Context, t *wtx) error {
-		if _, err := t.ensure(ctx, k); err != nil {
-			return err
-		}
-		var err error
-		n, _, err = t.transition(ctx, k, event{kind: evSyncStarted})
-		return err
-	})
+	n, secured, subscribed, _, err := s.begin(ctx, j, false)
 	if err != nil {
 		return listing{}, err
 	}
-	p.syncEvent(Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1})
-
-	// Notifications first, so that nothing published during the fetch is missed.
-	subscribed := n.subscribed
-	if !subscribed {
-		if _, serr := p.c.Subscribe(ctx, k.profile, k.service, k.node); serr == nil {
-			subscribed = true
-		} else {
-			p.log.Info("cannot subscribe to the synced node", "profile", k.profile, "service", k.service, "node", k.node, "err", serr)
-		}
-	}
-	secured := subscribed
-	if isPEP(k.service) {
-		s.wantNotify(k.node)
-		secured = true
-	}
-	s.readConfig(ctx, k)
 
 	ictx := internal(ctx)
 	beh := p.learn.get(ctx, n.profileID, k.service)
@@ -632,7 +671,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		// In the writer: every notification that came before is applied.
 		var err error
-		updated, err = s.finish(ctx, t, j, seen, pos, partial, secured, subscribed)
+		updated, err = s.finish(ctx, t, j, seen, pos, partial, secured, subscribed, methodFull)
 		return err
 	})
 	if err != nil {
@@ -807,7 +846,7 @@ func (s *syncer) probeMoves(ctx context.Context, j *SyncJob, n nodeInfo, order [
 // items only on one that keeps their place (ejabberd). On a service whose
 // way is not known yet, a listed item notified meanwhile may be in its
 // old place: updated is true, and the node is listed again.
-func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string]bool, pos int64, partial, secured, subscribed bool) (updated bool, err error) {
+func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string]bool, pos int64, partial, secured, subscribed bool, method string) (updated bool, err error) {
 	p := s.p
 	n, ok := t.node(j.key)
 	if !ok {
@@ -883,7 +922,7 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 		return false, err
 	}
 	updated = updated || j.hadUpdates()
-	_, _, err = t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count})
+	_, _, err = t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count, method: method})
 	return updated, err
 }
 
