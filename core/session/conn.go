@@ -469,7 +469,7 @@ func (c *conn) pingLoop() {
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, cfg.PingTimeout)
 		id := c.s.newID()
-		_, err := c.s.sendIQ(ctx, c.b, id, domain, []byte(iqXML("get", id, domain, "<ping xmlns='"+NSPing+"'/>")), false)
+		_, err := c.s.sendIQ(ctx, c.b, id, domain, []byte(iqXML("get", id, domain, "<ping xmlns='"+NSPing+"'/>")), false, true)
 		cancel()
 		var iqErr *IQError
 		switch {

@@ -38,7 +38,7 @@ func (s *Session) SendIQ(ctx context.Context, iq *stanza.IQ) (*stanza.IQ, error)
 	if err != nil {
 		return nil, fmt.Errorf("send iq: encode: %w", err)
 	}
-	return s.sendIQ(ctx, c.b, iq.Id, iq.To, data, true)
+	return s.sendIQ(ctx, c.b, iq.Id, iq.To, data, true, iq.Type == stanza.IQTypeGet)
 }
 
 // SendIQRaw sends an IQ of type typ ("get" or "set") to 'to' ("" for the
@@ -59,15 +59,15 @@ func (s *Session) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*s
 		return nil, ErrNotConnected
 	}
 	id := s.newID()
-	return s.sendIQ(ctx, c.b, id, to, []byte(iqXML(typ, id, to, payloadXML)), true)
+	return s.sendIQ(ctx, c.b, id, to, []byte(iqXML(typ, id, to, payloadXML)), true, typ == string(stanza.IQTypeGet))
 }
 
 // sendIQ registers the request, writes it on the binding and waits for
 // the answer. A lost connection does not end the wait when the binding
 // is resumable: the request, or its answer, comes with the resumed
 // stream; the wait ends with the binding (ErrDisconnected).
-func (s *Session) sendIQ(ctx context.Context, b *binding, id, to string, data []byte, count bool) (*stanza.IQ, error) {
-	p, err := s.tracker.register(id, to)
+func (s *Session) sendIQ(ctx context.Context, b *binding, id, to string, data []byte, count, get bool) (*stanza.IQ, error) {
+	p, err := s.tracker.register(id, to, data, get, s.resumptions.Load())
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -110,9 +112,12 @@ type Session struct {
 	handshake func(ctx context.Context, raw net.Conn, cfg *tls.Config) (net.Conn, *tls.ConnectionState, error)
 
 	tracker *tracker
-	iqsSent atomic.Int64
-	idPfx   string
-	idSeq   atomic.Uint64
+	// resumptions counts the stream resumptions (the epoch of the IQs
+	// registered since): requests from before one may be asked again.
+	resumptions atomic.Uint64
+	iqsSent     atomic.Int64
+	idPfx       string
+	idSeq       atomic.Uint64
 
 	presMu sync.Mutex // orders presence broadcasts with feature changes
 
@@ -441,11 +446,12 @@ func (s *Session) resumeOn(ctx context.Context, b *binding, n *negotiated, t0 ti
 	s.cur = c
 	s.state = StateConnected
 	s.mu.Unlock()
+	epoch := s.resumptions.Add(1)
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	stop := context.AfterFunc(c.ctx, cancel)
 	id := s.newID()
 	domain := s.cfg.account.Domain
-	_, perr := s.sendIQ(pctx, b, id, domain, []byte(iqXML("get", id, domain, "<ping xmlns='"+NSPing+"'/>")), false)
+	_, perr := s.sendIQ(pctx, b, id, domain, []byte(iqXML("get", id, domain, "<ping xmlns='"+NSPing+"'/>")), false, true)
 	stop()
 	cancel()
 	var iqErr *IQError
@@ -455,11 +461,27 @@ func (s *Session) resumeOn(ctx context.Context, b *binding, n *negotiated, t0 ti
 		s.mu.Unlock()
 		return fail(fmt.Errorf("after resumption: %w", perr))
 	}
+	// The server sent what it held before the ping's answer: a get sent
+	// before the loss, acknowledged by the server and still unanswered, has
+	// lost its answer (ejabberd may route it to the connection being
+	// replaced) or is still being answered; it is asked again (a get
+	// changes nothing; the second answer is dropped). A set cannot be.
+	asked := 0
+	for _, data := range s.tracker.staleGets(epoch) {
+		if slices.ContainsFunc(pending, func(p []byte) bool { return bytes.Equal(p, data) }) {
+			continue // resent above
+		}
+		if err := b.send(ctx, data); err != nil {
+			s.log.Warn("xmpp: asking again a request sent before the loss", "err", err)
+			break
+		}
+		asked++
+	}
 	if err := s.sendPresenceIfChanged(ctx, b); err != nil {
 		s.log.Warn("xmpp: send presence with new capabilities", "err", err)
 	}
 	s.log.Info("xmpp: stream resumed", "bound", b.jid, "endpoint", c.info.Endpoint.String(), "address", c.info.Address,
-		"resent", len(pending), "took", time.Since(t0).Round(time.Millisecond))
+		"resent", len(pending), "asked_again", asked, "took", time.Since(t0).Round(time.Millisecond))
 	return c, nil
 }
 

@@ -385,6 +385,75 @@ func TestFakeSMResume(t *testing.T) {
 	}
 }
 
+// TestFakeSMResumeLostAnswer: the server received a get (it acknowledged
+// it) but its answer was lost with the connection, and is not among what
+// it resends on resumption (ejabberd may route it to the connection being
+// replaced): once resumed, the get is asked again and answered; a set in
+// the same case is not sent twice.
+func TestFakeSMResumeLostAnswer(t *testing.T) {
+	sm := &fakeSM{id: "sm-lost", max: 60}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	f := newSMFixture(t, sm, func(fs *fakeServer, el *rawEl) {
+		if el.XMLName.Local != "iq" {
+			return
+		}
+		if !strings.Contains(el.Inner, "urn:example:lost") {
+			answerPings(fs, el)
+			return
+		}
+		mu.Lock()
+		seen[el.attr("type")]++
+		n := seen[el.attr("type")]
+		mu.Unlock()
+		if n > 1 {
+			fs.sm.toClient("<iq type='result' id='"+el.attr("id")+"'/>", false)
+		}
+	}, nil)
+	ctx := context.Background()
+	results := make(chan error, 2)
+	for _, typ := range []string{"get", "set"} {
+		go func() {
+			wait := 10 * time.Second
+			if typ == "set" {
+				wait = 2 * time.Second // never answered
+			}
+			ictx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			_, err := f.SendIQRaw(ictx, "", typ, "<q xmlns='urn:example:lost'/>")
+			results <- fmt.Errorf("%s: %w", typ, err)
+		}()
+	}
+	eventually(t, 5*time.Second, "both requests received", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["get"] == 1 && seen["set"] == 1
+	})
+	eventually(t, 5*time.Second, "both acknowledged", func() bool { _, out, acked, _ := f.smCounters(t); return out == acked })
+	sm.cut()
+	eventually(t, 10*time.Second, "the resumption", func() bool { return f.resumed.Load() == 1 })
+	var getErr, setErr error
+	for range 2 {
+		err := <-results
+		if strings.HasPrefix(err.Error(), "get") {
+			getErr = errors.Unwrap(err)
+		} else {
+			setErr = errors.Unwrap(err)
+		}
+	}
+	if getErr != nil {
+		t.Errorf("the get whose answer was lost: %v, want answered once asked again", getErr)
+	}
+	if !errors.Is(setErr, context.DeadlineExceeded) {
+		t.Errorf("the set whose answer was lost: %v, want no answer (never sent twice)", setErr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["get"] != 2 || seen["set"] != 1 {
+		t.Errorf("the server got the get %d times and the set %d times, want 2 and 1", seen["get"], seen["set"])
+	}
+}
+
 // TestFakeSMResumeRefused: the server refuses the resumption: the waiting
 // IQ fails, the disconnection is reported (ErrResumptionFailed), and the
 // same stream binds afresh after the Connecting hook.

@@ -22,15 +22,22 @@ type tracker struct {
 type pendingIQ struct {
 	to    string // normalised request 'to' ("" when none)
 	reply chan *stanza.IQ
+	// data is the request as written, get whether it is of type get (it
+	// may be asked again), epoch the session's resumption count when it
+	// was registered.
+	data  []byte
+	get   bool
+	epoch uint64
 }
 
 func newTracker() *tracker {
 	return &tracker{pending: map[string]*pendingIQ{}}
 }
 
-// register records a request with id sent to 'to'.
-func (t *tracker) register(id, to string) (*pendingIQ, error) {
-	p := &pendingIQ{to: normalizeJID(to), reply: make(chan *stanza.IQ, 1)}
+// register records a request with id sent to 'to' (data: as written; get:
+// of type get; epoch: the session's resumption count).
+func (t *tracker) register(id, to string, data []byte, get bool, epoch uint64) (*pendingIQ, error) {
+	p := &pendingIQ{to: normalizeJID(to), reply: make(chan *stanza.IQ, 1), data: data, get: get, epoch: epoch}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, dup := t.pending[id]; dup {
@@ -38,6 +45,20 @@ func (t *tracker) register(id, to string) (*pendingIQ, error) {
 	}
 	t.pending[id] = p
 	return p, nil
+}
+
+// staleGets returns the requests of type get still waiting that were
+// registered before epoch (sent before a resumption).
+func (t *tracker) staleGets(epoch uint64) [][]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out [][]byte
+	for _, p := range t.pending {
+		if p.get && p.epoch < epoch {
+			out = append(out, p.data)
+		}
+	}
+	return out
 }
 
 // forget removes a request (answered or abandoned).

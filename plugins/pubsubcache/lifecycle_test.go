@@ -14,6 +14,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/pubsubcache/search"
 	"example.org/backend/plugins/xep0060"
@@ -123,6 +124,29 @@ func (f *lifeFixture) post(t testing.TB, service, node string, from, to, seed in
 	}
 	if n, ok := f.cache.nodes.get(nodeKey{"alice", service, node}); ok && n.cached() && to > from {
 		f.waitNotified(t, node, itemID(to-1))
+		f.waitCached(t, n.id, itemID(to-1))
+	}
+}
+
+// waitCached waits until the cache stored item id in node nodeID: this
+// test's observer sees a notification before the cache's writer stores
+// it, and the checks a notification may start must have begun before a
+// test looks for requests.
+func (f *lifeFixture) waitCached(t testing.TB, nodeID int, id string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.NodeID(nodeID), pubsubitem.ItemID(id)).Exist(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache never stored notified item %s", id)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -525,7 +549,11 @@ func TestLifecycleBusyNode(t *testing.T) {
 				if pr.State != StateComplete || !pr.Fresh || listings > 2 {
 					t.Errorf("%s: sync during re-publishing: %d listings, ended %s fresh=%v (want complete and fresh within two listings)", pl.name, listings, pr.State, pr.Fresh)
 				}
-				// Served from the cache while the re-publishing goes on.
+				// Served from the cache while the re-publishing goes on, once
+				// the cache learned where this service puts a re-published
+				// item (the first re-publish it sees on the node, during the
+				// sync or after it, lists the node once more).
+				f.waitLearnedRepublish(t, svc, node)
 				f.waitServed(t, "alice", svc, node)
 				for range 3 {
 					f.twentyReads(t, pl.name+", during re-publishing", svc, node)
@@ -537,6 +565,23 @@ func TestLifecycleBusyNode(t *testing.T) {
 				t.Logf("%s: %d re-publications", pl.name, r.count.Load())
 			}
 		})
+	}
+}
+
+// waitLearnedRepublish waits until the cache learned where the service puts
+// re-published items.
+func (f *lifeFixture) waitLearnedRepublish(t testing.TB, svc, node string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, _ := f.cache.nodes.get(nodeKey{"alice", svc, node})
+		if f.cache.learn.get(context.Background(), n.profileID, svc).RepublishMoves != serviceprofile.RepublishMovesUnknown {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache never learned where %s puts re-published items", svc)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
