@@ -37,6 +37,9 @@ func newTracker() *tracker {
 // register records a request with id sent to 'to' (data: as written; get:
 // of type get; epoch: the session's resumption count).
 func (t *tracker) register(id, to string, data []byte, get bool, epoch uint64) (*pendingIQ, error) {
+	if !get {
+		data = nil // a set is never sent again: not kept
+	}
 	p := &pendingIQ{to: normalizeJID(to), reply: make(chan *stanza.IQ, 1), data: data, get: get, epoch: epoch}
 	t.mu.Lock()
 	defer t.mu.Unlock()

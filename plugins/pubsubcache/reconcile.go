@@ -33,14 +33,15 @@ import (
 //     ×4 until it reaches the anchor; 4 at most, else methodFull), read
 //     back from the newest until the anchor: the newest item whose
 //     payload is the cached one and that is the newest, in the cache's
-//     order, of the items before it; every addition is after it. Items
+//     order, of the items before it; every addition, every changed item
+//     of the page, is after it (an item notified during the job is no
+//     anchor). Items
 //     after the anchor are stored again (their payload and place: the
 //     service's), items before keep theirs. Every re-published item being
 //     after every untouched one, this finds every update, additions and
 //     retractions, with one exception, stated: an update followed, while
-//     offline, by a re-publish of every item newer than it with its
-//     unchanged payload (a no-op re-publish of the newest items) is
-//     hidden behind them.
+//     offline, by no-op re-publishes (unchanged payloads) of more items
+//     than the newest pages read is hidden behind them.
 //   - methodIDs, on a service that keeps a re-published item in its place
 //     (RepublishMoves no; ejabberd): the same requests, which find every
 //     addition, retraction, purge and dropped item, and the updates of the
@@ -100,8 +101,16 @@ func newestWindow(page []string, held []string, pos map[string]int64, same func(
 	for i, id := range page {
 		inPage[id] = i
 	}
-	// Every addition must be after the anchor.
+	// Every addition must be after the anchor, and every cached item of
+	// the page whose payload changed: an item notified since (stored, so
+	// unchanged) or re-published unchanged must not hide one below it.
 	limit := len(page)
+	for i, id := range page {
+		if _, cached := pos[id]; cached && !same(id) {
+			limit = i
+			break
+		}
+	}
 	for _, id := range held {
 		if _, cached := pos[id]; cached {
 			continue
@@ -186,7 +195,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 				held = append(held, id)
 			}
 			held = append(held, np.ids...)
-			if start, ok := counted(np.ids, held, pos, np.same, np.whole, np.count); ok {
+			if start, ok := counted(np.ids, held, pos, np.unchanged(j), np.whole, np.count); ok {
 				np.start, listed = start, np.count
 			}
 		}
@@ -202,7 +211,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 		settled, size := len(ids) == 0, max(newestStart, len(ids)/64)
 		if np.page != nil && !settled {
 			// The page the count did not settle may with the listing.
-			np.start, settled = newestWindow(np.ids, ids, pos, np.same, np.whole)
+			np.start, settled = newestWindow(np.ids, ids, pos, np.unchanged(j), np.whole)
 			size = min(size*4, len(ids)+1)
 		}
 		if settled && len(ids) == 0 {
@@ -215,7 +224,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 			if np, err = s.newest(ctx, k, n, size); err != nil {
 				return listing{}, err
 			}
-			np.start, settled = newestWindow(np.ids, ids, pos, np.same, np.whole)
+			np.start, settled = newestWindow(np.ids, ids, pos, np.unchanged(j), np.whole)
 		}
 	}
 	if listed > pp.limit {
@@ -289,6 +298,14 @@ type newestPage struct {
 	count int
 	// start is where the items to store again start (newestWindow).
 	start int
+}
+
+// unchanged reports whether an item of the page has its cached payload
+// and was not notified during the job j: an item stored from a
+// notification since the reconnection is not what the cache held before
+// it, and cannot be the anchor.
+func (np newestPage) unchanged(j *SyncJob) func(id string) bool {
+	return func(id string) bool { return np.same(id) && !j.isTouched(id) }
 }
 
 // newest asks the service for the node's size newest items.

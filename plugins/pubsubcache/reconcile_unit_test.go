@@ -42,7 +42,7 @@ func TestNewestWindow(t *testing.T) {
 	// The cache held a..f in that order; page is the service's newest
 	// items (its order), held its id listing; changed ids have another
 	// payload than cached.
-	pos := map[string]int64{"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, "f": 5}
+	pos := map[string]int64{"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, "f": 5, "n": 6}
 	split := func(s string) []string {
 		if s == "" {
 			return nil
@@ -67,6 +67,14 @@ func TestNewestWindow(t *testing.T) {
 		{"purged and refilled", "x,y", "x,y", "", true, 0, true},
 		{"addition retracted since the listing", "a,b,c,d,e,f,g", "e,f", "", true, 2, true},
 		{"re-published out of order: anchor before", "a,b,c,d,e,f", "c,d,f,e", "", false, 3, true},
+		// n was notified after the reconnection (stored: unchanged) above
+		// c, updated offline: n is no anchor, c is stored again.
+		{"update below a live notification", "a,b,c,d,e,f,n", "d,e,f,c,n", "c", false, 3, true},
+		// b updated offline, then e re-published unchanged: b is in the
+		// page below e, e is no anchor.
+		{"update below an unchanged re-publish", "a,b,c,d,e", "c,d,b,e", "b", false, 2, true},
+		// Updates reach the bottom of the page: a larger page is needed.
+		{"changed items down to the page's start", "a,b,c,d,e,f", "e,f,b,c", "e,b,c", false, 0, false},
 	} {
 		changed := map[string]bool{}
 		for _, id := range split(tc.changed) {
