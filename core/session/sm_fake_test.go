@@ -352,12 +352,12 @@ func TestFakeSMResume(t *testing.T) {
 		iq <- err
 	}()
 	eventually(t, 5*time.Second, "the IQ sent", func() bool { _, out, _, _ := f.smCounters(t); return out == 6 })
-	sm.mu.Lock()
-	loseLeft := sm.loseNext
-	sm.mu.Unlock()
-	if loseLeft != 0 {
-		t.Fatalf("%d stanzas not sent yet", loseLeft)
-	}
+	// Written by the client: wait until the server read (and lost) them.
+	eventually(t, 5*time.Second, "the three stanzas lost", func() bool {
+		sm.mu.Lock()
+		defer sm.mu.Unlock()
+		return sm.loseNext == 0
+	})
 	sm.toClient(message("s3"), true)
 	sm.cut()
 	eventually(t, 10*time.Second, "the resumption", func() bool { return f.resumed.Load() == 1 })
