@@ -98,11 +98,7 @@ func value(f *dto.MetricFamily, want ...string) float64 {
 // TCP listener serves /metrics only with the token.
 func TestMetricsAfterSession(t *testing.T) {
 	srv := startXMPP(t, testsvc.KindProsody, nil)
-	proxy, err := testsvc.NewProxy(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy := testsvc.ProxyFor(t, srv)
 	e := newEnv(t)
 	tcpPort := freePort(t)
 	// Plain HTTP on loopback (TLS on the listener is TestTCPListenerTLS's).

@@ -60,13 +60,9 @@ func TestResumedIsNoDisconnection(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := servers.Use(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			f := newFixture(t)
-			_, err = f.ps.Create(context.Background(), profiles.CreateRequest{
+			_, err := f.ps.Create(context.Background(), profiles.CreateRequest{
 				Name: "carol", JID: "carol@" + srv.Domain, Password: "carol-pw",
 				Params: map[string]string{profiles.KeyHost: "127.0.0.1", profiles.KeyPort: strconv.Itoa(proxy.Port()), profiles.KeyCAFile: srv.CAFile},
 			})

@@ -156,11 +156,7 @@ func TestResumeAfterTCPCut(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := useServer(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			w := startWatched(t, srv, "frank", "tcp-cut", proxy, nil)
 			if info, _ := w.ConnInfo(); !info.StreamManagement || !info.Resumable {
 				t.Fatalf("stream management not enabled: %+v", info)
@@ -194,11 +190,7 @@ func TestResumeAfterSilentNetwork(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := useServer(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			w := startWatched(t, srv, "frank", "silent", proxy, func(c *Config) {
 				c.PingInterval = 200 * time.Millisecond
 				c.PingTimeout = 500 * time.Millisecond
@@ -243,11 +235,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 // reconnect to a server refusing connections, with no goroutine left.
 func TestStopWhileReconnecting(t *testing.T) {
 	srv := useServer(t, testsvc.KindProsody)
-	proxy, err := testsvc.NewProxy(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy := testsvc.ProxyFor(t, srv)
 	// An endpoint that resets the connection fails the attempt at once,
 	// not after Timeout: three attempts come well before one Timeout.
 	w := startWatched(t, srv, "grace", "stop-reconnecting", proxy, func(c *Config) {

@@ -60,11 +60,7 @@ func TestResumeDeliversBothWays(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := useServer(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			aliceIn := &inbox{prefix: "gap-"}
 			var resumedSeen string // alice's inbox when Resumed ran
 			var rec stateRecorder
@@ -153,11 +149,7 @@ func TestResumeWindowPassed(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := useServer(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			w := startWatched(t, srv, "grace", "window", proxy, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -207,11 +199,7 @@ func TestHalfOpenNoticedByAck(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			srv := useServer(t, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(t, srv)
 			w := startWatched(t, srv, "frank", "half-open", proxy, func(c *Config) {
 				c.PingInterval = -1
 				c.PingTimeout = 500 * time.Millisecond

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -359,4 +360,15 @@ func (c *proxyConn) markDone() {
 func resetConn(conn *net.TCPConn) {
 	_ = conn.SetLinger(0)
 	_ = conn.Close()
+}
+
+// ProxyFor starts a Proxy in front of srv, closed when the test ends.
+func ProxyFor(tb testing.TB, srv *XMPPServer) *Proxy {
+	tb.Helper()
+	p, err := NewProxy(srv.Addr())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
 }

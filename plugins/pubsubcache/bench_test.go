@@ -217,11 +217,7 @@ func BenchmarkResumeInterrupted5000(b *testing.B) {
 	for _, kind := range kinds {
 		b.Run(kind, func(b *testing.B) {
 			srv := servers.Use(b, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(b, srv)
 			f := newFixture(b, srv, fixtureOpts{via: proxy}, "alice")
 			ctx := context.Background()
 			svc, node := f.nodeOn(b, "alice", syncPrefix)

@@ -594,11 +594,7 @@ func TestLifecycleInterrupted(t *testing.T) {
 		for _, cut := range []string{"disconnect", "server restart"} {
 			t.Run(kind+"/"+cut, func(t *testing.T) {
 				srv := servers.Use(t, kind)
-				proxy, err := testsvc.NewProxy(srv.Addr())
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { proxy.Close() })
+				proxy := testsvc.ProxyFor(t, srv)
 				f := newLifeFixture(t, kind, fixtureOpts{pageSize: 10, via: proxy})
 				const size = 300
 				svc, node := f.bobNode(t, placements(kind)[0], syncPrefix, map[string][]string{"pubsub#max_items": {"1000"}})

@@ -38,11 +38,7 @@ type dropFixture struct {
 func newDropFixture(t *testing.T, kind string) *dropFixture {
 	t.Helper()
 	srv := servers.Use(t, kind)
-	proxy, err := testsvc.NewProxy(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := testsvc.ProxyFor(t, srv)
 	df := &dropFixture{proxy: proxy}
 	df.fixture = newFixture(t, srv, fixtureOpts{via: proxy}, "alice")
 	ctx := context.Background()
@@ -366,11 +362,7 @@ func BenchmarkNetworkDrop3s(b *testing.B) {
 	for _, kind := range kinds {
 		b.Run(kind, func(b *testing.B) {
 			srv := servers.Use(b, kind)
-			proxy, err := testsvc.NewProxy(srv.Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer proxy.Close()
+			proxy := testsvc.ProxyFor(b, srv)
 			f := newFixture(b, srv, fixtureOpts{via: proxy}, "alice")
 			var names []string
 			var service string
@@ -462,11 +454,7 @@ func (g *gapSessions) Session(profile string) (core.XMPP, error) {
 func TestResumeRestartsCutSync(t *testing.T) {
 	const size = 400
 	srv := servers.Use(t, testsvc.KindEjabberd)
-	proxy, err := testsvc.NewProxy(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := testsvc.ProxyFor(t, srv)
 	gs := &gapSessions{}
 	f := newFixture(t, srv, fixtureOpts{via: proxy, pageSize: 10, sessions: func(s core.Sessions) core.Sessions {
 		gs.Sessions = s
