@@ -141,9 +141,37 @@ func readPlan(m *migrate.Migrate, dialectName string) (plan, error) {
 	return p, nil
 }
 
+// sqlitePageSize is the page size of a new SQLite database. A cached item
+// (payload and parsed JSON) takes 2–3 KB: with the default 4 KiB pages
+// only one fits per page and a third of the table is empty space; with
+// 16 KiB pages six or seven do (issue 22: 4 105 → 2 782 bytes per item in
+// the items table). An existing database keeps its page size.
+const sqlitePageSize = 16384
+
+// initPageSize gives an empty database file its page size: it must be set
+// before the first write, and before the switch to WAL, which writes the
+// first page.
+func initPageSize(ctx context.Context, path string) error {
+	if fi, err := os.Stat(path); err != nil || fi.Size() > 0 {
+		return nil // missing (created below by SQLite), or not new
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		return fmt.Errorf("open new database: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d; VACUUM", sqlitePageSize)); err != nil {
+		return fmt.Errorf("set the page size of the new database: %w", err)
+	}
+	return nil
+}
+
 // migrateSQLite backs up (when needed) and migrates the SQLite file on a
 // dedicated connection without foreign keys, then checks foreign keys.
 func migrateSQLite(ctx context.Context, r resolved, log *slog.Logger) error {
+	if err := initPageSize(ctx, r.path); err != nil {
+		return err
+	}
 	db, err := sql.Open("sqlite3", sqliteMigrationDSN(r.path))
 	if err != nil {
 		return fmt.Errorf("open database for migration: %w", err)

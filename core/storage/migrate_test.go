@@ -286,3 +286,42 @@ func TestCascadeDeletes(t *testing.T) {
 		}
 	})
 }
+
+// TestNewDatabasePageSize: a new SQLite database gets sqlitePageSize (set
+// before the switch to WAL); an existing one keeps its own.
+func TestNewDatabasePageSize(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Driver: DriverSQLite, DataDir: dir})
+	var size int
+	var mode string
+	if err := s.DB.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if size != sqlitePageSize || mode != "wal" {
+		t.Errorf("new database: page_size %d, journal_mode %s; want %d, wal", size, mode, sqlitePageSize)
+	}
+
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite3", "file:"+old+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := initPageSize(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	db, err = sql.Open("sqlite3", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 4096 {
+		t.Errorf("existing database: page_size %d (%v), want it kept at 4096", size, err)
+	}
+}

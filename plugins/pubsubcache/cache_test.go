@@ -3,7 +3,6 @@ package pubsubcache
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,8 +57,12 @@ func TestSyncAndServe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if it.ParseState != pubsubitem.ParseStateOk || it.Parsed["id"] != itemID(5) || it.SearchText == "" {
-				t.Errorf("parse_state=%s parsed=%v search_text=%q", it.ParseState, it.Parsed, it.SearchText)
+			indexed, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.ID(it.ID), f.host.Store.MatchText("parsed "+itemID(5))).Exist(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if it.ParseState != pubsubitem.ParseStateOk || it.Parsed["id"] != itemID(5) || !indexed {
+				t.Errorf("parse_state=%s parsed=%v full-text indexed=%v", it.ParseState, it.Parsed, indexed)
 			}
 			// Behaviour learned from the service.
 			pid, _ := f.cache.store.profileID(context.Background(), "alice")
@@ -232,8 +235,12 @@ func testParserDown(t *testing.T, how string) {
 		}
 		if len(ok) == items {
 			for _, it := range ok {
-				if it.Parsed["id"] != it.ItemID || !strings.Contains(it.SearchText, "parsed "+it.ItemID) {
-					t.Errorf("item %s: parsed=%v search_text=%q", it.ItemID, it.Parsed, it.SearchText)
+				indexed, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.ID(it.ID), f.host.Store.MatchText("parsed "+it.ItemID)).Exist(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if it.Parsed["id"] != it.ItemID || !indexed {
+					t.Errorf("item %s: parsed=%v full-text indexed=%v", it.ItemID, it.Parsed, indexed)
 				}
 			}
 			break

@@ -3,7 +3,6 @@ package pubsubcache
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -340,9 +339,7 @@ func (q *parseQueue) parseBatch(k nodeKey, analyser string, items []wire.Item) (
 			out[i].state, out[i].err = pubsubitem.ParseStateError, r.Err.Error()
 		default:
 			out[i].state, out[i].parsed = pubsubitem.ParseStateOk, r.JSON
-			if r.SearchText != "" {
-				out[i].searchText = strings.TrimSpace(out[i].searchText + "\n" + r.SearchText)
-			}
+			out[i].searchText = searchTextOf(out[i].searchText, r.SearchText)
 		}
 	}
 	return out, nil

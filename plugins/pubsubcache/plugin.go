@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"example.org/backend/core/connections"
 	"example.org/backend/core/params"
 	"example.org/backend/core/profiles"
+	"example.org/backend/core/storage"
 	"example.org/backend/plugins/pubsubcache/search"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/triggers"
@@ -319,6 +321,63 @@ func (p *Plugin) online(profileName string) bool {
 // isPEP tells whether service is a user's PEP service (a bare account JID).
 func isPEP(service string) bool {
 	return strings.Contains(service, "@") && !strings.Contains(service, "/")
+}
+
+// searchTextOf is the full-text of a parsed item: the payload's text, then
+// each line of the parser's text that does not repeat it. A line whose
+// terms (case folded) appear in the same order next to each other in the
+// payload's text is left out: every word and phrase of it already matches
+// (a microblog parser's title and content are the payload's text again).
+func searchTextOf(payloadText, parserText string) string {
+	parserText = strings.TrimSpace(parserText)
+	if parserText == "" {
+		return payloadText
+	}
+	have := foldedTerms(payloadText)
+	b := strings.Builder{}
+	b.WriteString(payloadText)
+	for line := range strings.Lines(parserText) {
+		line = strings.TrimSpace(line)
+		terms := foldedTerms(line)
+		if len(terms) == 0 || containsRun(have, terms) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// foldedTerms are the full-text terms of s, case folded.
+func foldedTerms(s string) []string {
+	terms := storage.SearchTerms(s)
+	for i, t := range terms {
+		terms[i] = strings.ToLower(t)
+	}
+	return terms
+}
+
+// containsRun reports whether run appears in terms as consecutive terms.
+func containsRun(terms, run []string) bool {
+	for i := 0; i+len(run) <= len(terms); i++ {
+		if slices.Equal(terms[i:i+len(run)], run) {
+			return true
+		}
+	}
+	return false
+}
+
+// ftsText is the search_text written with an item. The column only hands
+// the text over to the full-text index, whose triggers then blank it (see
+// migration 20261202153404_fts_contentless): '' means "keep the index as
+// it is", so an item without text is written as " " (no terms).
+func ftsText(text string) string {
+	if text == "" {
+		return " "
+	}
+	return text
 }
 
 // textOf returns the character data of a payload without markup.

@@ -85,7 +85,7 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 			ids[start+i] = it.ID
 			bs[i] = c.PubsubItem.Create().SetNodeID(nodeID).SetItemID(it.ID).SetPayload(it.Payload).
 				SetNillablePublisher(nilIfEmpty(it.Publisher)).SetNillableCursor(nilIfEmpty(it.cursor)).
-				SetParseState(it.parseState).SetSearchText(it.searchText).SetPosition(it.position).
+				SetParseState(it.parseState).SetSearchText(ftsText(it.searchText)).SetPosition(it.position).
 				SetNillableParseError(nilIfEmpty(it.parseErr)).SetNillableParserVersion(nilIfEmpty(it.parserVersion))
 			if it.digest != nil {
 				bs[i].SetDigest(it.digest)
@@ -530,7 +530,7 @@ func (s *nodeStore) storeParsed(ctx context.Context, c *ent.Client, nodeID int, 
 		}
 		sameAs := pubsubitem.Or(pubsubitem.Digest(digestOf(r.payload)), pubsubitem.And(pubsubitem.DigestIsNil(), pubsubitem.Payload(r.payload)))
 		u := c.PubsubItem.Update().Where(pubsubitem.ID(id), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), sameAs).
-			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(r.searchText).SetNillableParserVersion(nilIfEmpty(r.version))
+			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(ftsText(r.searchText)).SetNillableParserVersion(nilIfEmpty(r.version))
 		if m := parsedMap(r.parsed); m != nil {
 			u.SetParsed(m)
 		}

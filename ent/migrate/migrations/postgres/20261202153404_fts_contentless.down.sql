@@ -1,0 +1,2 @@
+-- Hand-written migration (postgres): nothing to undo.
+SELECT 1;
