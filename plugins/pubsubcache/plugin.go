@@ -371,8 +371,9 @@ func containsRun(terms, run []string) bool {
 
 // ftsText is the search_text written with an item. The column only hands
 // the text over to the full-text index, whose triggers then blank it (see
-// migration 20261202153404_fts_contentless): ” means "keep the index as
-// it is", so an item without text is written as " " (no terms).
+// migration 20261202153404_fts_contentless): the empty string means "keep
+// the index as it is", so an item without text is written as " " (no
+// terms).
 func ftsText(text string) string {
 	if text == "" {
 		return " "
