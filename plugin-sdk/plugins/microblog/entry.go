@@ -32,46 +32,50 @@ const AttachmentsPrefix = "urn:xmpp:pubsub-attachments:1/"
 const nsXML = "http://www.w3.org/XML/1998/namespace"
 
 // Entry is the parsed form of a microblog item, after the ancestor's
-// item2mbdata. Every key is always present: null when the entry does not
-// say, [] for empty lists. Times are RFC 3339 UTC with second precision, so
-// they sort as strings. Plain-text fields are safe.Text, URL fields passed
+// item2mbdata. A key whose value would be null (the entry does not say) is
+// left out, at every level (omitempty on every pointer field); lists are
+// always present, [] when empty (search tells [] from a missing key:
+// "tags == []"); authors only when there are several. Times are RFC 3339
+// UTC with second precision, so they sort as strings. Plain-text fields are safe.Text, URL fields passed
 // safe.URL, *_xhtml fields the sanitiser; the README lists every key.
 type Entry struct {
 	// ID is the pubsub item id; Service and Node locate the item and URI
-	// is its XMPP URI (XEP-0060 §12.21), null when the service or node is
+	// is its XMPP URI (XEP-0060 §12.21), nil when the service or node is
 	// unknown.
 	ID      string  `json:"id"`
-	Service *string `json:"service"`
-	Node    *string `json:"node"`
-	URI     *string `json:"uri"`
+	Service *string `json:"service,omitempty"`
+	Node    *string `json:"node,omitempty"`
+	URI     *string `json:"uri,omitempty"`
 	// AtomID is the Atom <id>.
-	AtomID *string `json:"atom_id"`
+	AtomID *string `json:"atom_id,omitempty"`
 	// Title is the plain-text title; TitleXHTML its sanitised XHTML when the
 	// title is rich (and the profile keeps XHTML). A post without any
 	// <content> (the usual XEP-0277 short post) has its title read as its
 	// content, as Libervia does: title and title_xhtml are then null.
-	Title      *string `json:"title"`
-	TitleXHTML *string `json:"title_xhtml"`
+	Title      *string `json:"title,omitempty"`
+	TitleXHTML *string `json:"title_xhtml,omitempty"`
 	// Content is the plain-text body; ContentXHTML its sanitised XHTML (a
 	// <div xmlns="http://www.w3.org/1999/xhtml">) when the body is rich.
-	Content      *string `json:"content"`
-	ContentXHTML *string `json:"content_xhtml"`
+	Content      *string `json:"content,omitempty"`
+	ContentXHTML *string `json:"content_xhtml,omitempty"`
 	// Summary and Rights are Atom's <summary> and <rights>, like Title.
-	Summary      *string `json:"summary"`
-	SummaryXHTML *string `json:"summary_xhtml"`
-	Rights       *string `json:"rights"`
-	RightsXHTML  *string `json:"rights_xhtml"`
+	Summary      *string `json:"summary,omitempty"`
+	SummaryXHTML *string `json:"summary_xhtml,omitempty"`
+	Rights       *string `json:"rights,omitempty"`
+	RightsXHTML  *string `json:"rights_xhtml,omitempty"`
 	// Published and Updated are RFC 3339 UTC; Updated falls back to
 	// Published.
-	Published *string `json:"published"`
-	Updated   *string `json:"updated"`
+	Published *string `json:"published,omitempty"`
+	Updated   *string `json:"updated,omitempty"`
 	// Language is the entry's xml:lang.
-	Language *string `json:"language"`
+	Language *string `json:"language,omitempty"`
 	// Author is the first <author> (as Atom readers take it), its JID
-	// falling back to the item's publisher; Authors are all of them, in
-	// order, and Contributors the <contributor>s.
+	// falling back to the item's publisher (when that author has no URI).
+	// Authors are all of them, in order, only when there are several (nil
+	// otherwise: the one author is Author), and Contributors the
+	// <contributor>s.
 	Author       Person   `json:"author"`
-	Authors      []Person `json:"authors"`
+	Authors      []Person `json:"authors,omitempty"`
 	Contributors []Person `json:"contributors"`
 	// Tags are the terms of the categories, in order, without duplicates.
 	Tags []string `json:"tags"`
@@ -83,25 +87,25 @@ type Entry struct {
 	// InReplyTo are the posts this one replies to (thr:in-reply-to).
 	InReplyTo []Reply `json:"in_reply_to"`
 	// Repeated says the entry repeats another post (XEP-0277 §2.6).
-	Repeated *Repeat `json:"repeated"`
+	Repeated *Repeat `json:"repeated,omitempty"`
 	// Attachments are the files attached to the post (rel enclosure, and
 	// related, external, links), as Libervia reads them.
 	Attachments []Attachment `json:"attachments"`
 	// Geoloc is where the post was written (XEP-0080, XEP-0277 §6).
-	Geoloc *Geoloc `json:"geoloc"`
+	Geoloc *Geoloc `json:"geoloc,omitempty"`
 	// AttachmentsNode is the node of the item's XEP-0470 attachments
-	// (noticed, reactions) on the same service; null when the URI is.
-	AttachmentsNode *string `json:"attachments_node"`
+	// (noticed, reactions) on the same service; nil when the URI is.
+	AttachmentsNode *string `json:"attachments_node,omitempty"`
 }
 
 // Person is an Atom person construct (author, contributor).
 type Person struct {
-	Name  *string `json:"name"`
-	URI   *string `json:"uri"`
-	Email *string `json:"email"`
+	Name  *string `json:"name,omitempty"`
+	URI   *string `json:"uri,omitempty"`
+	Email *string `json:"email,omitempty"`
 	// JID is the person's bare JID from an xmpp: URI (for the first
 	// author, else the item's publisher).
-	JID *string `json:"jid"`
+	JID *string `json:"jid,omitempty"`
 	// JIDVerified says that the item's publisher (as the service reported
 	// it) is the person's JID.
 	JIDVerified bool `json:"jid_verified"`
@@ -111,9 +115,9 @@ type Person struct {
 type Link struct {
 	Rel    string  `json:"rel"`
 	Href   string  `json:"href"`
-	Type   *string `json:"type"`
-	Title  *string `json:"title"`
-	Length *int64  `json:"length"`
+	Type   *string `json:"type,omitempty"`
+	Title  *string `json:"title,omitempty"`
+	Length *int64  `json:"length,omitempty"`
 }
 
 // Comment is a comments node (XEP-0277 <link rel="replies" title="comments">).
@@ -126,25 +130,25 @@ type Comment struct {
 // Reply is a thr:in-reply-to: the Atom id of the post replied to, and where
 // it is.
 type Reply struct {
-	Ref  *string `json:"ref"`
-	Href *string `json:"href"`
-	Type *string `json:"type"`
+	Ref  *string `json:"ref,omitempty"`
+	Href *string `json:"href,omitempty"`
+	Type *string `json:"type,omitempty"`
 }
 
 // Repeat describes a repeated post: who repeated it (the publisher) and the
 // original (the rel="via" link).
 type Repeat struct {
-	By  *string `json:"by"`
+	By  *string `json:"by,omitempty"`
 	URI string  `json:"uri"`
-	Ref *string `json:"ref"`
+	Ref *string `json:"ref,omitempty"`
 }
 
 // Attachment is a file attached to a post.
 type Attachment struct {
 	URL       string  `json:"url"`
-	MediaType *string `json:"media_type"`
-	Desc      *string `json:"desc"`
-	Size      *int64  `json:"size"`
+	MediaType *string `json:"media_type,omitempty"`
+	Desc      *string `json:"desc,omitempty"`
+	Size      *int64  `json:"size,omitempty"`
 	// External is true for a rel="related" link (a page elsewhere), false
 	// for an enclosure.
 	External bool `json:"external"`
@@ -155,19 +159,19 @@ const NSGeoloc = "http://jabber.org/protocol/geoloc"
 
 // Geoloc is a XEP-0080 location (the fields a post's place needs).
 type Geoloc struct {
-	Lat         *float64 `json:"lat"`
-	Lon         *float64 `json:"lon"`
-	Accuracy    *float64 `json:"accuracy"`
-	Country     *string  `json:"country"`
-	CountryCode *string  `json:"countrycode"`
-	Region      *string  `json:"region"`
-	Locality    *string  `json:"locality"`
-	Street      *string  `json:"street"`
-	PostalCode  *string  `json:"postalcode"`
-	Description *string  `json:"description"`
-	Text        *string  `json:"text"`
-	URI         *string  `json:"uri"`
-	Timestamp   *string  `json:"timestamp"`
+	Lat         *float64 `json:"lat,omitempty"`
+	Lon         *float64 `json:"lon,omitempty"`
+	Accuracy    *float64 `json:"accuracy,omitempty"`
+	Country     *string  `json:"country,omitempty"`
+	CountryCode *string  `json:"countrycode,omitempty"`
+	Region      *string  `json:"region,omitempty"`
+	Locality    *string  `json:"locality,omitempty"`
+	Street      *string  `json:"street,omitempty"`
+	PostalCode  *string  `json:"postalcode,omitempty"`
+	Description *string  `json:"description,omitempty"`
+	Text        *string  `json:"text,omitempty"`
+	URI         *string  `json:"uri,omitempty"`
+	Timestamp   *string  `json:"timestamp,omitempty"`
 }
 
 // readGeoloc reads a <geoloc/> (its start consumed).
@@ -211,7 +215,7 @@ func readGeoloc(dec *xml.Decoder) (*Geoloc, error) {
 
 // Options change how an entry is parsed.
 type Options struct {
-	// DropXHTML leaves the *_xhtml fields null.
+	// DropXHTML leaves the *_xhtml fields nil (out of the JSON).
 	DropXHTML bool
 	// Service and Node locate the item (for service, node, uri and
 	// attachments_node).
@@ -267,7 +271,7 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 	if start.Name.Space != NSAtom || start.Name.Local != "entry" {
 		return nil, "", fmt.Errorf("%w: root element is {%s}%s", ErrNotEntry, start.Name.Space, start.Name.Local)
 	}
-	e := &Entry{ID: id, Authors: []Person{}, Contributors: []Person{}, Tags: []string{}, Links: []Link{},
+	e := &Entry{ID: id, Contributors: []Person{}, Tags: []string{}, Links: []Link{},
 		Comments: []Comment{}, InReplyTo: []Reply{}, Attachments: []Attachment{}}
 	if opts.Service != "" {
 		e.Service = ptr(opts.Service)
@@ -400,6 +404,9 @@ func ParseEntry(id, publisher string, payload []byte, opts Options) (*Entry, str
 	}
 	if len(e.Authors) > 0 {
 		e.Author = e.Authors[0]
+	}
+	if len(e.Authors) < 2 { // Author says it all (see Entry)
+		e.Authors = nil
 	}
 	if e.Author.JID == nil && e.Author.URI == nil && pub != "" { // no URI naming someone else
 		e.Author.JID = ptr(pub)

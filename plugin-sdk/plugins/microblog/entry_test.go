@@ -150,9 +150,52 @@ func TestParseEntryMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(e)
-	want := `{"id":"x","service":null,"node":null,"uri":null,"atom_id":null,"title":null,"title_xhtml":null,"content":null,"content_xhtml":null,"summary":null,"summary_xhtml":null,"rights":null,"rights_xhtml":null,"published":null,"updated":null,"language":null,"author":{"name":null,"uri":null,"email":null,"jid":null,"jid_verified":false},"authors":[],"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"repeated":null,"attachments":[],"geoloc":null,"attachments_node":null}`
+	// Null keys are left out, lists stay ([] when empty), authors only
+	// when there are several.
+	want := `{"id":"x","author":{"jid_verified":false},"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"attachments":[]}`
 	if string(raw) != want || text != "" {
 		t.Errorf("got %s (text %q)\nwant %s", raw, text, want)
+	}
+}
+
+// TestParseEntryCompact: the JSON leaves out null keys at every level,
+// keeps lists ([] when empty: search tells [] from a missing key), and has
+// authors only when there are several (author is the first one, with the
+// publisher fallback when it has no URI).
+func TestParseEntryCompact(t *testing.T) {
+	const (
+		ada = `<author><name>Ada</name></author>`
+		bob = `<author><name>Bob</name><uri>xmpp:bob@example.org</uri></author>`
+	)
+	tests := []struct {
+		name, authors, want string
+	}{
+		{"no author", "",
+			`{"id":"x","author":{"jid":"pub@example.org","jid_verified":true},"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"attachments":[]}`},
+		{"one author without uri", ada,
+			`{"id":"x","author":{"name":"Ada","jid":"pub@example.org","jid_verified":true},"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"attachments":[]}`},
+		{"one author", bob,
+			`{"id":"x","author":{"name":"Bob","uri":"xmpp:bob@example.org","jid":"bob@example.org","jid_verified":false},"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"attachments":[]}`},
+		{"several authors", ada + bob,
+			`{"id":"x","author":{"name":"Ada","jid":"pub@example.org","jid_verified":true},` +
+				`"authors":[{"name":"Ada","jid_verified":false},{"name":"Bob","uri":"xmpp:bob@example.org","jid":"bob@example.org","jid_verified":false}],` +
+				`"contributors":[],"tags":[],"links":[],"comments":[],"in_reply_to":[],"attachments":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload := `<entry xmlns="http://www.w3.org/2005/Atom">` + tt.authors + `<link href="https://e.org/"/><geoloc xmlns="http://jabber.org/protocol/geoloc"/></entry>`
+			e, _, err := ParseEntry("x", "pub@example.org/res", []byte(payload), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.Marshal(e)
+			// The link and the empty geoloc: no null member either.
+			want := strings.Replace(tt.want, `"links":[]`, `"links":[{"rel":"alternate","href":"https://e.org/"}]`, 1)
+			want = strings.Replace(want, `"attachments":[]`, `"attachments":[],"geoloc":{}`, 1)
+			if string(raw) != want {
+				t.Errorf("got  %s\nwant %s", raw, want)
+			}
+		})
 	}
 }
 

@@ -34,7 +34,7 @@ const (
 )
 
 // Version is the plugin's version.
-const Version = "0.2.0"
+const Version = "0.3.0"
 
 // New returns the plugin, with its own per-profile state.
 func New() *sdk.Plugin {
@@ -124,9 +124,9 @@ func (s *state) parse(_ context.Context, req sdk.ParseRequest, it sdk.Item) (any
 type CommentEntry struct {
 	*Entry
 	// ParentItem is the item id of the commented post, from the comments
-	// node's name (urn:xmpp:microblog:0:comments/ID); null when the node
-	// does not have that form.
-	ParentItem *string `json:"parent_item"`
+	// node's name (urn:xmpp:microblog:0:comments/ID); nil (left out of
+	// the JSON) when the node does not have that form.
+	ParentItem *string `json:"parent_item,omitempty"`
 }
 
 // ParseComment parses an item of a comments node (an Atom entry, XEP-0277
