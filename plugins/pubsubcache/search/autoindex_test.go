@@ -325,3 +325,28 @@ func TestAutoIndexHostilePaths(t *testing.T) {
 		}
 	})
 }
+
+// TestAutoIndexDropsInvalid checks that an invalid index left by a failed
+// concurrent build on PostgreSQL is dropped at start.
+func TestAutoIndexDropsInvalid(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *storage.Store) {
+		if s.Dialect != storage.DriverPostgres {
+			return
+		}
+		ctx := context.Background()
+		loadFixture(t, s)
+		name := autoIndexPrefix + "s_0123456789abcdef"
+		// A unique index over duplicates fails and stays, invalid.
+		if _, err := s.DB.ExecContext(ctx, `CREATE UNIQUE INDEX CONCURRENTLY `+name+` ON pubsub_items (parse_state)`); err == nil {
+			t.Fatal("unique index over duplicates built")
+		}
+		a := newAuto(t, s)
+		if a.count != 0 {
+			t.Errorf("%d indexes counted", a.count)
+		}
+		var n int
+		if err := s.DB.QueryRowContext(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, name).Scan(&n); err != nil || n != 0 {
+			t.Errorf("invalid index still there (%d, %v)", n, err)
+		}
+	})
+}
