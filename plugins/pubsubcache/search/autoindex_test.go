@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -347,6 +348,132 @@ func TestAutoIndexDropsInvalid(t *testing.T) {
 		var n int
 		if err := s.DB.QueryRowContext(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, name).Scan(&n); err != nil || n != 0 {
 			t.Errorf("invalid index still there (%d, %v)", n, err)
+		}
+	})
+}
+
+// TestAutoIndexRandomFilters compares, on random mixed-type values of an
+// undeclared path, the indexed answers with the Go reference semantics.
+func TestAutoIndexRandomFilters(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 5))
+	pool := []any{0.0, 1.0, -1.0, 2.5, 0.1, 0.30000000000000004, 1e-300, -1e300, 1e300, 9007199254740993.0, 5.0, 7.0,
+		"", "a", "ab", "abc", "b", "é", "éa", "z", "A", "5", long64, long64 + "a", long64 + "b", long64[:126] + "f",
+		true, false}
+	value := func() any { return pool[rng.IntN(len(pool))] }
+	var items []fixtureItem
+	for i := range 300 {
+		doc := map[string]any{"k": i}
+		switch r := rng.IntN(10); {
+		case r == 0: // missing
+		case r == 1:
+			doc["r"] = nil
+		case r == 2:
+			doc["r"] = []any{value()}
+		default:
+			doc["r"] = value()
+		}
+		raw, _ := json.Marshal(doc)
+		items = append(items, fixtureItem{rng.IntN(len(fixtureNodes)), fmt.Sprintf("r%d", i), string(raw), "", t0.Add(time.Duration(i) * time.Minute)})
+	}
+	// Numbers with more digits than a float8 holds (an analyser's raw
+	// JSON): PostgreSQL's numeric index keeps them exact, the search
+	// compares them rounded.
+	items[0].parsed = `{"r":0.10000000000000000001}`
+	items[1].parsed = `{"r":4.99999999999999999999}`
+	items[2].parsed = `{"r":5.00000000000000000001}`
+	scalar := func() any {
+		for {
+			if v := value(); v != true && v != false {
+				return v
+			}
+		}
+	}
+	var filters []Filter
+	for len(filters) < 400 {
+		var op Op
+		var v any
+		switch rng.IntN(6) {
+		case 0:
+			op, v = OpEq, value()
+		case 1:
+			op, v = []Op{OpLt, OpLe, OpGt, OpGe}[rng.IntN(4)], scalar()
+		case 2:
+			a, b := scalar(), scalar()
+			op, v = OpBetween, []any{a, b}
+		case 3:
+			op, v = OpIn, []any{value(), value(), value()}
+		case 4:
+			s, ok := scalar().(string)
+			if !ok {
+				continue
+			}
+			op, v = OpLike, s[:rng.IntN(len(s)+1)]+"%"
+		case 5:
+			op, v = OpNe, value()
+		}
+		raw, _ := json.Marshal(v)
+		f, err := NewFilter("r", string(op), raw, false)
+		if err != nil {
+			continue // between of two kinds, invalid UTF-8 cut...
+		}
+		filters = append(filters, f)
+	}
+	for _, fc := range []string{`r == 0.1`, `r == 5`, `r >= 5`, `r > 5`, `r <= 5`, `r < 5`, `r <= 0.1`, `r >= 0.1`, `r between [0.1, 5]`, `r in [0.1, 5]`} {
+		filters = append(filters, mustFilter(fc))
+	}
+	forEachEngine(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		loadFixture(t, s)
+		nodes := s.Client.PubsubNode.Query().Order(ent.Asc(pubsubnode.FieldID)).IDsX(ctx)
+		for _, it := range items {
+			var m map[string]any
+			_ = json.Unmarshal([]byte(it.parsed), &m)
+			s.Client.PubsubItem.Create().SetNodeID(nodes[it.node]).SetItemID(it.id).SetPayload([]byte("<x/>")).
+				SetParsed(m).SetParseState("ok").SetCreatedAt(it.created).SaveX(ctx)
+		}
+		for _, it := range items[:3] {
+			q := `UPDATE pubsub_items SET parsed = ? WHERE item_id = ?`
+			if s.Dialect == storage.DriverPostgres {
+				q = `UPDATE pubsub_items SET parsed = $1::jsonb WHERE item_id = $2`
+			}
+			if _, err := s.DB.ExecContext(ctx, q, it.parsed, it.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sr := New(s, nil)
+		a := newAuto(t, s)
+		sr.UseAutoIndex(a)
+		for _, f := range []Filter{mustFilter(`r == "a"`), mustFilter(`r == 1`)} {
+			if _, err := sr.Search(ctx, Query{Filters: []Filter{f}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.settleAll(t)
+		want := 1
+		if s.Dialect == storage.DriverPostgres {
+			want = 2 // strings and numbers
+		}
+		if got := a.readyPaths(); len(got) != want {
+			t.Fatalf("indexes %q, want %d on r", got, want)
+		}
+		all := append(slices.Clone(fixture), items...)
+		for _, f := range filters {
+			var want []string
+			for _, it := range all {
+				if refMatch(it.parsed, f) {
+					want = append(want, it.id)
+				}
+			}
+			sort.Strings(want)
+			rows, err := sr.rows(ctx, Query{Filters: []Filter{f}})
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
+			}
+			if got := sortedIDs(rows); !slices.Equal(got, want) {
+				q, _, _, _ := sr.Build(Query{Filters: []Filter{f}})
+				t.Errorf("%s = %q, want %q\n%s", f, got, want, q)
+			}
 		}
 	})
 }
