@@ -209,6 +209,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 	p.w.flush(ctx)
 	p.cancel()
 	p.wg.Wait()
+	if p.index.auto != nil {
+		p.index.auto.Close()
+	}
 	return nil
 }
 

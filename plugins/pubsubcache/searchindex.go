@@ -25,6 +25,10 @@ type searchIndex struct {
 	mu         sync.Mutex
 	built      []string
 	reindexing bool
+
+	// auto creates the expression indexes of undeclared paths searched
+	// (set by start, closed by Plugin.Close).
+	auto *search.AutoIndex
 }
 
 // start reads the built paths, builds the searcher over the cache and
@@ -39,6 +43,10 @@ func (ix *searchIndex) start(ctx context.Context) (*search.Searcher, error) {
 	}
 	ix.built = built
 	s := search.New(p.h.Store, ix.paths)
+	if ix.auto, err = search.NewAutoIndex(ctx, p.h.Store, p.log); err != nil {
+		return nil, err
+	}
+	s.UseAutoIndex(ix.auto)
 	if p.h.API == nil {
 		return s, nil
 	}

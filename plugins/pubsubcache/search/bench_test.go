@@ -36,7 +36,10 @@ var benchWords = []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot
 // loadBench stores the benchmark items: item i is in node i%100, published
 // 1000 items a day, tagged "one tag" when i%100 == 7 (1 %), and its text
 // holds "zebra" when i%100 == 13 (1 %).
-func loadBench(b *testing.B, s *storage.Store) {
+func loadBench(b *testing.B, s *storage.Store) { loadBenchItems(b, s, benchItems) }
+
+// loadBenchItems stores the first n benchmark items (n a multiple of 1000).
+func loadBenchItems(b *testing.B, s *storage.Store, n int) {
 	ctx := context.Background()
 	start := time.Now()
 	c := s.Client
@@ -49,7 +52,7 @@ func loadBench(b *testing.B, s *storage.Store) {
 	paths, _ := parsePaths(benchPaths)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const batch = 1000
-	for lo := 0; lo < benchItems; lo += batch {
+	for lo := 0; lo < n; lo += batch {
 		err := s.WithTx(ctx, func(tx *ent.Tx) error {
 			creates := make([]*ent.PubsubItemCreate, 0, batch)
 			docs := make([]map[string]any, 0, batch)
@@ -119,7 +122,7 @@ func loadBench(b *testing.B, s *storage.Store) {
 	if _, err := s.DB.ExecContext(ctx, maintenance); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s: loaded %d items in %v", s.Dialect, benchItems, time.Since(start).Round(time.Millisecond))
+	b.Logf("%s: loaded %d items in %v", s.Dialect, n, time.Since(start).Round(time.Millisecond))
 }
 
 func BenchmarkSearch(b *testing.B) {

@@ -85,6 +85,31 @@
 // Reindex rebuilds the table. Strings longer than MaxIndexedText are left
 // out of the side table.
 //
+// Paths nobody declares get expression indexes on demand (AutoIndex, when
+// the Searcher has one). The first search with ==, <, <=, >, >=, between,
+// in, or like with a literal prefix on such a path (positive, on strings or
+// numbers; not booleans, arrays, objects, members or case-folded
+// operators, nor orders) runs as before, scanning the searched items, and
+// asks for an index, which one goroutine creates in the background: on
+// SQLite one index on the first AutoIndexPrefixChars characters of a
+// string or the number at the path (NULL otherwise); on PostgreSQL one on
+// the string prefix under the "C" collation (byte order) and, for numeric
+// filters, one on the exact numeric value. Once it exists, searches add a
+// condition on the indexed expression that every matching item meets (the
+// prefix of an equal string is equal, of a greater one not smaller;
+// PostgreSQL's numeric bounds are widened by one float8 step) and keep the
+// exact predicate on the item as the recheck, so the results are the same
+// with or without the index. The path reaches that SQL as a literal built
+// from the canonical path (quotes doubled, control characters refused);
+// keys holding '"' or '\' cannot be searched undeclared anyway. Indexes
+// are named pubsub_items_px_<kind>_<hash of the path>; AutoIndex reads them
+// from the catalog at start, so no table records them; at most
+// MaxAutoIndexes exist per database (then further paths keep scanning).
+// SQLite's CREATE INDEX holds the write lock while it reads the items
+// (about 20 ms per 5 000 items; writers wait, up to the busy timeout); PostgreSQL's CREATE INDEX CONCURRENTLY lets writes go on, and
+// a failed build's invalid index is dropped (and again at start). A failed
+// build is retried by a search ten minutes later at the earliest.
+//
 // # Safety
 //
 // Paths, operators and values are validated (a malformed query is an

@@ -40,7 +40,14 @@ type Row struct {
 type Searcher struct {
 	store   *storage.Store
 	indexed func() []string
+	// auto, when set (UseAutoIndex, before the first search), narrows
+	// filters on undeclared paths with expression indexes.
+	auto *AutoIndex
 }
+
+// UseAutoIndex makes filters on paths without a side-table index use (and
+// ask for) expression indexes; call it before the first search.
+func (s *Searcher) UseAutoIndex(a *AutoIndex) { s.auto = a }
 
 // New returns a Searcher over store. indexed returns the paths that the
 // cache indexes (IndexItem) for every item; filters and orders on them
@@ -137,7 +144,9 @@ func (s *Searcher) build(q Query, unparsed bool) (string, []any, bool, error) {
 	b.nodeFilters(q)
 	b.in("i.item_id", q.ItemIDs, false)
 	if unparsed {
-		b.w(" AND i.parse_state <> 'ok'")
+		// Two ranges rather than <> so that the parse_state index
+		// serves the count (almost every item is parsed).
+		b.w(" AND (i.parse_state < 'ok' OR i.parse_state > 'ok')")
 		return b.sb.String(), b.args, b.fold, nil
 	}
 	if len(q.Filters) > 0 && drive < 0 {
@@ -151,6 +160,9 @@ func (s *Searcher) build(q Query, unparsed bool) (string, []any, bool, error) {
 			continue
 		}
 		b.w(" AND ")
+		if s.auto != nil && !indexed[f.Path.String()] {
+			s.auto.prefilter(b, f)
+		}
 		if err := b.filter(f, indexed[f.Path.String()]); err != nil {
 			return "", nil, false, invalid(fmt.Errorf("filter %s: %w", f, err))
 		}
