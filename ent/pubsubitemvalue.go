@@ -27,7 +27,7 @@ type PubsubItemValue struct {
 	Kind string `json:"kind,omitempty"`
 	// UTF-8 text: the string; "true"/"false"; canonical JSON of numbers, arrays and objects.
 	ValueText *[]byte `json:"value_text,omitempty"`
-	// Case-folded string (kind s only), for ilike/ioverlap.
+	// Case-folded string (kind s only), for ilike/ioverlap; NULL when it equals value_text (search.Fold leaves most strings unchanged).
 	ValueFold *[]byte `json:"value_fold,omitempty"`
 	// The number (kind n only).
 	ValueNum *float64 `json:"value_num,omitempty"`

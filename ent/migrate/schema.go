@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -182,11 +183,17 @@ var (
 				Name:    "pubsubitemvalue_path_value_num",
 				Unique:  false,
 				Columns: []*schema.Column{PubsubItemValuesColumns[1], PubsubItemValuesColumns[6], PubsubItemValuesColumns[3], PubsubItemValuesColumns[2], PubsubItemValuesColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "value_num IS NOT NULL",
+				},
 			},
 			{
 				Name:    "pubsubitemvalue_path_value_fold",
 				Unique:  false,
 				Columns: []*schema.Column{PubsubItemValuesColumns[1], PubsubItemValuesColumns[5], PubsubItemValuesColumns[3], PubsubItemValuesColumns[2], PubsubItemValuesColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "value_fold IS NOT NULL",
+				},
 			},
 			{
 				Name:    "pubsubitemvalue_item_id_path",

@@ -44,7 +44,7 @@ func (PubsubItemValue) Fields() []ent.Field {
 		field.Bytes("value_fold").
 			Optional().
 			Nillable().
-			Comment("Case-folded string (kind s only), for ilike/ioverlap."),
+			Comment("Case-folded string (kind s only), for ilike/ioverlap; NULL when it equals value_text (search.Fold leaves most strings unchanged)."),
 		field.Float("value_num").
 			Optional().
 			Nillable().
@@ -69,12 +69,21 @@ func (PubsubItemValue) Indexes() []ent.Index {
 	return []ent.Index{
 		// Filters: equality, ranges and prefix patterns per kind of value.
 		// The indexes cover every column the filters read (kind, role,
-		// item_id), so a filter never reads the table.
+		// item_id), so a filter never reads the table. The number and
+		// folded-text indexes are partial: most values are strings, and
+		// most strings are their own case fold (value_fold NULL); a filter
+		// on value_num or value_fold implies IS NOT NULL, which both
+		// engines use to pick the partial index.
 		index.Fields("path", "value_text", "kind", "role", "item_id").StorageKey("pubsubitemvalue_path_value_text"),
-		index.Fields("path", "value_num", "kind", "role", "item_id").StorageKey("pubsubitemvalue_path_value_num"),
-		index.Fields("path", "value_fold", "kind", "role", "item_id").StorageKey("pubsubitemvalue_path_value_fold"),
+		index.Fields("path", "value_num", "kind", "role", "item_id").StorageKey("pubsubitemvalue_path_value_num").
+			Annotations(entsql.IndexWhere("value_num IS NOT NULL")),
+		index.Fields("path", "value_fold", "kind", "role", "item_id").StorageKey("pubsubitemvalue_path_value_fold").
+			Annotations(entsql.IndexWhere("value_fold IS NOT NULL")),
 		// Ordering by a path, negated filters, reindexing and deleting an
-		// item's values (covering the sort columns).
+		// item's values (covering the sort columns: (item_id, path, role)
+		// alone saves 119 of 780 bytes per microblog item on SQLite but
+		// makes a sort of every item on a path or a negated filter 1.5 to
+		// 3 times slower there, reading the table row of each item).
 		index.Fields("item_id", "path", "role", "kind", "value_num", "value_text").StorageKey("pubsubitemvalue_item_id_path"),
 	}
 }

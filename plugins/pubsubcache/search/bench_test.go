@@ -136,6 +136,13 @@ func BenchmarkSearch(b *testing.B) {
 		{"a_tags_overlap_published_desc", Query{Filters: []Filter{mustFilter(`tags overlap ["one tag"]`)}, OrderBy: []Order{desc("published")}, Limit: 20}, 20},
 		{"b_fts_rank", Query{FTS: "zebra", OrderBy: []Order{rank}, Limit: 20}, 20},
 		{"c_published_between_day", Query{Filters: []Filter{mustFilter(`published between ["2026-02-10T00:00:00Z", "2026-02-11T00:00:00Z"]`)}, Limit: 20}, 20},
+		// Case-insensitive filters: on strings that are not their own
+		// fold ("User 7…") and on strings that are ("café"); a negated
+		// filter and a sort on a path read the side table by item.
+		{"d_author_ilike_prefix", Query{Filters: []Filter{mustFilter(`author.name ilike "USER 7%"`)}, OrderBy: []Order{desc("published")}, Limit: 20}, 20},
+		{"e_tags_ioverlap", Query{Filters: []Filter{mustFilter(`tags ioverlap ["CAFÉ"]`)}, Limit: 20}, 20},
+		{"f_tags_disjoint", Query{Filters: []Filter{mustFilter(`tags disjoint ["one tag", "alpha"]`)}, Limit: 20}, 20},
+		{"g_published_desc", Query{OrderBy: []Order{desc("published")}, Limit: 20}, 20},
 	}
 	for _, e := range engines {
 		b.Run(e, func(b *testing.B) {

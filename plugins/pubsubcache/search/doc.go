@@ -77,8 +77,10 @@
 // for every item it stores with the union of those paths (the set it gives
 // New), which fills the side table pubsub_item_values (one row per scalar
 // value, per array element, and per whole array or object), indexed by
-// (path, value_text), (path, value_num), (path, value_fold) and (item_id,
-// path) on both engines. Filters and orders on an indexed path read the
+// (path, value_text), (path, value_num) and (path, value_fold) (both
+// partial: numbers, and the strings that are not their own case fold:
+// value_fold is NULL for the others, whose case-insensitive filters read
+// value_text) and (item_id, path) on both engines. Filters and orders on an indexed path read the
 // side table; others use the engine's JSON functions (json_extract /
 // json_each on SQLite, strict jsonpath on PostgreSQL): the results are the
 // same, only the speed differs. When the set of indexed paths changes,

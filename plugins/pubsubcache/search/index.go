@@ -31,7 +31,7 @@ type value struct {
 	role int
 	kind string
 	text []byte
-	fold []byte
+	fold []byte // nil unless kind s and Fold(text) != text
 	num  *float64
 }
 
@@ -74,7 +74,14 @@ func scalarValue(path string, role int, v any) (value, bool) {
 		if len(x) > MaxIndexedText {
 			return value{}, false
 		}
-		return value{path: path, role: role, kind: "s", text: []byte(x), fold: []byte(Fold(x))}, true
+		v := value{path: path, role: role, kind: "s", text: []byte(x)}
+		if f := Fold(x); f != x {
+			// Only a string that is not its own fold stores it: the
+			// queries on folded text read value_text otherwise (see
+			// foldOp).
+			v.fold = []byte(f)
+		}
+		return v, true
 	case float64:
 		return value{path: path, role: role, kind: "n", text: []byte(strconv.FormatFloat(x, 'g', -1, 64)), num: &x}, true
 	case bool:

@@ -157,10 +157,21 @@ func (b *builder) filter(f Filter, indexed bool) error {
 		}
 		if negated {
 			b.w("NOT EXISTS (SELECT 1 FROM pubsub_item_values ", v, " WHERE ", v, ".item_id = i.id AND ")
-		} else {
-			b.w("i.id IN (SELECT ", v, ".item_id FROM pubsub_item_values ", v, " WHERE ")
+			if err := b.indexedCond(v, f, op, roles); err != nil {
+				return err
+			}
+			b.w(")")
+			return nil
 		}
-		if err := b.indexedCond(v, f, op, roles); err != nil {
+		b.w("i.id IN (SELECT ", v, ".item_id FROM pubsub_item_values ", v, " WHERE ")
+		if !foldOp(op) {
+			if err := b.indexedBranch(v, f, op, roles, false); err != nil {
+				return err
+			}
+			b.w(")")
+			return nil
+		}
+		if err := b.foldUnion(v, f, op, roles, " UNION ALL "); err != nil {
 			return err
 		}
 		b.w(")")
@@ -216,13 +227,72 @@ func (b *builder) filter(f Filter, indexed bool) error {
 	return nil
 }
 
-// indexedCond writes the side-table condition of f (positive op) on the
-// rows aliased v.
-func (b *builder) indexedCond(v string, f Filter, op Op, roles string) error {
-	b.w(v, ".path = ")
+// foldOp reports whether the positive operator op compares folded text
+// (ilike, ioverlap: its pred reads the fold column against a folded
+// needle).
+//
+// On the side table value_fold is NULL when a string is its own fold, so
+// such a filter is the union of two branches, each with the path equality
+// so that each uses an index on its own: the folds that differ from their
+// text (value_fold, partial index), and the text read as the fold (text
+// index). The second branch needs no
+// value_fold IS NULL guard, which the text index does not hold: Fold maps
+// rune to rune and is idempotent (TestFoldIdempotent), so a text that
+// equals or matches a folded needle has a fold that does too.
+func foldOp(op Op) bool { return op == OpILike || op == OpIOverlap }
+
+// indexedBranch writes the side-table condition of f (positive op) on the
+// rows aliased v; with asText, the branch of a case-insensitive operator
+// that reads value_text as the fold, otherwise the one reading value_fold.
+func (b *builder) indexedBranch(v string, f Filter, op Op, roles string, asText bool) error {
+	c := indexedCols(v)
+	b.w("(", v, ".path = ")
 	b.arg(f.Path.String())
 	b.w(" AND ", v, ".role IN ", roles, " AND ")
-	return b.pred(indexedCols(v), op, f.Value)
+	if foldOp(op) {
+		if asText {
+			c.fold = c.text
+		} else {
+			b.w(v, ".value_fold IS NOT NULL AND ")
+		}
+	}
+	if err := b.pred(c, op, f.Value); err != nil {
+		return err
+	}
+	b.w(")")
+	return nil
+}
+
+// indexedCond writes the whole side-table condition of f (positive op) on
+// the rows aliased v (for a negated filter, which reads an item's rows).
+func (b *builder) indexedCond(v string, f Filter, op Op, roles string) error {
+	if !foldOp(op) {
+		return b.indexedBranch(v, f, op, roles, false)
+	}
+	b.w("(")
+	if err := b.indexedBranch(v, f, op, roles, false); err != nil {
+		return err
+	}
+	b.w(" OR ")
+	if err := b.indexedBranch(v, f, op, roles, true); err != nil {
+		return err
+	}
+	b.w(")")
+	return nil
+}
+
+// foldUnion writes the two branches of a case-insensitive filter as a
+// compound select of item ids (after "SELECT v.item_id FROM
+// pubsub_item_values v WHERE ", written by the caller), so that each
+// branch is planned alone, index-only on both engines (PostgreSQL plans an
+// OR of the two as one scan of the path filtering the heap rows).
+func (b *builder) foldUnion(v string, f Filter, op Op, roles, union string) error {
+	if err := b.indexedBranch(v, f, op, roles, false); err != nil {
+		return err
+	}
+	v2 := b.alias("v")
+	b.w(union, "SELECT ", v2, ".item_id FROM pubsub_item_values ", v2, " WHERE ")
+	return b.indexedBranch(v2, f, op, roles, true)
 }
 
 // drivingTable writes a derived table i(id) of the items matching the
@@ -235,8 +305,16 @@ func (b *builder) drivingTable(f Filter) error {
 		roles = "(1, 3)"
 	}
 	v := b.alias("v")
+	if foldOp(op) {
+		b.w("(SELECT ", v, ".item_id AS id FROM pubsub_item_values ", v, " WHERE ")
+		if err := b.foldUnion(v, f, op, roles, " UNION "); err != nil {
+			return err
+		}
+		b.w(") i")
+		return nil
+	}
 	b.w("(SELECT DISTINCT ", v, ".item_id AS id FROM pubsub_item_values ", v, " WHERE ")
-	if err := b.indexedCond(v, f, op, roles); err != nil {
+	if err := b.indexedBranch(v, f, op, roles, false); err != nil {
 		return err
 	}
 	b.w(") i")
