@@ -125,6 +125,28 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 			b.Fatalf("a read after the sync is not from the cache: %.200s", out)
 		}
 	}
+	// An equality filter on a path nobody declared (title): the first
+	// search asks for its expression index (point 5), counted in the size.
+	title := corpus.Post(7).Title
+	for i := 0; ; i++ {
+		out, errs, code := e.cli(b, "cache", "search", "-o", "json", "-p", "alice", "-F", "title == "+strconv.Quote(title))
+		if code != exitOK {
+			b.Fatalf("cache search: %d %s", code, errs)
+		}
+		var res struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Items) == 0 {
+			b.Fatalf("title search: %d items (%v): %.300s", len(res.Items), err, out)
+		}
+		if autoIndexes(b, dbPath, pgDSN) > 0 {
+			break
+		}
+		if i == 100 {
+			b.Fatal("no expression index for title after 100 searches")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	daemonRSS, _ := rss(b, e.daemon.Process.Pid)
 	if os.Getenv("FOOTPRINT_MEMSTATS") != "" {
 		// The daemon's Go heap, to tell it from SQLite's page cache.
@@ -187,6 +209,29 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 	b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(daemonStart+pluginStart)/(1<<20), "rss-start-MiB")
 	b.ReportMetric(float64(daemonStart)/(1<<20), "daemon-start-MiB")
+}
+
+// autoIndexes counts the search's expression indexes (pubsub_items_px_*).
+func autoIndexes(tb testing.TB, dbPath string, pgDSN *string) int {
+	tb.Helper()
+	var db *sql.DB
+	var err error
+	q := `SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'pubsub_items_px_%'`
+	if pgDSN != nil {
+		db, err = sql.Open("pgx", *pgDSN)
+		q = `SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'pubsub_items_px_%'`
+	} else {
+		db, err = sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(q).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 // smaps returns the anonymous memory and the proportional set size (Pss:
