@@ -169,7 +169,10 @@ func TestRestoreRefusesBadFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(good)
-	for i := len(raw) / 2; i < len(raw)/2+4096 && i < len(raw); i++ {
+	// The whole middle page, header included (free space alone is not
+	// damage integrity_check can see).
+	mid := len(raw) / 2 / sqlitePageSize * sqlitePageSize
+	for i := mid; i < mid+sqlitePageSize && i < len(raw); i++ {
 		raw[i] ^= 0xff
 	}
 	damaged := filepath.Join(dir, "damaged.db")

@@ -16,6 +16,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,9 +133,27 @@ const sqliteAppDriver = "sqlite3-backend"
 // walSizeLimit is what the WAL is truncated to after a checkpoint.
 const walSizeLimit = 4 << 20
 
+// walCheckpointBytes is the WAL size after which a commit checkpoints it
+// (SQLite's wal_autocheckpoint counts pages: its default of 1000 pages is
+// 4 MiB with 4 KiB pages but 16 MiB with the 16 KiB pages of new
+// databases, so it is set from the page size).
+const walCheckpointBytes = 4 << 20
+
 func init() {
 	sql.Register(sqliteAppDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		_, err := c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d", walSizeLimit), nil)
+		pageSize := 4096
+		rows, err := c.Query("PRAGMA page_size", nil)
+		if err != nil {
+			return fmt.Errorf("read the page size: %w", err)
+		}
+		v := make([]driver.Value, 1)
+		if err := rows.Next(v); err == nil {
+			if n, ok := v[0].(int64); ok && n > 0 {
+				pageSize = int(n)
+			}
+		}
+		rows.Close()
+		_, err = c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d; PRAGMA wal_autocheckpoint = %d", walSizeLimit, max(1, walCheckpointBytes/pageSize)), nil)
 		return err
 	}})
 }

@@ -207,6 +207,10 @@ func TestSQLiteWALTruncated(t *testing.T) {
 	if err := s.DB.QueryRowContext(ctx, "PRAGMA journal_size_limit").Scan(&limit); err != nil || limit != walSizeLimit {
 		t.Fatalf("journal_size_limit = %d (%v), want %d", limit, err, walSizeLimit)
 	}
+	var pages int
+	if err := s.DB.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages); err != nil || pages*sqlitePageSize != walCheckpointBytes {
+		t.Fatalf("wal_autocheckpoint = %d pages of %d bytes (%v), want %d bytes", pages, sqlitePageSize, err, walCheckpointBytes)
+	}
 	if _, err := s.DB.ExecContext(ctx, "CREATE TABLE wal_test (b BLOB)"); err != nil {
 		t.Fatal(err)
 	}
