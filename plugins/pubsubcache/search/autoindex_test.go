@@ -225,18 +225,7 @@ func TestAutoIndexPlans(t *testing.T) {
 		sr := New(s, nil)
 		a := newAuto(t, s)
 		sr.UseAutoIndex(a)
-		conn, err := s.DB.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		explain := "EXPLAIN QUERY PLAN "
-		if s.Dialect == storage.DriverPostgres {
-			explain = "EXPLAIN "
-			if _, err := conn.ExecContext(ctx, `SET enable_seqscan = off`); err != nil {
-				t.Fatal(err)
-			}
-		}
+		conn, explain := explainConn(t, s)
 		for _, tt := range tests {
 			if _, err := sr.Search(ctx, tt.q); err != nil {
 				t.Fatalf("%s: %v", tt.name, err)

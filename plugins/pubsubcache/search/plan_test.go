@@ -48,21 +48,9 @@ func TestIndexedFiltersUseSideTableIndexes(t *testing.T) {
 		{"order by path", Query{OrderBy: []Order{{Path: Path{{Key: "published"}}, Desc: true}}, Limit: 20}, []string{"pubsubitemvalue_"}},
 	}
 	forEachEngine(t, func(t *testing.T, s *storage.Store) {
-		ctx := context.Background()
 		loadFixture(t, s)
 		sr := New(s, func() []string { return fixturePaths })
-		conn, err := s.DB.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		explain := "EXPLAIN QUERY PLAN "
-		if s.Dialect == storage.DriverPostgres {
-			explain = "EXPLAIN "
-			if _, err := conn.ExecContext(ctx, `SET enable_seqscan = off`); err != nil {
-				t.Fatal(err)
-			}
-		}
+		conn, explain := explainConn(t, s)
 		for _, tt := range tests {
 			query, args, _, err := sr.Build(tt.q)
 			if err != nil {
@@ -110,4 +98,25 @@ func explainPlan(t testing.TB, conn *sql.Conn, q string, args []any) string {
 		}
 	}
 	return strings.Join(plan, "\n")
+}
+
+// explainConn returns a connection of s for EXPLAIN and the statement
+// prefix of its engine; on PostgreSQL sequential scans are switched off on
+// it, so that a plan shows whether an index can serve the query at all on
+// small test tables. The connection is closed when the test ends.
+func explainConn(t *testing.T, s *storage.Store) (*sql.Conn, string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if s.Dialect != storage.DriverPostgres {
+		return conn, "EXPLAIN QUERY PLAN "
+	}
+	if _, err := conn.ExecContext(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	return conn, "EXPLAIN "
 }
