@@ -26,25 +26,7 @@ func TestCanonicalJIDMigration(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
 		cfg := e.config(t)
-		files, err := embeddedMigrations(e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := slices.IndexFunc(files, func(f migrationFile) bool { return stepFor(f) != nil })
-		if i < 1 {
-			t.Fatalf("no migration with the canonical_jids step in %v", files)
-		}
-		m, err := newMigrator(rawDB(t, e, cfg, true), e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Migrate(files[i-1].Version); err != nil {
-			t.Fatal(err)
-		}
-		m.Close()
-
-		app := rawDB(t, e, cfg, false)
-		c := ent.NewClient(ent.Driver(entsqlOpen(e.name, app)))
+		c := clientBefore(t, e, cfg, func(f migrationFile) bool { return stepFor(f) != nil })
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		mkProfile := func(name, j string) *ent.Profile {
 			p, err := c.Profile.Create().SetName(name).SetJid(j).Save(ctx)

@@ -325,3 +325,28 @@ func TestNewDatabasePageSize(t *testing.T) {
 		t.Errorf("existing database: page_size %d (%v), want it kept at 4096", size, err)
 	}
 }
+
+// clientBefore migrates the database of cfg up to the version before the
+// first embedded migration that is, and returns an Ent client on it (the
+// application's kind of connection), for a test that writes rows as the
+// older schema had them before the migration runs.
+func clientBefore(t *testing.T, e engine, cfg Config, is func(migrationFile) bool) *ent.Client {
+	t.Helper()
+	files, err := embeddedMigrations(e.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(files, is)
+	if i < 1 {
+		t.Fatalf("no migration of that kind after the first in %v", files)
+	}
+	m, err := newMigrator(rawDB(t, e, cfg, true), e.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(files[i-1].Version); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	return ent.NewClient(ent.Driver(entsqlOpen(e.name, rawDB(t, e, cfg, false))))
+}

@@ -2,11 +2,8 @@ package storage
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
-
-	"example.org/backend/ent"
 )
 
 // TestSlimItemValuesMigration puts side-table rows written before
@@ -17,25 +14,7 @@ func TestSlimItemValuesMigration(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
 		cfg := e.config(t)
-		files, err := embeddedMigrations(e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := slices.IndexFunc(files, func(f migrationFile) bool { return strings.HasSuffix(f.Name, "_slim_item_values") })
-		if i < 1 {
-			t.Fatalf("no slim_item_values migration in %v", files)
-		}
-		m, err := newMigrator(rawDB(t, e, cfg, true), e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Migrate(files[i-1].Version); err != nil {
-			t.Fatal(err)
-		}
-		m.Close()
-
-		app := rawDB(t, e, cfg, false)
-		c := ent.NewClient(ent.Driver(entsqlOpen(e.name, app)))
+		c := clientBefore(t, e, cfg, func(f migrationFile) bool { return strings.HasSuffix(f.Name, "_slim_item_values") })
 		p := c.Profile.Create().SetName("alice").SaveX(ctx)
 		n := c.PubsubNode.Create().SetProfile(p).SetService("pubsub.example.org").SetName("blog").SaveX(ctx)
 		it := c.PubsubItem.Create().SetNode(n).SetItemID("a").SetPayload([]byte("<entry/>")).SaveX(ctx)
