@@ -29,7 +29,7 @@ type PubsubItem struct {
 	ItemID string `json:"item_id,omitempty"`
 	// Publisher JID when the service exposes it.
 	Publisher *string `json:"publisher,omitempty"`
-	// The <item/> element exactly as received (bytes are served back unchanged).
+	// The <item/> element exactly as received, in the stored form of plugins/pubsubcache/payloadcodec (packed, or raw XML): unpacked bytes are served back unchanged.
 	Payload []byte `json:"payload,omitempty"`
 	// Opaque RSM cursor the service handed out for this item, if any.
 	Cursor *string `json:"cursor,omitempty"`

@@ -34,7 +34,7 @@ func (PubsubItem) Fields() []ent.Field {
 			Nillable().
 			Comment("Publisher JID when the service exposes it."),
 		field.Bytes("payload").
-			Comment("The <item/> element exactly as received (bytes are served back unchanged)."),
+			Comment("The <item/> element exactly as received, in the stored form of plugins/pubsubcache/payloadcodec (packed, or raw XML): unpacked bytes are served back unchanged."),
 		field.String("cursor").
 			Optional().
 			Nillable().

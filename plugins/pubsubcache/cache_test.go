@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"example.org/backend/ent"
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/serviceprofile"
+	"example.org/backend/internal/testsvc"
+	"example.org/backend/plugins/pubsubcache/payloadcodec"
 	"example.org/backend/plugins/xep0060"
+	"example.org/backend/plugins/xep0060/wire"
 )
 
 // TestSyncAndServe: the first get of a to_sync node goes to the network and
@@ -354,5 +358,60 @@ func TestPurgeAndReset(t *testing.T) {
 	_, sent = f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, MaxItems: 2})
 	if sent != 1 {
 		t.Errorf("after reset: sent=%d", sent)
+	}
+}
+
+// TestStoredPayloadForms: payloads are stored packed (payloadcodec) and
+// served byte for byte as the service sends them; a row stored raw (before
+// packing) is served as it is; a damaged stored payload is never served:
+// the service answers instead, and the node is synced again.
+func TestStoredPayloadForms(t *testing.T) {
+	f := newFixture(t, servers.Use(t, testsvc.KindProsody), fixtureOpts{}, "alice")
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 12)
+	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	f.waitState(t, "alice", svc, node, true, StateComplete)
+	ctx := context.Background()
+	live := func() []wire.Item {
+		return mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true}).Items
+	}
+	stored := func(id string) *ent.PubsubItem {
+		it, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.ItemID(id)).Only(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it
+	}
+	want := live()
+	// Atom entries (every fourth test payload) are packed.
+	if p := stored(itemID(0)).Payload; len(p) < 2 || p[0] != 0 || p[1] != 1 {
+		t.Fatalf("the Atom entry is not stored packed: %q", p)
+	}
+	req := xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node}
+	if got, _ := f.cachedCounted(t, req); !got.FromCache || sameItems(got.Items, want) != "" {
+		t.Fatalf("packed payloads: from_cache=%v, %s", got.FromCache, sameItems(got.Items, want))
+	}
+	// A row written before packing holds the XML itself.
+	raw, err := payloadcodec.Unpack(stored(itemID(4)).Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.host.Store.Client.PubsubItem.UpdateOneID(stored(itemID(4)).ID).SetPayload(raw).ExecX(ctx)
+	if got, _ := f.cachedCounted(t, req); !got.FromCache || sameItems(got.Items, want) != "" {
+		t.Fatalf("a raw row: from_cache=%v, %s", got.FromCache, sameItems(got.Items, want))
+	}
+	// Damaged bytes: the service answers, right.
+	f.host.Store.Client.PubsubItem.UpdateOneID(stored(itemID(8)).ID).SetPayload([]byte{0, 1, 0xff, 0xff, 0xff, 0x0f}).ExecX(ctx)
+	// (The heal's listing may be counted with the answer's request.)
+	got, sent := f.counted(t, req)
+	if got.FromCache || sent < 1 || sameItems(got.Items, want) != "" {
+		t.Fatalf("a damaged row: from_cache=%v sent=%d, %s", got.FromCache, sent, sameItems(got.Items, want))
+	}
+	// ... and the node heals: a full sync stores the item again.
+	if got, _ := f.cachedCounted(t, req); !got.FromCache || sameItems(got.Items, want) != "" {
+		t.Fatalf("after the damaged row: from_cache=%v, %s", got.FromCache, sameItems(got.Items, want))
+	}
+	if p, err := payloadcodec.Unpack(stored(itemID(8)).Payload); err != nil || stored(itemID(8)).Digest == nil {
+		t.Fatalf("the damaged row is not stored again: %v %q", err, p)
 	}
 }

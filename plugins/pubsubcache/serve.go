@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"example.org/backend/ent/serviceprofile"
@@ -84,6 +85,7 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	if err != nil || !ok {
 		if err != nil {
 			p.log.Warn("cache read failed; asking the service", "profile", req.Profile, "service", req.Service, "node", req.Node, "err", err)
+			p.healDamaged(ctx, k, err)
 		}
 		p.misses.Add(1)
 		p.answered("miss", n.typ)
@@ -258,4 +260,20 @@ func (p *Plugin) itemsReceived(ctx context.Context, res *xep0060.ItemsResult) er
 		p.sync.launch(k, false)
 	}
 	return nil
+}
+
+// healDamaged, when err is a damaged stored payload, makes the next
+// listing store the item again and starts a full sync of k (until it
+// ends, the service answers the node's requests: the read fails).
+func (p *Plugin) healDamaged(ctx context.Context, k nodeKey, err error) {
+	var d *damagedError
+	if !errors.As(err, &d) {
+		return
+	}
+	p.log.Error("a cached payload is damaged: syncing the node again", "profile", k.profile, "service", k.service, "node", k.node, "item", d.itemID)
+	if err := p.store.forgetDigest(ctx, d.nodeID, d.itemID); err != nil {
+		p.log.Error("cannot mark the damaged item", "err", err)
+		return
+	}
+	p.sync.launch(k, true)
 }

@@ -12,6 +12,7 @@ import (
 
 	"example.org/backend/core/storage"
 	"example.org/backend/ent/profile"
+	"example.org/backend/plugins/pubsubcache/payloadcodec"
 )
 
 // Errors of Search.
@@ -394,6 +395,12 @@ func (s *Searcher) fetch(ctx context.Context, conn *sql.Conn, ids []int64, withP
 				return nil, fmt.Errorf("search: read row: %w", err)
 			}
 			r.Publisher = publisher.String
+			if withPayload {
+				if r.Payload, err = payloadcodec.Unpack(r.Payload); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("search: read item %s: %w", r.ItemID, err)
+				}
+			}
 			if len(parsed) > 0 {
 				var buf bytes.Buffer
 				if err := json.Compact(&buf, parsed); err != nil {
