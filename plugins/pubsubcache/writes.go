@@ -93,6 +93,14 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 					s.position = last
 				default:
 					s.position = cur
+					if moves == serviceprofile.RepublishMovesUnknown && cur != last && job != nil {
+						// Re-published after the running listing stored
+						// it: where the service put it is unknown, the
+						// listing must not end with it in its old place
+						// (finish lists the node again, or places it last
+						// once the behaviour is learned).
+						job.markLater(s.ID)
+					}
 					if moves == serviceprofile.RepublishMovesUnknown && cur != last && o.refetched {
 						// Where the service put it is unknown: the listing
 						// tells (no lesson drawn from it).
