@@ -28,4 +28,7 @@ export CGO_ENABLED=1
 echo "== building bin/backend (the first build compiles SQLite: a few minutes)" >&2
 go build -tags sqlite_fts5 -o bin/backend ./cmd/backend
 go build -tags sqlite_fts5 -o bin/quickstart ./internal/tools/quickstart
+# The microblog plugin's own executable beside the daemon's: the daemon runs
+# it instead of re-executing itself (a smaller process; docs/operations.md).
+(cd plugin-sdk && go build -o ../bin/backend-plugin-microblog ./plugins/microblog/cmd/backend-plugin-microblog)
 exec bin/quickstart --backend bin/backend "$@"

@@ -33,7 +33,10 @@ import (
 // included), the largest WAL seen during the sync, where the bytes go
 // (payload, parsed JSON, search text: the sum of their lengths), and the
 // RSS of the daemon plus the microblog plugin (sum of VmRSS, shipped
-// defaults) after the reads.
+// defaults) after the reads. The microblog plugin runs from its own
+// executable installed beside the daemon's (FOOTPRINT_REEXEC=1: from the
+// daemon's binary re-executed); FOOTPRINT_MEMSTATS=1 logs the daemon's Go
+// heap figures, FOOTPRINT_SMAPS=DIR writes both processes' smaps there.
 //
 //	go test -tags sqlite_fts5 -run '^$' -bench Footprint5000 -benchtime 1x ./cmd/backend/
 func BenchmarkFootprint5000(b *testing.B) {
@@ -43,6 +46,16 @@ func BenchmarkFootprint5000(b *testing.B) {
 	exe := filepath.Join(b.TempDir(), "backend")
 	if out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	// The microblog plugin's own executable beside the daemon's, as
+	// installed (the daemon runs it instead of re-executing itself);
+	// FOOTPRINT_REEXEC=1 leaves it out, for a comparison.
+	if os.Getenv("FOOTPRINT_REEXEC") == "" {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(filepath.Dir(exe), "backend-plugin-microblog"), "./plugins/microblog/cmd/backend-plugin-microblog")
+		cmd.Dir = filepath.Join("..", "..", "plugin-sdk")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("go build backend-plugin-microblog: %v\n%s", err, out)
+		}
 	}
 	daemonExe = exe
 	b.Run("sqlite", func(b *testing.B) {
@@ -196,9 +209,17 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 			b.ReportMetric(float64(fi.Size())/(1<<20), "wal-after-MiB")
 		}
 	}
+	if dir := os.Getenv("FOOTPRINT_SMAPS"); dir != "" {
+		// The processes' mappings, for a look at where the memory goes.
+		for name, pid := range map[string]int{"daemon": e.daemon.Process.Pid, "microblog": microblogPID(b, e)} {
+			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid)); err == nil {
+				os.WriteFile(filepath.Join(dir, name+".smaps"), data, 0o600)
+			}
+		}
+	}
 	// Where it goes: private memory (anonymous: Go heap, SQLite page
-	// cache, stacks) and the executable's pages, shared by the daemon and
-	// its re-executed plugin processes (VmRSS counts them in each).
+	// cache, stacks) and the executables' pages (shared by the daemon and
+	// the plugin processes that re-execute it; VmRSS counts them in each).
 	da, dp := smaps(b, e.daemon.Process.Pid)
 	pa, pp := smaps(b, microblogPID(b, e))
 	b.ReportMetric(float64(da)/(1<<20), "daemon-anon-MiB")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 
@@ -38,13 +39,24 @@ type externalPlugins struct {
 	refused []pluginhost.Refused
 }
 
-// startExternalPlugins starts the first-party plugins (re-executing this
-// binary) and the third-party ones found in the plugin directories. Each
+// startExternalPlugins starts the first-party plugins (from their own
+// executables installed beside this one, else re-executing this binary) and the third-party ones found in the plugin directories. Each
 // plugin's parameters are declared in the registry when it starts, and it
 // receives every profile's values then and after each change.
 func startExternalPlugins(ctx context.Context, d *Daemon, firstParty map[string]*sdk.Plugin) (*externalPlugins, error) {
 	log := d.Host.Log.With("component", "plugins")
 	specs := pluginhost.BuiltinSpecs(PluginSubcommand, firstParty)
+	if exe, err := os.Executable(); err == nil {
+		for _, s := range specs {
+			switch path, reason := pluginhost.Beside(exe, s.Name); {
+			case path == "":
+			case reason != "":
+				log.Warn("first-party plugin executable refused, the daemon re-executes itself instead: "+reason, "plugin", s.Name, "path", path)
+			default:
+				log.Info("first-party plugin runs from its own executable", "plugin", s.Name, "path", path)
+			}
+		}
+	}
 	pins, err := parsePins(d.cfg.PluginPins)
 	if err != nil {
 		return nil, err

@@ -1,31 +1,69 @@
 package pluginhost
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	sdk "example.org/backend/plugin-sdk"
 )
 
-// SelfCommand returns a Spec.Cmd that re-executes the daemon's own binary as
-// `EXECUTABLE SUBCOMMAND PLUGIN` (e.g. `backend __plugin microblog`); the
+// SelfCommand returns a Spec.Cmd for the first-party plugin pluginName:
+// its own executable backend-plugin-NAME when one is installed beside the
+// daemon's executable and is safe to run (see Beside: a small binary, so a
+// plugin process does not carry the daemon's code and package
+// initialisations), else the daemon's own binary re-executed as
+// `EXECUTABLE SUBCOMMAND PLUGIN` (e.g. `backend __plugin microblog`), whose
 // hidden subcommand calls ServeBuiltin. First-party plugins thus run out of
-// process without a separate install.
+// process without a separate install. The choice is made at each start.
 func SelfCommand(subcommand, pluginName string) func() *exec.Cmd {
 	return func() *exec.Cmd {
 		exe, err := os.Executable()
 		if err != nil {
 			exe = os.Args[0]
 		}
+		if path, reason := Beside(exe, pluginName); path != "" && reason == "" {
+			return exec.Command(path)
+		}
 		return exec.Command(exe, subcommand, pluginName)
 	}
 }
 
+// Beside looks for the standalone executable of the first-party plugin
+// name in the directory of the daemon's executable exe (symlinks
+// resolved): the file backend-plugin-NAME there. It returns its path ("" if
+// there is none) and why it must not be run ("" if it may): it must be a
+// regular executable file owned by root or the daemon's user and not
+// writable by group or others, in a directory likewise (checkOwnership), so
+// that nobody but its owner could have put or changed it there.
+func Beside(exe, name string) (path, reason string) {
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	dir := filepath.Dir(exe)
+	path = filepath.Join(dir, ExecutablePrefix+name)
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", ""
+	case err != nil:
+		return path, err.Error()
+	case !info.Mode().IsRegular():
+		return path, "not a regular file"
+	case info.Mode().Perm()&0o111 == 0:
+		return path, "not executable"
+	}
+	return path, checkOwnership(dir, path, "")
+}
+
 // BuiltinSpecs returns the specs of the first-party plugins of registry,
-// each re-executing the daemon with subcommand, sorted by name.
+// each run by SelfCommand (its own executable beside the daemon's, or the
+// daemon re-executed with subcommand), sorted by name.
 func BuiltinSpecs(subcommand string, registry map[string]*sdk.Plugin) []Spec {
 	specs := make([]Spec, 0, len(registry))
 	for name := range registry {

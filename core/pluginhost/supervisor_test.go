@@ -439,3 +439,50 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
 }
+
+// TestBeside: a first-party plugin's own executable beside the daemon's is
+// used only when nobody else could have placed or changed it.
+func TestBeside(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "backend")
+	write := func(name string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("backend", 0o755)
+	good := write("backend-plugin-good", 0o755)
+	write("backend-plugin-groupw", 0o775)
+	write("backend-plugin-noexec", 0o644)
+	link := filepath.Join(t.TempDir(), "backend")
+	if err := os.Symlink(exe, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ exe, name, path, reason string }{
+		{exe, "good", good, ""},
+		{link, "good", good, ""}, // the directory of the real executable
+		{exe, "missing", "", ""},
+		{exe, "groupw", filepath.Join(dir, "backend-plugin-groupw"), "writable by group or others"},
+		{exe, "noexec", filepath.Join(dir, "backend-plugin-noexec"), "not executable"},
+	} {
+		path, reason := Beside(c.exe, c.name)
+		if path != c.path || c.reason == "" && reason != "" || !strings.Contains(reason, c.reason) {
+			t.Errorf("Beside(%s, %s) = %q, %q; want %q, %q", c.exe, c.name, path, reason, c.path, c.reason)
+		}
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, reason := Beside(exe, "good"); !strings.Contains(reason, "writable by group or others") {
+		t.Errorf("in a world-writable directory: %q", reason)
+	}
+}
