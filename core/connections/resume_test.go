@@ -125,6 +125,8 @@ func TestResumedIsNoDisconnection(t *testing.T) {
 			}
 			proxy.RefuseNew(false)
 			eventually(t, "a fresh session.connected", func() bool { return strings.Count(bus.String(), "connected:") == 3 })
+			// The bus point fires before the plugins' ProfileConnected hooks run.
+			eventually(t, "the fresh connected hooks", func() bool { return strings.Count(f.hooks.String(), "connected:carol") == 3 })
 			if got := f.hooks.String(); got != "connecting:carol connected:carol disconnected:carol connecting:carol connected:carol" {
 				t.Errorf("plugin hooks %q", got)
 			}
