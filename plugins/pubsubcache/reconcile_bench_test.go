@@ -128,7 +128,7 @@ func BenchmarkReconcileDiff(b *testing.B) {
 			}
 			type total struct {
 				iqs, reqs, bytes int64
-				dur              time.Duration
+				dur, after       time.Duration // from the connection; from its end (the login)
 				runs             int
 				method           string
 			}
@@ -144,6 +144,7 @@ func BenchmarkReconcileDiff(b *testing.B) {
 				if err := f.m.Connect(ctx, "alice"); err != nil {
 					b.Fatal(err)
 				}
+				t1 := time.Now()
 				var st NodeStatus
 				for _, n := range names {
 					st = f.waitState(b, "alice", svc, n, true, StateComplete)
@@ -158,6 +159,7 @@ func BenchmarkReconcileDiff(b *testing.B) {
 				t.reqs += f.requests.Load() - reqs
 				t.bytes += cs.rbytes.Load() - by
 				t.dur += d
+				t.after += time.Since(t1)
 				t.runs++
 				t.method = strOrNil(st.Method)
 			}
@@ -179,9 +181,11 @@ func BenchmarkReconcileDiff(b *testing.B) {
 					b.ReportMetric(per(m.t.reqs, m.t), c.name+"-"+m.name+"-req/node")
 					b.ReportMetric(per(m.t.bytes, m.t)/1024, c.name+"-"+m.name+"-KiB/node")
 					b.ReportMetric(float64(m.t.dur.Milliseconds())/float64(m.t.runs), c.name+"-"+m.name+"-ms")
+					b.ReportMetric(float64(m.t.after.Milliseconds())/float64(m.t.runs), c.name+"-"+m.name+"-after-login-ms")
 				}
 				b.ReportMetric(float64(d.bytes)/float64(full.bytes), c.name+"-bytes-ratio")
 				b.ReportMetric(float64(d.dur)/float64(full.dur), c.name+"-time-ratio")
+				b.ReportMetric(float64(d.after)/float64(full.after), c.name+"-after-login-time-ratio")
 				b.Logf("%s: %s: method %s (diff) vs %s", kind, c.name, d.method, full.method)
 			}
 		})

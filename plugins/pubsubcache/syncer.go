@@ -27,20 +27,35 @@ const maxRounds = 3
 
 // syncer runs node syncs and checks. It owns the running jobs (one sync
 // and one check per node), the per-profile sync slots
-// (cache.sync_concurrency) and the nodes whose notifications it asked PEP
-// services for (+notify). Its lock guards those maps only.
+// (cache.sync_concurrency whole listings, probeFactor times as many
+// reconciliations by difference) and the nodes whose notifications it
+// asked PEP services for (+notify). Its lock guards those maps only.
 type syncer struct {
 	p *Plugin
 
 	mu       sync.Mutex
 	jobs     map[nodeKey]*SyncJob
 	checks   map[nodeKey]*SyncJob
-	sems     map[string]chan struct{}
+	sems     map[semKey]chan struct{}
 	notified map[string]bool
 }
 
+// semKey names a profile's sync slots: for whole listings, or for
+// reconciliations by difference (probe).
+type semKey struct {
+	profile string
+	probe   bool
+}
+
+// probeFactor: a profile runs this many times cache.sync_concurrency
+// reconciliations by difference at once. Their requests are small (an id
+// listing, a page of the newest items) and their time is round trips, not
+// transfer: after a reconnection, twenty nodes reconciled two at a time
+// spent most of it waiting in turn.
+const probeFactor = 4
+
 func newSyncer(p *Plugin) *syncer {
-	return &syncer{p: p, jobs: map[nodeKey]*SyncJob{}, checks: map[nodeKey]*SyncJob{}, sems: map[string]chan struct{}{}, notified: map[string]bool{}}
+	return &syncer{p: p, jobs: map[nodeKey]*SyncJob{}, checks: map[nodeKey]*SyncJob{}, sems: map[semKey]chan struct{}{}, notified: map[string]bool{}}
 }
 
 // errSessionEnded interrupts the syncs of a profile whose session ended.
@@ -309,17 +324,47 @@ func (s *syncer) interrupt(profileName string) {
 	}
 }
 
-// semaphore returns the profile's sync slots (cache.sync_concurrency).
-func (s *syncer) semaphore(ctx context.Context, profileName string) chan struct{} {
+// semaphore returns the profile's sync slots: cache.sync_concurrency for
+// whole listings, probeFactor times as many for reconciliations by
+// difference (probe).
+func (s *syncer) semaphore(ctx context.Context, profileName string, probe bool) chan struct{} {
 	size := s.p.params.of(ctx, profileName).concurrency
+	if probe {
+		size *= probeFactor
+	}
+	k := semKey{profileName, probe}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sem := s.sems[profileName]
+	sem := s.sems[k]
 	if sem == nil || cap(sem) != size {
 		sem = make(chan struct{}, size)
-		s.sems[profileName] = sem
+		s.sems[k] = sem
 	}
 	return sem
+}
+
+// slot is a sync slot held by one run; release gives it back (once).
+type slot struct {
+	sem   chan struct{}
+	probe bool // a slot for reconciliations by difference
+}
+
+// acquire waits for one of the profile's sync slots.
+func (s *syncer) acquire(ctx context.Context, profileName string, probe bool) (*slot, error) {
+	sem := s.semaphore(ctx, profileName, probe)
+	select {
+	case sem <- struct{}{}:
+		return &slot{sem: sem, probe: probe}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (sl *slot) release() {
+	if sl != nil && sl.sem != nil {
+		<-sl.sem
+		sl.sem = nil
+	}
 }
 
 // wantNotify asks PEP services for notifications of node (+notify in caps).
@@ -338,21 +383,29 @@ func (s *syncer) wantNotify(node string) {
 func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 	p := s.p
 	k := j.key
-	sem := s.semaphore(ctx, k.profile)
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	mode := p.params.of(ctx, k.profile).reconcile
+	if p.reconcileMode != "" {
+		mode = p.reconcileMode
 	}
-	start := time.Now()
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-sem
+	methodOf := func() string {
+		n, _ := p.nodes.get(k)
+		return methodFor(n, p.learn.get(ctx, n.profileID, k.service), mode, manual)
+	}
+	method := methodOf()
+	held, err := s.acquire(ctx, k.profile, method != methodFull)
+	if err != nil {
+		return err
+	}
+	// What the node is once the slot is had decides (it may have changed
+	// while waiting); a whole listing waits for a slot of its kind.
+	if method = methodOf(); method == methodFull && held.probe {
+		held.release()
+		if held, err = s.acquire(ctx, k.profile, false); err != nil {
+			return err
 		}
 	}
-	defer release()
+	start := time.Now()
+	defer func() { held.release() }()
 	var out listing
 	defer func() {
 		pr := j.Progress()
@@ -396,12 +449,6 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 		j.report(pr)
 		p.syncEvent(pr)
 	}()
-	before, _ := p.nodes.get(k)
-	mode := p.params.of(ctx, k.profile).reconcile
-	if p.reconcileMode != "" {
-		mode = p.reconcileMode
-	}
-	method := methodFor(before, p.learn.get(ctx, before.profileID, k.service), mode, manual)
 	if method != methodFull {
 		out, err = s.reconcile(ctx, j, method)
 		switch {
@@ -412,6 +459,13 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 			return err
 		case out.updated:
 			method = methodFull // an item re-published meanwhile: its place is settled by a whole listing
+		}
+		if method == methodFull {
+			// A whole listing takes a slot of its own kind.
+			held.release()
+			if held, err = s.acquire(ctx, k.profile, false); err != nil {
+				return err
+			}
 		}
 	}
 	for round := 1; method == methodFull; round++ {
@@ -427,7 +481,7 @@ func (s *syncer) run(ctx context.Context, j *SyncJob, manual bool) (err error) {
 		// would stop the next listing again.
 		p.log.Info("item re-published during a sync: listing the node again", "profile", k.profile, "service", k.service, "node", k.node, "round", round+1)
 	}
-	release() // parsing does not hold a sync slot
+	held.release() // parsing does not hold a sync slot
 	listed := time.Since(start)
 	n, _ := p.nodes.get(k)
 	pending := s.waitParsed(ctx, j, n, out)
