@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -413,5 +414,17 @@ func TestStoredPayloadForms(t *testing.T) {
 	}
 	if p, err := payloadcodec.Unpack(stored(itemID(8)).Payload); err != nil || stored(itemID(8)).Digest == nil {
 		t.Fatalf("the damaged row is not stored again: %v %q", err, p)
+	}
+	// `cache get` (what the cache holds, never the network) refuses a
+	// damaged row and heals the node likewise.
+	f.host.Store.Client.PubsubItem.UpdateOneID(stored(itemID(0)).ID).SetPayload([]byte{0, 1, 0xff, 0xff, 0xff, 0x0f}).ExecX(ctx)
+	if _, err := f.cache.Get(ctx, &req); err == nil || !strings.Contains(err.Error(), itemID(0)) {
+		t.Fatalf("cache get of a damaged row: %v", err)
+	}
+	if j := f.cache.sync.running(nodeKey{"alice", svc, node}); j != nil {
+		<-j.Done()
+	}
+	if page, err := f.cache.Get(ctx, &req); err != nil || sameItems(page.Items, want) != "" {
+		t.Fatalf("cache get after the heal: %v", err)
 	}
 }

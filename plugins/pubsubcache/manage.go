@@ -50,6 +50,8 @@ func (p *Plugin) Get(ctx context.Context, req *xep0060.ItemsRequest) (*xep0060.I
 	}
 	page, _, err := p.read(ctx, n, req, f.beh, window{})
 	if err != nil {
+		// A damaged stored payload is never shown: the node is synced again.
+		p.healDamaged(ctx, k, err)
 		return nil, err
 	}
 	page.Complete = page.Complete && n.state == StateComplete
