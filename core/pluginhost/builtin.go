@@ -1,12 +1,14 @@
 package pluginhost
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -40,7 +42,9 @@ func SelfCommand(subcommand, pluginName string) func() *exec.Cmd {
 // there is none) and why it must not be run ("" if it may): it must be a
 // regular executable file owned by root or the daemon's user and not
 // writable by group or others, in a directory likewise (checkOwnership), so
-// that nobody but its owner could have put or changed it there.
+// that nobody but its owner could have put or changed it there; and it
+// must come from the daemon's build (buildMismatch), so that a plugin left
+// from an older install does not parse with an older parser.
 func Beside(exe, name string) (path, reason string) {
 	if real, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = real
@@ -58,7 +62,61 @@ func Beside(exe, name string) (path, reason string) {
 	case info.Mode().Perm()&0o111 == 0:
 		return path, "not executable"
 	}
-	return path, checkOwnership(dir, path, "")
+	if reason := checkOwnership(dir, path, ""); reason != "" {
+		return path, reason
+	}
+	self, err := buildinfo.ReadFile(exe)
+	if err != nil {
+		return path, "the daemon's build cannot be read: " + err.Error()
+	}
+	plugin, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return path, "not a Go executable: " + err.Error()
+	}
+	return path, buildMismatch(self, plugin)
+}
+
+// buildMismatch says how the build of a first-party plugin's executable
+// differs from the daemon's ("" when it does not): another Go release, or,
+// when either carries version-control stamps (go build in a git checkout),
+// another revision or one modified differently. Builds without stamps
+// (-buildvcs=false) are told apart by the Go release only.
+func buildMismatch(daemon, plugin *debug.BuildInfo) string {
+	if daemon.GoVersion != plugin.GoVersion {
+		return fmt.Sprintf("built with %s, the daemon with %s: install the plugin built with the daemon", plugin.GoVersion, daemon.GoVersion)
+	}
+	d, p := vcsStamps(daemon), vcsStamps(plugin)
+	if d != p && (d != "" || p != "") {
+		return fmt.Sprintf("built from %s, the daemon from %s: install the plugin built with the daemon", orUnknown(p), orUnknown(d))
+	}
+	return ""
+}
+
+// vcsStamps is a build's revision and modified flag ("" without stamps).
+func vcsStamps(bi *debug.BuildInfo) string {
+	var rev, mod string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			mod = s.Value
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if mod == "true" {
+		return "revision " + rev + " (modified)"
+	}
+	return "revision " + rev
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unstamped build"
+	}
+	return s
 }
 
 // BuiltinSpecs returns the specs of the first-party plugins of registry,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -448,10 +449,19 @@ func TestBeside(t *testing.T) {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(dir, "backend")
-	write := func(name string, mode os.FileMode) string {
+	// This test's own binary stands for the daemon's build and the plugin's.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goExe, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, mode os.FileMode, content []byte) string {
 		t.Helper()
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o700); err != nil {
+		if err := os.WriteFile(p, content, 0o700); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(p, mode); err != nil {
@@ -459,10 +469,11 @@ func TestBeside(t *testing.T) {
 		}
 		return p
 	}
-	write("backend", 0o755)
-	good := write("backend-plugin-good", 0o755)
-	write("backend-plugin-groupw", 0o775)
-	write("backend-plugin-noexec", 0o644)
+	write("backend", 0o755, goExe)
+	good := write("backend-plugin-good", 0o755, goExe)
+	write("backend-plugin-groupw", 0o775, goExe)
+	write("backend-plugin-noexec", 0o644, goExe)
+	script := write("backend-plugin-script", 0o755, []byte("#!/bin/sh\n"))
 	link := filepath.Join(t.TempDir(), "backend")
 	if err := os.Symlink(exe, link); err != nil {
 		t.Fatal(err)
@@ -473,6 +484,7 @@ func TestBeside(t *testing.T) {
 		{exe, "missing", "", ""},
 		{exe, "groupw", filepath.Join(dir, "backend-plugin-groupw"), "writable by group or others"},
 		{exe, "noexec", filepath.Join(dir, "backend-plugin-noexec"), "not executable"},
+		{exe, "script", script, "not a Go executable"},
 	} {
 		path, reason := Beside(c.exe, c.name)
 		if path != c.path || c.reason == "" && reason != "" || !strings.Contains(reason, c.reason) {
@@ -484,5 +496,38 @@ func TestBeside(t *testing.T) {
 	}
 	if _, reason := Beside(exe, "good"); !strings.Contains(reason, "writable by group or others") {
 		t.Errorf("in a world-writable directory: %q", reason)
+	}
+}
+
+// TestBuildMismatch: a first-party plugin's executable must come from the
+// daemon's build.
+func TestBuildMismatch(t *testing.T) {
+	bi := func(goVersion string, kv ...string) *debug.BuildInfo {
+		b := &debug.BuildInfo{GoVersion: goVersion}
+		for i := 0; i+1 < len(kv); i += 2 {
+			b.Settings = append(b.Settings, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return b
+	}
+	rev := func(r, modified string) []string {
+		return []string{"vcs", "git", "vcs.revision", r, "vcs.modified", modified}
+	}
+	for _, c := range []struct {
+		name           string
+		daemon, plugin *debug.BuildInfo
+		want           string
+	}{
+		{"same revision", bi("go1.26.8", rev("abc", "false")...), bi("go1.26.8", rev("abc", "false")...), ""},
+		{"same modified revision", bi("go1.26.8", rev("abc", "true")...), bi("go1.26.8", rev("abc", "true")...), ""},
+		{"unstamped", bi("go1.26.8"), bi("go1.26.8"), ""},
+		{"other revision", bi("go1.26.8", rev("abc", "false")...), bi("go1.26.8", rev("def", "false")...), "built from revision def, the daemon from revision abc"},
+		{"modified", bi("go1.26.8", rev("abc", "false")...), bi("go1.26.8", rev("abc", "true")...), "(modified)"},
+		{"stamped daemon", bi("go1.26.8", rev("abc", "false")...), bi("go1.26.8"), "an unstamped build"},
+		{"other Go", bi("go1.26.8"), bi("go1.25.1"), "built with go1.25.1, the daemon with go1.26.8"},
+	} {
+		got := buildMismatch(c.daemon, c.plugin)
+		if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }
