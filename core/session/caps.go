@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"crypto/sha1" //nolint:gosec // XEP-0115 mandates sha-1 for the ver hash.
 	"encoding/base64"
 	"encoding/xml"
@@ -121,3 +122,68 @@ func escapeText(s string) string {
 // escapeAttr escapes an attribute value written between single quotes
 // (xml.EscapeText escapes both quote characters).
 func escapeAttr(s string) string { return escapeText(s) }
+
+// SetFeatures sets the disco#info identity and the features the session
+// advertises (disco#info, caps and ping are always included). When they
+// change while connected, a presence with the new XEP-0115 hash is sent.
+func (s *Session) SetFeatures(identity Identity, features []string) {
+	d := newDiscoFeatures([]Identity{identity}, features)
+	s.presMu.Lock()
+	defer s.presMu.Unlock()
+	s.mu.Lock()
+	changed := s.disco.ver != d.ver
+	s.disco = d
+	c := s.cur
+	s.mu.Unlock()
+	if !changed || c == nil {
+		return // a resumed binding sends it when resumed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	if err := c.b.send(ctx, []byte(d.presenceXML(s.cfg.CapsNode))); err != nil {
+		s.log.Warn("xmpp: send presence with new capabilities", "err", err)
+		return
+	}
+	c.b.presenceVer = d.ver
+}
+
+// Caps returns the advertised XEP-0115 node and verification string.
+func (s *Session) Caps() (node, ver string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg == nil {
+		return DefaultCapsNode, s.disco.ver
+	}
+	return s.cfg.CapsNode, s.disco.ver
+}
+
+// discoFeatures returns the current advertised features.
+func (s *Session) discoFeatures() *discoFeatures {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disco
+}
+
+// sendPresence sends the presence with the current caps on b.
+func (s *Session) sendPresence(ctx context.Context, b *binding) error {
+	s.presMu.Lock()
+	defer s.presMu.Unlock()
+	d := s.discoFeatures()
+	if err := b.send(ctx, []byte(d.presenceXML(s.cfg.CapsNode))); err != nil {
+		return err
+	}
+	b.presenceVer = d.ver
+	return nil
+}
+
+// sendPresenceIfChanged sends the presence on a resumed binding when the
+// caps changed while it was away.
+func (s *Session) sendPresenceIfChanged(ctx context.Context, b *binding) error {
+	s.presMu.Lock()
+	changed := s.discoFeatures().ver != b.presenceVer
+	s.presMu.Unlock()
+	if !changed {
+		return nil
+	}
+	return s.sendPresence(ctx, b)
+}
