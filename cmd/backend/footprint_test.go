@@ -36,7 +36,10 @@ import (
 // defaults) after the reads. The microblog plugin runs from its own
 // executable installed beside the daemon's (FOOTPRINT_REEXEC=1: from the
 // daemon's binary re-executed); FOOTPRINT_MEMSTATS=1 logs the daemon's Go
-// heap figures, FOOTPRINT_SMAPS=DIR writes both processes' smaps there.
+// heap figures, FOOTPRINT_SMAPS=DIR writes both processes' smaps there,
+// FOOTPRINT_SETTLE=DURATION measures the RSS again after that idle time;
+// BACKEND_MEMORY_RETURN is handed to the daemon (0: no return of free
+// memory after a sync, docs/operations.md "Memory").
 //
 //	go test -tags sqlite_fts5 -run '^$' -bench Footprint5000 -benchtime 1x ./cmd/backend/
 func BenchmarkFootprint5000(b *testing.B) {
@@ -94,7 +97,11 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 		e = pubsubEnv(b, srv, "BACKEND_TEST_EXE="+daemonExe, "BACKEND_DATABASE_DRIVER=postgres", "BACKEND_DATABASE_DSN="+*pgDSN)
 		size = func() int64 { return pgSize(b, *pgDSN) }
 	} else {
-		e = pubsubEnv(b, srv, "BACKEND_TEST_EXE="+daemonExe)
+		vars := []string{"BACKEND_TEST_EXE=" + daemonExe}
+		if v, ok := os.LookupEnv("BACKEND_MEMORY_RETURN"); ok {
+			vars = append(vars, "BACKEND_MEMORY_RETURN="+v) // for a comparison
+		}
+		e = pubsubEnv(b, srv, vars...)
 		dbPath = filepath.Join(e.dir, "data", "backend", "backend.db")
 		if _, err := os.Stat(dbPath); err != nil {
 			b.Fatalf("database: %v", err)
@@ -230,6 +237,22 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 	b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(daemonStart+pluginStart)/(1<<20), "rss-start-MiB")
 	b.ReportMetric(float64(daemonStart)/(1<<20), "daemon-start-MiB")
+	if v := os.Getenv("FOOTPRINT_SETTLE"); v != "" {
+		// The same once the daemon has been idle that long (its idle
+		// database connections close after a minute: 75s).
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("FOOTPRINT_SETTLE: %v", err)
+		}
+		time.Sleep(d)
+		daemonRSS, _ = rss(b, e.daemon.Process.Pid)
+		pluginRSS, _ = rss(b, microblogPID(b, e))
+		da, _ = smaps(b, e.daemon.Process.Pid)
+		b.ReportMetric(float64(da)/(1<<20), "daemon-anon-settled-MiB")
+		b.ReportMetric(float64(daemonRSS)/(1<<20), "daemon-settled-MiB")
+		b.ReportMetric(float64(pluginRSS)/(1<<20), "microblog-settled-MiB")
+		b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-settled-MiB")
+	}
 }
 
 // autoIndexes counts the search's expression indexes (pubsub_items_px_*).

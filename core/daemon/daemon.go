@@ -170,6 +170,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer store.Close()
 	host.Store = store
+	// Free memory goes back to the OS after a burst (memory.go).
+	go returnMemory(ctx, log, host.Events, store)
 	if host.Analysers, err = analysers.Open(ctx, store, log); err != nil {
 		return err
 	}

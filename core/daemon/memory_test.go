@@ -1,0 +1,97 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	backendv2 "example.org/backend/api/backendv2"
+	"example.org/backend/core"
+)
+
+func TestShouldReturn(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name       string
+		free, live uint64
+		sync       bool
+		since      time.Duration
+		want       bool
+	}{
+		{"steady state: about one live heap free", 15 * mib, 15 * mib, false, time.Minute, false},
+		{"small heap", 10 * mib, 2 * mib, false, time.Minute, false},
+		{"after a burst", 40 * mib, 15 * mib, false, time.Minute, true},
+		{"after a burst, returned just before", 40 * mib, 15 * mib, false, time.Second, false},
+		{"end of a large sync, garbage not swept", 5 * mib, 60 * mib, true, 2 * time.Second, true},
+		{"end of a large sync, returned just before", 5 * mib, 60 * mib, true, 100 * time.Millisecond, false},
+		{"end of a small sync", 4 * mib, 12 * mib, true, time.Minute, false},
+	} {
+		if got := shouldReturn(c.free, c.live, c.sync, c.since); got != c.want {
+			t.Errorf("%s: shouldReturn(%d MiB free, %d MiB live, sync %v, %v) = %v, want %v", c.name, c.free/mib, c.live/mib, c.sync, c.since, got, c.want)
+		}
+	}
+}
+
+// fakeDB records the returner's calls.
+type fakeDB struct {
+	released chan struct{}
+	closed   int64
+}
+
+func (f *fakeDB) ReleaseMemory(context.Context) error { f.released <- struct{}{}; return nil }
+func (f *fakeDB) IdleClosed() int64                   { return f.closed }
+
+// TestReturnMemoryAtSyncEnd: the end of a cache sync, with a large heap,
+// has the database release its memory; a sync still running does not.
+func TestReturnMemoryAtSyncEnd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := core.NewEvents()
+	db := &fakeDB{released: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	go func() { returnMemory(ctx, slog.New(slog.DiscardHandler), events, db); close(done) }()
+	keep := make([][]byte, 0, 48)
+	for range 48 { // a large heap: 48 MiB live
+		keep = append(keep, make([]byte, 1<<20))
+	}
+	// The returner subscribes when it starts: publish until it hears.
+	publish := func(done bool) {
+		events.Publish(&backendv2.Event{Event: &backendv2.Event_CacheSync{CacheSync: &backendv2.PubSubCacheSyncProgress{Done: done}}})
+	}
+	deadline := time.After(10 * time.Second)
+	for released := false; !released; {
+		publish(false)
+		publish(true)
+		select {
+		case <-db.released:
+			released = true
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the end of a sync with a large heap released nothing")
+		}
+	}
+	publish(false)
+	select {
+	case <-db.released:
+		t.Fatal("a sync's progress released the database's memory")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	<-done
+	_ = keep[len(keep)-1]
+}
+
+func TestReturnMemoryOff(t *testing.T) {
+	t.Setenv(returnEnv, "0")
+	done := make(chan struct{})
+	go func() {
+		returnMemory(context.Background(), slog.New(slog.DiscardHandler), core.NewEvents(), &fakeDB{})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("BACKEND_MEMORY_RETURN=0 does not turn the returner off")
+	}
+}
