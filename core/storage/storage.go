@@ -139,7 +139,26 @@ const walSizeLimit = 4 << 20
 // databases, so it is set from the page size).
 const walCheckpointBytes = 4 << 20
 
+// SQLiteFuncsDriver is the database/sql driver name of go-sqlite3 with
+// the daemon's SQL functions (search_parsed) registered on every
+// connection, and nothing else set. Every connection that writes
+// pubsub_items, vacuums or checks the database must have them (the
+// search's expression indexes call search_parsed): the backups, restores
+// and migrations of this package open their connections with it, and so
+// must tools and tests (the plain "sqlite3" driver fails with "no such
+// function: search_parsed").
+const SQLiteFuncsDriver = "sqlite3-backend-funcs"
+
+// registerFuncs registers the daemon's SQL functions on c.
+func registerFuncs(c *sqlite3.SQLiteConn) error {
+	if err := c.RegisterFunc("search_parsed", newParsedFunc(), true); err != nil {
+		return fmt.Errorf("register search_parsed: %w", err)
+	}
+	return nil
+}
+
 func init() {
+	sql.Register(SQLiteFuncsDriver, &sqlite3.SQLiteDriver{ConnectHook: registerFuncs})
 	sql.Register(sqliteAppDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		pageSize := 4096
 		rows, err := c.Query("PRAGMA page_size", nil)
@@ -153,6 +172,9 @@ func init() {
 			}
 		}
 		rows.Close()
+		if err := registerFuncs(c); err != nil {
+			return err
+		}
 		_, err = c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d; PRAGMA wal_autocheckpoint = %d", walSizeLimit, max(1, walCheckpointBytes/pageSize)), nil)
 		return err
 	}})

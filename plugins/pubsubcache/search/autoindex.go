@@ -40,9 +40,14 @@ const (
 type autoKind byte
 
 const (
-	autoSQLite autoKind = 'v'
+	autoSQLite autoKind = 'w'
 	autoPGText autoKind = 's'
 	autoPGNum  autoKind = 'n'
+	// autoSQLiteRaw is the SQLite kind of before parsed JSON was stored
+	// packed: its expression reads the column as JSON text, which a packed
+	// value is not (every write would fail), so its indexes are dropped
+	// at start and built again as autoSQLite.
+	autoSQLiteRaw autoKind = 'v'
 )
 
 // autoKey names one expression index: a canonical path and a kind.
@@ -95,7 +100,11 @@ func NewAutoIndex(ctx context.Context, store *storage.Store, log *slog.Logger) (
 	}
 	a.known = names
 	for _, name := range invalid {
-		if err := a.exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+		drop := `DROP INDEX CONCURRENTLY IF EXISTS `
+		if !a.pg {
+			drop = `DROP INDEX IF EXISTS `
+		}
+		if err := a.exec(ctx, drop+name); err != nil {
 			return nil, fmt.Errorf("drop invalid expression index %s: %w", name, err)
 		}
 		log.Info("dropped an invalid search expression index", "index", name)
@@ -134,6 +143,9 @@ func (a *AutoIndex) catalog(ctx context.Context) (map[string]bool, []string, err
 		var ok int
 		if err := rows.Scan(&name, &ok); err != nil {
 			return nil, nil, fmt.Errorf("read expression indexes: %w", err)
+		}
+		if !a.pg && strings.HasPrefix(name, autoIndexPrefix+string(autoSQLiteRaw)+"_") {
+			ok = 0
 		}
 		if ok == 1 {
 			valid[name] = true
@@ -347,6 +359,7 @@ func autoIndexExpr(k autoKey, qual string) (string, error) {
 	n := strconv.Itoa(AutoIndexPrefixChars)
 	switch k.kind {
 	case autoSQLite:
+		col = sqliteDocOf(qual)
 		jp, err := p.sqlitePath()
 		if err != nil {
 			return "", err
