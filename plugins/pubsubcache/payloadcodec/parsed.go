@@ -39,7 +39,7 @@ func PackParsed(parsed, payload []byte) []byte {
 	dst := make([]byte, parsedHeader+s2.MaxEncodedLen(len(parsed)))
 	dst[1] = codecPayloadDict
 	binary.LittleEndian.PutUint32(dst[2:], crc32.Checksum(parsed, castagnoli))
-	block := d.EncodeBetter(dst[parsedHeader:], parsed)
+	block := d.Encode(dst[parsedHeader:], parsed)
 	if len(block)+parsedHeader+minSaving > len(parsed) {
 		return parsed
 	}

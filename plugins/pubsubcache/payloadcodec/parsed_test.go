@@ -105,3 +105,16 @@ func BenchmarkUnpackParsed(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkPackParsed(b *testing.B) {
+	c := mbcorpus.Corpus{Seed: 22, Author: "alice@localhost"}
+	var docs, payloads [][]byte
+	for i := range 100 {
+		p := c.Post(i)
+		payloads = append(payloads, []byte(p.Payload))
+		docs = append(docs, parsedOf(p))
+	}
+	for i := 0; b.Loop(); i++ {
+		PackParsed(docs[i%100], payloads[i%100])
+	}
+}

@@ -117,6 +117,41 @@ func NewAutoIndex(ctx context.Context, store *storage.Store, log *slog.Logger) (
 	return a, nil
 }
 
+// DropStaleAutoIndexes drops the SQLite expression indexes of the kind
+// written before parsed JSON was stored packed (autoSQLiteRaw): their
+// expression reads the column as JSON text, so writing a packed document
+// would fail while one exists. The cache calls it before it writes
+// anything; NewAutoIndex drops them too. Nothing to do on PostgreSQL.
+func DropStaleAutoIndexes(ctx context.Context, store *storage.Store) error {
+	if store.Dialect == storage.DriverPostgres {
+		return nil
+	}
+	rows, err := store.DB.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'pubsub_items' AND substr(name, 1, 18) = ?`,
+		autoIndexPrefix+string(autoSQLiteRaw)+"_")
+	if err != nil {
+		return fmt.Errorf("read expression indexes: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("read expression indexes: %w", err)
+		}
+		names = append(names, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read expression indexes: %w", err)
+	}
+	for _, name := range names {
+		if _, err := store.DB.ExecContext(ctx, `DROP INDEX IF EXISTS `+name); err != nil {
+			return fmt.Errorf("drop expression index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Close stops the builder (a build under way is cancelled) and waits.
 func (a *AutoIndex) Close() {
 	a.stop()
