@@ -3070,7 +3070,7 @@ type PubsubItemMutation struct {
 	publisher      *string
 	payload        *[]byte
 	cursor         *string
-	parsed         *map[string]interface{}
+	parsed         *[]byte
 	parse_state    *pubsubitem.ParseState
 	parse_error    *string
 	search_text    *string
@@ -3463,12 +3463,12 @@ func (m *PubsubItemMutation) ResetCursor() {
 }
 
 // SetParsed sets the "parsed" field.
-func (m *PubsubItemMutation) SetParsed(value map[string]interface{}) {
-	m.parsed = &value
+func (m *PubsubItemMutation) SetParsed(b []byte) {
+	m.parsed = &b
 }
 
 // Parsed returns the value of the "parsed" field in the mutation.
-func (m *PubsubItemMutation) Parsed() (r map[string]interface{}, exists bool) {
+func (m *PubsubItemMutation) Parsed() (r []byte, exists bool) {
 	v := m.parsed
 	if v == nil {
 		return
@@ -3479,7 +3479,7 @@ func (m *PubsubItemMutation) Parsed() (r map[string]interface{}, exists bool) {
 // OldParsed returns the old "parsed" field's value of the PubsubItem entity.
 // If the PubsubItem object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *PubsubItemMutation) OldParsed(ctx context.Context) (v map[string]interface{}, err error) {
+func (m *PubsubItemMutation) OldParsed(ctx context.Context) (v []byte, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldParsed is only allowed on UpdateOne operations")
 	}
@@ -4022,7 +4022,7 @@ func (m *PubsubItemMutation) SetField(name string, value ent.Value) error {
 		m.SetCursor(v)
 		return nil
 	case pubsubitem.FieldParsed:
-		v, ok := value.(map[string]interface{})
+		v, ok := value.([]byte)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}

@@ -3,7 +3,6 @@
 package ent
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -33,8 +32,8 @@ type PubsubItem struct {
 	Payload []byte `json:"payload,omitempty"`
 	// Opaque RSM cursor the service handed out for this item, if any.
 	Cursor *string `json:"cursor,omitempty"`
-	// Parser output, NULL when not parsed.
-	Parsed map[string]interface{} `json:"parsed,omitempty"`
+	// Parser output, NULL when not parsed: JSON on PostgreSQL; on SQLite in the stored form of payloadcodec.PackParsed (packed with the payload as dictionary, or the JSON itself).
+	Parsed []byte `json:"parsed,omitempty"`
 	// none: no parser applies; pending: parser not available yet; ok; error.
 	ParseState pubsubitem.ParseState `json:"parse_state,omitempty"`
 	// ParseError holds the value of the "parse_error" field.
@@ -154,10 +153,8 @@ func (_m *PubsubItem) assignValues(columns []string, values []any) error {
 		case pubsubitem.FieldParsed:
 			if value, ok := values[i].(*[]byte); !ok {
 				return fmt.Errorf("unexpected type %T for field parsed", values[i])
-			} else if value != nil && len(*value) > 0 {
-				if err := json.Unmarshal(*value, &_m.Parsed); err != nil {
-					return fmt.Errorf("unmarshal field parsed: %w", err)
-				}
+			} else if value != nil {
+				_m.Parsed = *value
 			}
 		case pubsubitem.FieldParseState:
 			if value, ok := values[i].(*sql.NullString); !ok {

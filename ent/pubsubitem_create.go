@@ -98,7 +98,7 @@ func (_c *PubsubItemCreate) SetNillableCursor(v *string) *PubsubItemCreate {
 }
 
 // SetParsed sets the "parsed" field.
-func (_c *PubsubItemCreate) SetParsed(v map[string]interface{}) *PubsubItemCreate {
+func (_c *PubsubItemCreate) SetParsed(v []byte) *PubsubItemCreate {
 	_c.mutation.SetParsed(v)
 	return _c
 }
@@ -327,7 +327,7 @@ func (_c *PubsubItemCreate) createSpec() (*PubsubItem, *sqlgraph.CreateSpec) {
 		_node.Cursor = &value
 	}
 	if value, ok := _c.mutation.Parsed(); ok {
-		_spec.SetField(pubsubitem.FieldParsed, field.TypeJSON, value)
+		_spec.SetField(pubsubitem.FieldParsed, field.TypeBytes, value)
 		_node.Parsed = value
 	}
 	if value, ok := _c.mutation.ParseState(); ok {
@@ -508,7 +508,7 @@ func (u *PubsubItemUpsert) ClearCursor() *PubsubItemUpsert {
 }
 
 // SetParsed sets the "parsed" field.
-func (u *PubsubItemUpsert) SetParsed(v map[string]interface{}) *PubsubItemUpsert {
+func (u *PubsubItemUpsert) SetParsed(v []byte) *PubsubItemUpsert {
 	u.Set(pubsubitem.FieldParsed, v)
 	return u
 }
@@ -765,7 +765,7 @@ func (u *PubsubItemUpsertOne) ClearCursor() *PubsubItemUpsertOne {
 }
 
 // SetParsed sets the "parsed" field.
-func (u *PubsubItemUpsertOne) SetParsed(v map[string]interface{}) *PubsubItemUpsertOne {
+func (u *PubsubItemUpsertOne) SetParsed(v []byte) *PubsubItemUpsertOne {
 	return u.Update(func(s *PubsubItemUpsert) {
 		s.SetParsed(v)
 	})
@@ -1207,7 +1207,7 @@ func (u *PubsubItemUpsertBulk) ClearCursor() *PubsubItemUpsertBulk {
 }
 
 // SetParsed sets the "parsed" field.
-func (u *PubsubItemUpsertBulk) SetParsed(v map[string]interface{}) *PubsubItemUpsertBulk {
+func (u *PubsubItemUpsertBulk) SetParsed(v []byte) *PubsubItemUpsertBulk {
 	return u.Update(func(s *PubsubItemUpsert) {
 		s.SetParsed(v)
 	})

@@ -111,7 +111,7 @@ func (_u *PubsubItemUpdate) ClearCursor() *PubsubItemUpdate {
 }
 
 // SetParsed sets the "parsed" field.
-func (_u *PubsubItemUpdate) SetParsed(v map[string]interface{}) *PubsubItemUpdate {
+func (_u *PubsubItemUpdate) SetParsed(v []byte) *PubsubItemUpdate {
 	_u.mutation.SetParsed(v)
 	return _u
 }
@@ -328,10 +328,10 @@ func (_u *PubsubItemUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 		_spec.ClearField(pubsubitem.FieldCursor, field.TypeString)
 	}
 	if value, ok := _u.mutation.Parsed(); ok {
-		_spec.SetField(pubsubitem.FieldParsed, field.TypeJSON, value)
+		_spec.SetField(pubsubitem.FieldParsed, field.TypeBytes, value)
 	}
 	if _u.mutation.ParsedCleared() {
-		_spec.ClearField(pubsubitem.FieldParsed, field.TypeJSON)
+		_spec.ClearField(pubsubitem.FieldParsed, field.TypeBytes)
 	}
 	if value, ok := _u.mutation.ParseState(); ok {
 		_spec.SetField(pubsubitem.FieldParseState, field.TypeEnum, value)
@@ -495,7 +495,7 @@ func (_u *PubsubItemUpdateOne) ClearCursor() *PubsubItemUpdateOne {
 }
 
 // SetParsed sets the "parsed" field.
-func (_u *PubsubItemUpdateOne) SetParsed(v map[string]interface{}) *PubsubItemUpdateOne {
+func (_u *PubsubItemUpdateOne) SetParsed(v []byte) *PubsubItemUpdateOne {
 	_u.mutation.SetParsed(v)
 	return _u
 }
@@ -742,10 +742,10 @@ func (_u *PubsubItemUpdateOne) sqlSave(ctx context.Context) (_node *PubsubItem, 
 		_spec.ClearField(pubsubitem.FieldCursor, field.TypeString)
 	}
 	if value, ok := _u.mutation.Parsed(); ok {
-		_spec.SetField(pubsubitem.FieldParsed, field.TypeJSON, value)
+		_spec.SetField(pubsubitem.FieldParsed, field.TypeBytes, value)
 	}
 	if _u.mutation.ParsedCleared() {
-		_spec.ClearField(pubsubitem.FieldParsed, field.TypeJSON)
+		_spec.ClearField(pubsubitem.FieldParsed, field.TypeBytes)
 	}
 	if value, ok := _u.mutation.ParseState(); ok {
 		_spec.SetField(pubsubitem.FieldParseState, field.TypeEnum, value)

@@ -31,7 +31,7 @@ func TestCacheSearchCLI(t *testing.T) {
 	} {
 		c.PubsubItem.Create().SetNode(node).SetItemID(it.id).SetPublisher("alice@example").
 			SetPayload([]byte("<entry xmlns='http://www.w3.org/2005/Atom'><title>" + it.id + "</title></entry>")).
-			SetParsed(map[string]any{"published": it.published, "tags": []any{it.tag}}).SetParseState("ok").
+			SetParsed([]byte(`{"published":"` + it.published + `","tags":["` + it.tag + `"]}`)).SetParseState("ok").
 			SetSearchText(it.text).SetCreatedAt(base.Add(time.Duration(i) * time.Hour)).SaveX(ctx)
 	}
 	if err := st.Close(); err != nil {

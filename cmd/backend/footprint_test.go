@@ -20,6 +20,7 @@ import (
 
 	backendv1 "example.org/backend/api/backendv1"
 	"example.org/backend/api/backendv1/backendv1connect"
+	"example.org/backend/core/storage"
 	"example.org/backend/internal/mbcorpus"
 	"example.org/backend/internal/testsvc"
 )
@@ -186,14 +187,20 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 	if pgDSN != nil {
 		db, err = sql.Open("pgx", *pgDSN)
 	} else {
-		db, err = sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+		db, err = sql.Open(storage.SQLiteFuncsDriver, "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
 	}
 	if err != nil {
 		b.Fatal(err)
 	}
 	var items int
 	var payload, parsed, text sql.NullInt64
-	if err := db.QueryRow(`SELECT count(*), sum(length(payload)), sum(length(CAST(parsed AS TEXT))), sum(length(search_text)) FROM pubsub_items`).Scan(&items, &payload, &parsed, &text); err != nil {
+	// Stored bytes: on SQLite parsed is a packed blob (a text length would
+	// stop at its first NUL); on PostgreSQL the JSON text of the jsonb.
+	q := `SELECT count(*), sum(length(payload)), sum(length(CAST(parsed AS TEXT))), sum(length(search_text)) FROM pubsub_items`
+	if pgDSN == nil {
+		q = `SELECT count(*), sum(length(payload)), sum(length(CAST(parsed AS BLOB))), sum(length(search_text)) FROM pubsub_items`
+	}
+	if err := db.QueryRow(q).Scan(&items, &payload, &parsed, &text); err != nil {
 		b.Fatal(err)
 	}
 	db.Close()
@@ -265,7 +272,7 @@ func autoIndexes(tb testing.TB, dbPath string, pgDSN *string) int {
 		db, err = sql.Open("pgx", *pgDSN)
 		q = `SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'pubsub_items_px_%'`
 	} else {
-		db, err = sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+		db, err = sql.Open(storage.SQLiteFuncsDriver, "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
 	}
 	if err != nil {
 		tb.Fatal(err)
@@ -384,7 +391,7 @@ func vacuumedSize(tb testing.TB, path string) int64 {
 // out (which must not exist).
 func vacuumInto(tb testing.TB, path, out string) {
 	tb.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	db, err := sql.Open(storage.SQLiteFuncsDriver, "file:"+path+"?_busy_timeout=5000")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"example.org/backend/core/storage"
 	"example.org/backend/internal/testsvc"
 )
 
@@ -314,7 +315,7 @@ func waitCachedIDs(t *testing.T, e *env, args []string, shapes []hostileShape) {
 // error with the parser's reason for the others; never pending.
 func checkParseStates(t *testing.T, e *env, service, node string, shapes []hostileShape) {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.dir, "data", "backend", "backend.db")+"?mode=ro&_busy_timeout=5000")
+	db, err := sql.Open(storage.SQLiteFuncsDriver, "file:"+filepath.Join(e.dir, "data", "backend", "backend.db")+"?mode=ro&_busy_timeout=5000")
 	if err != nil {
 		t.Fatal(err)
 	}

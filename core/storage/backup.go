@@ -117,7 +117,7 @@ func Backup(ctx context.Context, cfg Config, dest string) (BackupInfo, error) {
 	if same, _ := sameFile(abs, r.path); same || abs == r.path {
 		return BackupInfo{}, fmt.Errorf("%s is the database itself: choose another file", abs)
 	}
-	src, err := sql.Open("sqlite3", "file:"+r.path+"?mode=ro&_busy_timeout=5000")
+	src, err := sql.Open(SQLiteFuncsDriver, "file:"+r.path+"?mode=ro&_busy_timeout=5000")
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("open database: %w", err)
 	}
@@ -182,7 +182,7 @@ func immutableDSN(path string) string {
 // checkCopy checks a database file (integrity, a backend schema this binary
 // knows) and counts what it holds.
 func checkCopy(ctx context.Context, path string) (BackupInfo, error) {
-	db, err := sql.Open("sqlite3", immutableDSN(path))
+	db, err := sql.Open(SQLiteFuncsDriver, immutableDSN(path))
 	if err != nil {
 		return BackupInfo{}, err
 	}
@@ -290,7 +290,7 @@ func Restore(ctx context.Context, cfg Config, src string, log *slog.Logger) (Res
 
 	// The copy, beside the database (same file system: the final rename
 	// is atomic).
-	srcDB, err := sql.Open("sqlite3", immutableDSN(abs))
+	srcDB, err := sql.Open(SQLiteFuncsDriver, immutableDSN(abs))
 	if err != nil {
 		return RestoreInfo{}, err
 	}
@@ -340,7 +340,7 @@ func backupBeforeRestore(ctx context.Context, r resolved) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create backup directory: %w", err)
 	}
-	db, err := sql.Open("sqlite3", "file:"+r.path+"?_busy_timeout=5000")
+	db, err := sql.Open(SQLiteFuncsDriver, "file:"+r.path+"?_busy_timeout=5000")
 	if err != nil {
 		return "", err
 	}

@@ -44,7 +44,7 @@ func fillNode(ctx context.Context, s *Store, nodeID, n, pageSize int) error {
 			bulk := make([]*ent.PubsubItemCreate, len(ids))
 			for i, id := range ids {
 				bulk[i] = tx.PubsubItem.Create().SetNodeID(nodeID).SetItemID(id).SetPayload(payload).
-					SetParsed(map[string]any{"title": "Benchmark item", "n": pos[i]}).SetParseState("ok").
+					SetParsed([]byte(fmt.Sprintf(`{"n":%d,"title":"Benchmark item"}`, pos[i]))).SetParseState("ok").
 					SetSearchText("Benchmark item Lorem ipsum dolor sit amet " + id).SetPosition(pos[i])
 			}
 			return tx.PubsubItem.CreateBulk(bulk...).

@@ -155,7 +155,7 @@ func initPageSize(ctx context.Context, path string) error {
 	if fi, err := os.Stat(path); err != nil || fi.Size() > 0 {
 		return nil // missing (created below by SQLite), or not new
 	}
-	db, err := sql.Open("sqlite3", "file:"+path)
+	db, err := sql.Open(SQLiteFuncsDriver, "file:"+path)
 	if err != nil {
 		return fmt.Errorf("open new database: %w", err)
 	}
@@ -172,7 +172,7 @@ func migrateSQLite(ctx context.Context, r resolved, log *slog.Logger) error {
 	if err := initPageSize(ctx, r.path); err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite3", sqliteMigrationDSN(r.path))
+	db, err := sql.Open(SQLiteFuncsDriver, sqliteMigrationDSN(r.path))
 	if err != nil {
 		return fmt.Errorf("open database for migration: %w", err)
 	}
@@ -380,7 +380,7 @@ func Status(ctx context.Context, cfg Config) (MigrationStatus, error) {
 		if _, err := os.Stat(r.path); errors.Is(err, os.ErrNotExist) {
 			break
 		}
-		db, err := sql.Open("sqlite3", "file:"+r.path+"?mode=ro&_busy_timeout=5000")
+		db, err := sql.Open(SQLiteFuncsDriver, "file:"+r.path+"?mode=ro&_busy_timeout=5000")
 		if err != nil {
 			return st, fmt.Errorf("open database: %w", err)
 		}

@@ -124,10 +124,9 @@ func (c Config) resolve() (resolved, error) {
 }
 
 // sqliteAppDriver is the database/sql driver of the application pool:
-// go-sqlite3 with, on every connection, a WAL size limit, reads through a
-// memory mapping (sqliteMmapBytes) and a page cache of sqliteCacheKiB.
-// After a
-// checkpoint the WAL is truncated to walSizeLimit; without it the file
+// go-sqlite3 with, on every connection, the daemon's SQL functions
+// (registerFuncs), a WAL size limit, reads through a memory mapping
+// (sqliteMmapBytes) and a page cache of sqliteCacheKiB. After a checkpoint the WAL is truncated to walSizeLimit; without it the file
 // keeps the size of the largest transaction it ever held (28 MiB after a
 // 5 000-item sync, for good).
 const sqliteAppDriver = "sqlite3-backend"
@@ -141,7 +140,26 @@ const walSizeLimit = 4 << 20
 // databases, so it is set from the page size).
 const walCheckpointBytes = 4 << 20
 
+// SQLiteFuncsDriver is the database/sql driver name of go-sqlite3 with
+// the daemon's SQL functions (search_parsed) registered on every
+// connection, and nothing else set. Every connection that writes
+// pubsub_items, vacuums or checks the database must have them (the
+// search's expression indexes call search_parsed): the backups, restores
+// and migrations of this package open their connections with it, and so
+// must tools and tests (the plain "sqlite3" driver fails with "no such
+// function: search_parsed").
+const SQLiteFuncsDriver = "sqlite3-backend-funcs"
+
+// registerFuncs registers the daemon's SQL functions on c.
+func registerFuncs(c *sqlite3.SQLiteConn) error {
+	if err := c.RegisterFunc("search_parsed", newParsedFunc(), true); err != nil {
+		return fmt.Errorf("register search_parsed: %w", err)
+	}
+	return nil
+}
+
 func init() {
+	sql.Register(SQLiteFuncsDriver, &sqlite3.SQLiteDriver{ConnectHook: registerFuncs})
 	sql.Register(sqliteAppDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		pageSize := 4096
 		rows, err := c.Query("PRAGMA page_size", nil)
@@ -155,6 +173,9 @@ func init() {
 			}
 		}
 		rows.Close()
+		if err := registerFuncs(c); err != nil {
+			return err
+		}
 		_, err = c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d; PRAGMA wal_autocheckpoint = %d; PRAGMA mmap_size = %d; PRAGMA cache_size = -%d",
 			walSizeLimit, max(1, walCheckpointBytes/pageSize), sqliteMmapBytes, sqliteCacheKiB), nil)
 		return err

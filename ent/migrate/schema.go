@@ -99,7 +99,7 @@ var (
 		{Name: "publisher", Type: field.TypeString, Nullable: true},
 		{Name: "payload", Type: field.TypeBytes},
 		{Name: "cursor", Type: field.TypeString, Nullable: true},
-		{Name: "parsed", Type: field.TypeJSON, Nullable: true},
+		{Name: "parsed", Type: field.TypeBytes, Nullable: true, SchemaType: map[string]string{"postgres": "jsonb", "sqlite3": "json"}},
 		{Name: "parse_state", Type: field.TypeEnum, Enums: []string{"none", "pending", "ok", "error"}, Default: "none"},
 		{Name: "parse_error", Type: field.TypeString, Nullable: true, Size: 2147483647},
 		{Name: "search_text", Type: field.TypeString, Size: 2147483647, Default: ""},

@@ -90,6 +90,11 @@ func Cursor(v string) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldEQ(FieldCursor, v))
 }
 
+// Parsed applies equality check predicate on the "parsed" field. It's identical to ParsedEQ.
+func Parsed(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldParsed, v))
+}
+
 // ParseError applies equality check predicate on the "parse_error" field. It's identical to ParseErrorEQ.
 func ParseError(v string) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldEQ(FieldParseError, v))
@@ -468,6 +473,46 @@ func CursorEqualFold(v string) predicate.PubsubItem {
 // CursorContainsFold applies the ContainsFold predicate on the "cursor" field.
 func CursorContainsFold(v string) predicate.PubsubItem {
 	return predicate.PubsubItem(sql.FieldContainsFold(FieldCursor, v))
+}
+
+// ParsedEQ applies the EQ predicate on the "parsed" field.
+func ParsedEQ(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldEQ(FieldParsed, v))
+}
+
+// ParsedNEQ applies the NEQ predicate on the "parsed" field.
+func ParsedNEQ(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNEQ(FieldParsed, v))
+}
+
+// ParsedIn applies the In predicate on the "parsed" field.
+func ParsedIn(vs ...[]byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldIn(FieldParsed, vs...))
+}
+
+// ParsedNotIn applies the NotIn predicate on the "parsed" field.
+func ParsedNotIn(vs ...[]byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldNotIn(FieldParsed, vs...))
+}
+
+// ParsedGT applies the GT predicate on the "parsed" field.
+func ParsedGT(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGT(FieldParsed, v))
+}
+
+// ParsedGTE applies the GTE predicate on the "parsed" field.
+func ParsedGTE(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldGTE(FieldParsed, v))
+}
+
+// ParsedLT applies the LT predicate on the "parsed" field.
+func ParsedLT(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLT(FieldParsed, v))
+}
+
+// ParsedLTE applies the LTE predicate on the "parsed" field.
+func ParsedLTE(v []byte) predicate.PubsubItem {
+	return predicate.PubsubItem(sql.FieldLTE(FieldParsed, v))
 }
 
 // ParsedIsNil applies the IsNil predicate on the "parsed" field.

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -39,9 +40,10 @@ func (PubsubItem) Fields() []ent.Field {
 			Optional().
 			Nillable().
 			Comment("Opaque RSM cursor the service handed out for this item, if any."),
-		field.JSON("parsed", map[string]any{}).
+		field.Bytes("parsed").
 			Optional().
-			Comment("Parser output, NULL when not parsed."),
+			SchemaType(map[string]string{dialect.SQLite: "json", dialect.Postgres: "jsonb"}).
+			Comment("Parser output, NULL when not parsed: JSON on PostgreSQL; on SQLite in the stored form of payloadcodec.PackParsed (packed with the payload as dictionary, or the JSON itself)."),
 		field.Enum("parse_state").
 			Values("none", "pending", "ok", "error").
 			Default("none").

@@ -66,8 +66,8 @@ func TestSyncAndServe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if it.ParseState != pubsubitem.ParseStateOk || it.Parsed["id"] != itemID(5) || !indexed {
-				t.Errorf("parse_state=%s parsed=%v full-text indexed=%v", it.ParseState, it.Parsed, indexed)
+			if it.ParseState != pubsubitem.ParseStateOk || parsedDoc(t, it)["id"] != itemID(5) || !indexed {
+				t.Errorf("parse_state=%s parsed=%v full-text indexed=%v", it.ParseState, parsedDoc(t, it), indexed)
 			}
 			// Behaviour learned from the service.
 			pid, _ := f.cache.store.profileID(context.Background(), "alice")
@@ -244,8 +244,8 @@ func testParserDown(t *testing.T, how string) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if it.Parsed["id"] != it.ItemID || !indexed {
-					t.Errorf("item %s: parsed=%v full-text indexed=%v", it.ItemID, it.Parsed, indexed)
+				if parsedDoc(t, it)["id"] != it.ItemID || !indexed {
+					t.Errorf("item %s: parsed=%v full-text indexed=%v", it.ItemID, parsedDoc(t, it), indexed)
 				}
 			}
 			break

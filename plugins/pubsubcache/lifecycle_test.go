@@ -286,7 +286,7 @@ func (f *lifeFixture) allParsed(t testing.TB, what, service, node string, want i
 		}
 		ok := len(rows) == want
 		for _, r := range rows {
-			ok = ok && r.ParseState == pubsubitem.ParseStateOk && r.Parsed["id"] == r.ItemID
+			ok = ok && r.ParseState == pubsubitem.ParseStateOk && parsedDoc(t, r)["id"] == r.ItemID
 		}
 		if ok {
 			return

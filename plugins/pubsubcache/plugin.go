@@ -149,6 +149,11 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	if err := h.Params.Declare(ImportName, Declarations()...); err != nil {
 		return fmt.Errorf("declare cache parameters: %w", err)
 	}
+	// Before any write: expression indexes of the raw-JSON form would
+	// refuse packed documents.
+	if err := search.DropStaleAutoIndexes(ctx, h.Store); err != nil {
+		return fmt.Errorf("pubsub cache: %w", err)
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.w = newWriter(p)
 	interrupted, err := p.w.loadNodes(ctx)

@@ -11,6 +11,7 @@ import (
 
 	entsql "entgo.io/ent/dialect/sql"
 
+	"example.org/backend/core/storage"
 	"example.org/backend/ent"
 	"example.org/backend/ent/predicate"
 	"example.org/backend/ent/pubsubitem"
@@ -89,8 +90,8 @@ func (s *nodeStore) upsertItems(ctx context.Context, c *ent.Client, nodeID int, 
 			} else {
 				bs[i].SetDigest(digestOf(it.Payload))
 			}
-			if m := parsedMap(it.parsed); m != nil {
-				bs[i].SetParsed(m)
+			if b := s.parsedStored(it.parsed, it.Payload); b != nil {
+				bs[i].SetParsed(b)
 			}
 		}
 		if err := c.PubsubItem.CreateBulk(bs...).OnConflict(entsql.ConflictColumns(pubsubitem.FieldNodeID, pubsubitem.FieldItemID), resolve).Exec(ctx); err != nil {
@@ -523,8 +524,8 @@ func (s *nodeStore) storeParsed(ctx context.Context, c *ent.Client, nodeID int, 
 		sameAs := pubsubitem.Or(pubsubitem.Digest(digestOf(r.payload)), pubsubitem.And(pubsubitem.DigestIsNil(), pubsubitem.Payload(r.payload)))
 		u := c.PubsubItem.Update().Where(pubsubitem.ID(id), pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), sameAs).
 			SetParseState(r.state).SetNillableParseError(nilIfEmpty(r.err)).SetSearchText(ftsText(r.searchText)).SetNillableParserVersion(nilIfEmpty(r.version))
-		if m := parsedMap(r.parsed); m != nil {
-			u.SetParsed(m)
+		if b := s.parsedStored(r.parsed, r.payload); b != nil {
+			u.SetParsed(b)
 		}
 		n, err := u.Save(ctx)
 		if err != nil {
@@ -543,17 +544,28 @@ func (s *nodeStore) storeParsed(ctx context.Context, c *ent.Client, nodeID int, 
 	return written, nil
 }
 
-// parsedMap is parsed JSON as the parsed column takes it (nil when there
-// is none: the plugin's result was validated as a JSON object).
-func parsedMap(raw json.RawMessage) map[string]any {
+// parsedStored is the stored form of an item's parsed JSON (nil when
+// there is none: the plugin's result was validated as a JSON object): the
+// canonical JSON (keys sorted, numbers as float64, compact) on
+// PostgreSQL, packed with the item's payload (unpacked) as dictionary on
+// SQLite (payloadcodec.PackParsed; the search reads it through
+// search_parsed).
+func (s *nodeStore) parsedStored(raw json.RawMessage, payload []byte) []byte {
 	if len(raw) == 0 {
 		return nil
 	}
 	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
+	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return nil
 	}
-	return m
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	if s.db.Dialect == storage.DriverSQLite {
+		return payloadcodec.PackParsed(b, payload)
+	}
+	return b
 }
 
 // cursorsOf returns the stored service cursors of the node's items ids.

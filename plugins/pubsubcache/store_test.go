@@ -16,6 +16,7 @@ import (
 	"example.org/backend/ent"
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/internal/testsvc"
+	"example.org/backend/plugins/pubsubcache/payloadcodec"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
@@ -328,4 +329,26 @@ func TestRestart(t *testing.T) {
 	if err != nil || !page.FromCache || !page.Stale || idsOf(page.Items) != "a" {
 		t.Errorf("offline get: %+v %v", page, err)
 	}
+}
+
+// parsedDoc is the parsed JSON of a stored item (its stored form
+// unpacked), nil when it has none.
+func parsedDoc(t testing.TB, it *ent.PubsubItem) map[string]any {
+	t.Helper()
+	if it.Parsed == nil {
+		return nil
+	}
+	payload, err := payloadcodec.Unpack(it.Payload)
+	if err != nil {
+		t.Fatalf("item %s: %v", it.ItemID, err)
+	}
+	doc, err := payloadcodec.UnpackParsed(it.Parsed, payload)
+	if err != nil {
+		t.Fatalf("item %s: %v", it.ItemID, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatalf("item %s: parsed %q: %v", it.ItemID, doc, err)
+	}
+	return m
 }

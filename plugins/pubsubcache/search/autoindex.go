@@ -40,9 +40,14 @@ const (
 type autoKind byte
 
 const (
-	autoSQLite autoKind = 'v'
+	autoSQLite autoKind = 'w'
 	autoPGText autoKind = 's'
 	autoPGNum  autoKind = 'n'
+	// autoSQLiteRaw is the SQLite kind of before parsed JSON was stored
+	// packed: its expression reads the column as JSON text, which a packed
+	// value is not (every write would fail), so its indexes are dropped
+	// at start and built again as autoSQLite.
+	autoSQLiteRaw autoKind = 'v'
 )
 
 // autoKey names one expression index: a canonical path and a kind.
@@ -95,7 +100,11 @@ func NewAutoIndex(ctx context.Context, store *storage.Store, log *slog.Logger) (
 	}
 	a.known = names
 	for _, name := range invalid {
-		if err := a.exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+		drop := `DROP INDEX CONCURRENTLY IF EXISTS `
+		if !a.pg {
+			drop = `DROP INDEX IF EXISTS `
+		}
+		if err := a.exec(ctx, drop+name); err != nil {
 			return nil, fmt.Errorf("drop invalid expression index %s: %w", name, err)
 		}
 		log.Info("dropped an invalid search expression index", "index", name)
@@ -106,6 +115,41 @@ func NewAutoIndex(ctx context.Context, store *storage.Store, log *slog.Logger) (
 	a.wg.Add(1)
 	go a.loop(loopCtx)
 	return a, nil
+}
+
+// DropStaleAutoIndexes drops the SQLite expression indexes of the kind
+// written before parsed JSON was stored packed (autoSQLiteRaw): their
+// expression reads the column as JSON text, so writing a packed document
+// would fail while one exists. The cache calls it before it writes
+// anything; NewAutoIndex drops them too. Nothing to do on PostgreSQL.
+func DropStaleAutoIndexes(ctx context.Context, store *storage.Store) error {
+	if store.Dialect == storage.DriverPostgres {
+		return nil
+	}
+	rows, err := store.DB.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'pubsub_items' AND substr(name, 1, 18) = ?`,
+		autoIndexPrefix+string(autoSQLiteRaw)+"_")
+	if err != nil {
+		return fmt.Errorf("read expression indexes: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("read expression indexes: %w", err)
+		}
+		names = append(names, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read expression indexes: %w", err)
+	}
+	for _, name := range names {
+		if _, err := store.DB.ExecContext(ctx, `DROP INDEX IF EXISTS `+name); err != nil {
+			return fmt.Errorf("drop expression index %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Close stops the builder (a build under way is cancelled) and waits.
@@ -134,6 +178,9 @@ func (a *AutoIndex) catalog(ctx context.Context) (map[string]bool, []string, err
 		var ok int
 		if err := rows.Scan(&name, &ok); err != nil {
 			return nil, nil, fmt.Errorf("read expression indexes: %w", err)
+		}
+		if !a.pg && strings.HasPrefix(name, autoIndexPrefix+string(autoSQLiteRaw)+"_") {
+			ok = 0
 		}
 		if ok == 1 {
 			valid[name] = true
@@ -347,6 +394,7 @@ func autoIndexExpr(k autoKey, qual string) (string, error) {
 	n := strconv.Itoa(AutoIndexPrefixChars)
 	switch k.kind {
 	case autoSQLite:
+		col = sqliteDocOf(qual)
 		jp, err := p.sqlitePath()
 		if err != nil {
 			return "", err

@@ -75,9 +75,10 @@ func loadBenchItems(b *testing.B, s *storage.Store, n int) {
 					"tags": tags, "links": []any{}, "comments": []any{},
 				}
 				docs = append(docs, doc)
+				payload := []byte(fmt.Sprintf("<entry xmlns='http://www.w3.org/2005/Atom'><title>Post %d</title><content>%s</content></entry>", i, text))
 				creates = append(creates, tx.PubsubItem.Create().SetNodeID(nodes[i%benchNodes].ID).SetItemID(fmt.Sprintf("item-%d", i)).
-					SetPayload([]byte(fmt.Sprintf("<entry xmlns='http://www.w3.org/2005/Atom'><title>Post %d</title><content>%s</content></entry>", i, text))).
-					SetParsed(doc).SetParseState("ok").SetSearchText("Post "+fmt.Sprint(i)+" "+text).SetCreatedAt(base.Add(time.Duration(i)*time.Second)))
+					SetPayload(payload).
+					SetParsed(parsedColumn(s, doc, payload)).SetParseState("ok").SetSearchText("Post "+fmt.Sprint(i)+" "+text).SetCreatedAt(base.Add(time.Duration(i)*time.Second)))
 			}
 			items, err := tx.PubsubItem.CreateBulk(creates...).Save(ctx)
 			if err != nil {

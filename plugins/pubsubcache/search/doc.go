@@ -83,7 +83,10 @@
 // value_text) and (item_id, path) on both engines. Filters and orders on an indexed path read the
 // side table; others use the engine's JSON functions (json_extract /
 // json_each on SQLite, strict jsonpath on PostgreSQL): the results are the
-// same, only the speed differs. When the set of indexed paths changes,
+// same, only the speed differs. On SQLite the parsed column holds the
+// stored form of payloadcodec.PackParsed, read through search_parsed(parsed,
+// payload) (registered by core/storage on every connection), in filters
+// and expression indexes alike. When the set of indexed paths changes,
 // Reindex rebuilds the table. Strings longer than MaxIndexedText are left
 // out of the side table.
 //

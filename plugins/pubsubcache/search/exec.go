@@ -365,7 +365,9 @@ func (s *Searcher) fetch(ctx context.Context, conn *sql.Conn, ids []int64, withP
 		chunk := ids[lo:min(lo+fetchBatch, len(ids))]
 		b := &builder{pg: s.store.Dialect == storage.DriverPostgres}
 		b.w("SELECT i.id, p.name, n.service, n.name, i.item_id, i.parsed")
-		if withPayload {
+		// On SQLite a packed parsed document needs its payload to unpack.
+		needPayload := withPayload || !b.pg
+		if needPayload {
 			b.w(", i.publisher, i.payload")
 		}
 		b.w(" FROM pubsub_items i JOIN pubsub_nodes n ON n.id = i.node_id JOIN profiles p ON p.id = n.profile_id WHERE i.id IN (")
@@ -387,7 +389,7 @@ func (s *Searcher) fetch(ctx context.Context, conn *sql.Conn, ids []int64, withP
 			var parsed []byte
 			var publisher sql.NullString
 			dest := []any{&id, &r.Profile, &r.Service, &r.Node, &r.ItemID, &parsed}
-			if withPayload {
+			if needPayload {
 				dest = append(dest, &publisher, &r.Payload)
 			}
 			if err := rows.Scan(dest...); err != nil {
@@ -395,11 +397,18 @@ func (s *Searcher) fetch(ctx context.Context, conn *sql.Conn, ids []int64, withP
 				return nil, fmt.Errorf("search: read row: %w", err)
 			}
 			r.Publisher = publisher.String
-			if withPayload {
+			if needPayload {
 				if r.Payload, err = payloadcodec.Unpack(r.Payload); err != nil {
 					rows.Close()
 					return nil, fmt.Errorf("search: read item %s: %w", r.ItemID, err)
 				}
+			}
+			if parsed, err = payloadcodec.UnpackParsed(parsed, r.Payload); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("search: read item %s: %w", r.ItemID, err)
+			}
+			if !withPayload {
+				r.Payload, r.Publisher = nil, ""
 			}
 			if len(parsed) > 0 {
 				var buf bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"example.org/backend/ent"
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/pubsubitemvalue"
+	"example.org/backend/plugins/pubsubcache/payloadcodec"
 )
 
 // Roles of a pubsub_item_values row.
@@ -165,7 +166,7 @@ func Reindex(ctx context.Context, paths []string, batch int, run func(ctx contex
 		done := false
 		err := run(ctx, func(c *ent.Client) error {
 			items, err := c.PubsubItem.Query().Where(pubsubitem.IDGT(last)).Order(ent.Asc(pubsubitem.FieldID)).
-				Limit(batch).Select(pubsubitem.FieldID, pubsubitem.FieldParsed).All(ctx)
+				Limit(batch).Select(pubsubitem.FieldID, pubsubitem.FieldParsed, pubsubitem.FieldPayload).All(ctx)
 			if err != nil {
 				return fmt.Errorf("list items: %w", err)
 			}
@@ -176,9 +177,9 @@ func Reindex(ctx context.Context, paths []string, batch int, run func(ctx contex
 			for _, it := range items {
 				var raw json.RawMessage
 				if it.Parsed != nil {
-					if raw, err = json.Marshal(it.Parsed); err != nil {
-						return err
-					}
+					// A damaged document gets no values (the search's
+					// fetch refuses the item; its next sync heals it).
+					raw, _ = storedParsed(it.Parsed, it.Payload)
 				}
 				if err := indexItem(ctx, c, it.ID, raw, ps); err != nil {
 					return err
@@ -194,4 +195,17 @@ func Reindex(ctx context.Context, paths []string, batch int, run func(ctx contex
 			return nil
 		}
 	}
+}
+
+// storedParsed returns the parsed JSON of an item's stored parsed and
+// payload columns (either engine: PostgreSQL's jsonb reads as JSON text).
+func storedParsed(parsed, payload []byte) (json.RawMessage, error) {
+	if len(parsed) == 0 || parsed[0] != 0 {
+		return parsed, nil
+	}
+	xml, err := payloadcodec.Unpack(payload)
+	if err != nil {
+		return nil, err
+	}
+	return payloadcodec.UnpackParsed(parsed, xml)
 }

@@ -2,12 +2,15 @@ package search
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"example.org/backend/core/storage"
 	"example.org/backend/internal/testsvc"
+	"example.org/backend/plugins/pubsubcache/payloadcodec"
 )
 
 // sharedPG is the PostgreSQL cluster of this package's tests.
@@ -65,4 +68,30 @@ func forEachEngine(t *testing.T, f func(t *testing.T, s *storage.Store)) {
 			f(t, openEngine(t, e))
 		})
 	}
+}
+
+// parsedColumn is the parsed column of an item whose parsed JSON is m and
+// payload payload, as the cache stores it on s's engine (packed with the
+// payload on SQLite when that saves bytes; canonical JSON otherwise).
+func parsedColumn(s *storage.Store, m map[string]any, payload []byte) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	if s.Dialect == storage.DriverSQLite {
+		return payloadcodec.PackParsed(b, payload)
+	}
+	return b
+}
+
+// payloadWith is an Atom entry holding the text of parsed JSON m, so that
+// parsedColumn packs m on SQLite (as the cache does for real parsers'
+// output, whose strings come from the payload).
+func payloadWith(title string, m map[string]any) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	esc := strings.NewReplacer("&", "&amp;", "<", "&lt;")
+	return []byte("<entry xmlns='http://www.w3.org/2005/Atom'><title>" + esc.Replace(title) + "</title><content>" + esc.Replace(string(b)) + "</content></entry>")
 }

@@ -77,15 +77,20 @@ func loadFixture(t testing.TB, s *storage.Store) {
 	}
 	err := s.WithTx(ctx, func(tx *ent.Tx) error {
 		for _, it := range fixture {
-			cr := tx.PubsubItem.Create().SetNode(nodes[it.node]).SetItemID(it.id).
-				SetPayload([]byte("<entry xmlns='http://www.w3.org/2005/Atom'><title>" + it.id + "</title></entry>")).
-				SetPublisher("pub@example").SetSearchText(it.text).SetCreatedAt(it.created).SetUpdatedAt(t0.Add(-it.created.Sub(t0)))
+			payload := []byte("<entry xmlns='http://www.w3.org/2005/Atom'><title>" + it.id + "</title></entry>")
+			var m map[string]any
 			if it.parsed != "" {
-				var m map[string]any
 				if err := json.Unmarshal([]byte(it.parsed), &m); err != nil {
 					return err
 				}
-				cr.SetParsed(m).SetParseState("ok")
+				// The payload holds the document's text: stored packed on SQLite.
+				payload = payloadWith(it.id, m)
+			}
+			cr := tx.PubsubItem.Create().SetNode(nodes[it.node]).SetItemID(it.id).
+				SetPayload(payload).
+				SetPublisher("pub@example").SetSearchText(it.text).SetCreatedAt(it.created).SetUpdatedAt(t0.Add(-it.created.Sub(t0)))
+			if m != nil {
+				cr.SetParsed(parsedColumn(s, m, payload)).SetParseState("ok")
 			}
 			row, err := cr.Save(ctx)
 			if err != nil {

@@ -66,35 +66,47 @@ func indexedCols(a string) cols {
 // sqliteKind maps a json_type()/json_each type to a kind.
 const sqliteKindCase = " WHEN 'text' THEN 's' WHEN 'integer' THEN 'n' WHEN 'real' THEN 'n' WHEN 'true' THEN 'b' WHEN 'false' THEN 'b' WHEN 'array' THEN 'a' WHEN 'object' THEN 'o' END"
 
+// sqliteDoc is the parsed JSON of the item aliased i on SQLite, where the
+// column holds the stored form of payloadcodec.PackParsed: search_parsed
+// (registered on every connection by core/storage) unpacks it.
+var sqliteDoc = sqliteDocOf("i.")
+
+// sqliteDocOf is the parsed JSON of the row qualified by qual ("" in
+// CREATE INDEX: the planner matches an expression index only when the
+// search writes the expression alike).
+func sqliteDocOf(qual string) string {
+	return "search_parsed(" + qual + "parsed, " + qual + "payload)"
+}
+
 // sqliteWholeCols computes the columns of the value at jp (an SQLite JSON
 // path) of the item's parsed JSON.
 func sqliteWholeCols(jp string) cols {
 	return cols{
 		kind: func(b *builder) {
-			b.w("CASE json_type(i.parsed, ")
+			b.w("CASE json_type(", sqliteDoc, ", ")
 			b.arg(jp)
 			b.w(")", sqliteKindCase)
 		},
 		text: func(b *builder) {
-			b.w("CAST(CASE json_type(i.parsed, ")
+			b.w("CAST(CASE json_type(", sqliteDoc, ", ")
 			b.arg(jp)
-			b.w(") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE json_extract(i.parsed, ")
+			b.w(") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE json_extract(", sqliteDoc, ", ")
 			b.arg(jp)
 			b.w(") END AS BLOB)")
 		},
 		fold: func(b *builder) {
 			b.fold = true
-			b.w("CAST(search_fold(json_extract(i.parsed, ")
+			b.w("CAST(search_fold(json_extract(", sqliteDoc, ", ")
 			b.arg(jp)
 			b.w(")) AS BLOB)")
 		},
 		num: func(b *builder) {
-			b.w("json_extract(i.parsed, ")
+			b.w("json_extract(", sqliteDoc, ", ")
 			b.arg(jp)
 			b.w(")")
 		},
 		jsonEq: func(b *builder, v any) {
-			b.w("json_extract(i.parsed, ")
+			b.w("json_extract(", sqliteDoc, ", ")
 			b.arg(jp)
 			b.w(") = ")
 			b.arg(canonicalJSON(v))
@@ -208,9 +220,9 @@ func (b *builder) filter(f Filter, indexed bool) error {
 	}
 	if members {
 		e := b.alias("e")
-		b.w("EXISTS (SELECT 1 FROM json_each(i.parsed, ")
+		b.w("EXISTS (SELECT 1 FROM json_each(", sqliteDoc, ", ")
 		b.arg(jp)
-		b.w(") ", e, " WHERE json_type(i.parsed, ")
+		b.w(") ", e, " WHERE json_type(", sqliteDoc, ", ")
 		b.arg(jp)
 		b.w(") <> 'object' AND ")
 		if err := b.pred(sqliteEachCols(e), op, f.Value); err != nil {
