@@ -22,7 +22,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -141,8 +143,8 @@ const walSizeLimit = 4 << 20
 const walCheckpointBytes = 4 << 20
 
 // SQLiteFuncsDriver is the database/sql driver name of go-sqlite3 with
-// the daemon's SQL functions (search_parsed) registered on every
-// connection, and nothing else set. Every connection that writes
+// the daemon's SQL functions (RegisterSQLiteFunc: search_parsed, of the
+// cache's search) registered on every connection, and nothing else set. Every connection that writes
 // pubsub_items, vacuums or checks the database must have them (the
 // search's expression indexes call search_parsed): the backups, restores
 // and migrations of this package open their connections with it, and so
@@ -150,10 +152,44 @@ const walCheckpointBytes = 4 << 20
 // function: search_parsed").
 const SQLiteFuncsDriver = "sqlite3-backend-funcs"
 
+// sqliteFunc is an SQL function every SQLite connection of the daemon
+// has (RegisterSQLiteFunc).
+type sqliteFunc struct {
+	name    string
+	newImpl func() any // one implementation per connection
+	pure    bool
+}
+
+// sqliteFuncs holds the registered functions; its lock guards it. They are
+// registered by init functions, before any database is opened.
+var sqliteFuncs struct {
+	mu    sync.Mutex
+	funcs []sqliteFunc
+}
+
+// RegisterSQLiteFunc makes every SQLite connection opened from now on (the
+// application pool and SQLiteFuncsDriver: backups, restores, migrations)
+// have the SQL function name, implemented by what newImpl returns (called
+// once per connection, so an implementation may keep state of its own
+// connection; a function go-sqlite3's RegisterFunc accepts); pure marks it
+// deterministic (usable in indexes). Call it from an init function: a
+// plugin whose indexes or queries need a function registers it so that
+// core/storage knows nothing of it.
+func RegisterSQLiteFunc(name string, newImpl func() any, pure bool) {
+	sqliteFuncs.mu.Lock()
+	defer sqliteFuncs.mu.Unlock()
+	sqliteFuncs.funcs = append(sqliteFuncs.funcs, sqliteFunc{name, newImpl, pure})
+}
+
 // registerFuncs registers the daemon's SQL functions on c.
 func registerFuncs(c *sqlite3.SQLiteConn) error {
-	if err := c.RegisterFunc("search_parsed", newParsedFunc(), true); err != nil {
-		return fmt.Errorf("register search_parsed: %w", err)
+	sqliteFuncs.mu.Lock()
+	funcs := slices.Clone(sqliteFuncs.funcs)
+	sqliteFuncs.mu.Unlock()
+	for _, f := range funcs {
+		if err := c.RegisterFunc(f.name, f.newImpl(), f.pure); err != nil {
+			return fmt.Errorf("register the SQL function %s: %w", f.name, err)
+		}
 	}
 	return nil
 }

@@ -1,13 +1,19 @@
-package storage
+package search
 
 import (
 	"bytes"
 
+	"example.org/backend/core/storage"
 	"example.org/backend/plugins/pubsubcache/payloadcodec"
 )
 
+// search_parsed is on every SQLite connection the daemon opens (the
+// expression indexes call it, so every connection that writes pubsub_items
+// needs it).
+func init() { storage.RegisterSQLiteFunc("search_parsed", func() any { return newParsedFunc() }, true) }
+
 // newParsedFunc returns search_parsed(parsed, payload), registered on
-// every connection of the SQLite application pool: the parsed JSON (as
+// every SQLite connection of the daemon (storage.RegisterSQLiteFunc): the parsed JSON (as
 // text) of a pubsub_items row whose parsed column holds the stored form
 // of payloadcodec.PackParsed and payload that of payloadcodec.Pack. NULL
 // for NULL, and for a damaged value (a search matches nothing in it; the
