@@ -2,20 +2,14 @@ package microblog
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"mime"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
-
-	"golang.org/x/net/html"
 
 	"example.org/backend/plugin-sdk/plugins/internal/safe"
 )
@@ -154,65 +148,6 @@ type Attachment struct {
 	External bool `json:"external"`
 }
 
-// NSGeoloc is the XEP-0080 namespace.
-const NSGeoloc = "http://jabber.org/protocol/geoloc"
-
-// Geoloc is a XEP-0080 location (the fields a post's place needs).
-type Geoloc struct {
-	Lat         *float64 `json:"lat,omitempty"`
-	Lon         *float64 `json:"lon,omitempty"`
-	Accuracy    *float64 `json:"accuracy,omitempty"`
-	Country     *string  `json:"country,omitempty"`
-	CountryCode *string  `json:"countrycode,omitempty"`
-	Region      *string  `json:"region,omitempty"`
-	Locality    *string  `json:"locality,omitempty"`
-	Street      *string  `json:"street,omitempty"`
-	PostalCode  *string  `json:"postalcode,omitempty"`
-	Description *string  `json:"description,omitempty"`
-	Text        *string  `json:"text,omitempty"`
-	URI         *string  `json:"uri,omitempty"`
-	Timestamp   *string  `json:"timestamp,omitempty"`
-}
-
-// readGeoloc reads a <geoloc/> (its start consumed).
-func readGeoloc(dec *xml.Decoder) (*Geoloc, error) {
-	g := &Geoloc{}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return g, nil
-		case xml.StartElement:
-			s, err := readText(dec)
-			if err != nil {
-				return nil, err
-			}
-			if t.Name.Space != NSGeoloc {
-				continue
-			}
-			switch t.Name.Local {
-			case "lat", "lon", "accuracy":
-				f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-				if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-					continue
-				}
-				*map[string]**float64{"lat": &g.Lat, "lon": &g.Lon, "accuracy": &g.Accuracy}[t.Name.Local] = &f
-			case "country", "countrycode", "region", "locality", "street", "postalcode", "description", "text":
-				*map[string]**string{"country": &g.Country, "countrycode": &g.CountryCode, "region": &g.Region,
-					"locality": &g.Locality, "street": &g.Street, "postalcode": &g.PostalCode,
-					"description": &g.Description, "text": &g.Text}[t.Name.Local] = textPtr(s)
-			case "uri":
-				g.URI = safe.URLPtr(s)
-			case "timestamp":
-				g.Timestamp = atomTime(s)
-			}
-		}
-	}
-}
-
 // Options change how an entry is parsed.
 type Options struct {
 	// DropXHTML leaves the *_xhtml fields nil (out of the JSON).
@@ -230,23 +165,6 @@ func ptr(s string) *string { return &s }
 
 // textPtr is the output form of a plain-text value (nil when empty).
 func textPtr(s string) *string { return safe.TextPtr(s) }
-
-// construct is what one text construct (title, summary, rights, content)
-// said: its plain version and its rich version.
-type construct struct {
-	text, rich *rich
-	seen       bool
-}
-
-func (c *construct) add(r rich, isRich bool) {
-	c.seen = true
-	switch {
-	case isRich && c.rich == nil:
-		c.rich = &r
-	case !isRich && c.text == nil:
-		c.text = &r
-	}
-}
 
 // ParseEntry parses the payload of a microblog item (an Atom <entry>) and
 // returns it with its search text (title, content, summary and tags).
@@ -452,152 +370,6 @@ func number(s string) *int64 {
 		return nil
 	}
 	return &n
-}
-
-// pick chooses the plain text (the text version, else the rich version's
-// text) and the XHTML of a construct.
-func pick(c construct, opts Options) (*string, *string) {
-	var plain, x *string
-	if c.text != nil {
-		plain = textPtr(c.text.text)
-	}
-	if c.rich != nil {
-		if plain == nil {
-			plain = textPtr(c.rich.text)
-		}
-		if !opts.DropXHTML {
-			x = ptr(c.rich.xhtml)
-		}
-	}
-	return plain, x
-}
-
-// readRich reads a text construct by its type: text (default), html
-// (escaped HTML) or xhtml (an XHTML div).
-func readRich(dec *xml.Decoder, el xml.StartElement) (r rich, isRich bool, err error) {
-	switch strings.ToLower(strings.TrimSpace(attr(el, "type"))) {
-	case "xhtml", "application/xhtml+xml":
-		return readXHTML(dec, el)
-	case "html", "text/html":
-		s, err := readText(dec)
-		if err != nil {
-			return rich{}, false, err
-		}
-		return readHTML(s)
-	default:
-		s, err := readText(dec)
-		if err != nil {
-			return rich{}, false, err
-		}
-		return rich{text: strings.TrimSpace(s)}, false, nil
-	}
-}
-
-func readXHTML(dec *xml.Decoder, el xml.StartElement) (rich, bool, error) {
-	root, err := xmlTree(dec, el)
-	if err != nil {
-		return rich{}, false, err
-	}
-	return sanitize(unwrapDiv(root)), true, nil
-}
-
-func readHTML(s string) (rich, bool, error) {
-	root, err := htmlTree(s)
-	if err != nil { // e.g. nesting too deep to build a tree: keep the text
-		return rich{text: tidyText(safe.Chars(htmlText(s)))}, false, nil
-	}
-	return sanitize(root), true, nil
-}
-
-// contentOut is what a <content> gave: inline text or rich text, or a link
-// to content that is not inline text.
-type contentOut struct {
-	r      rich
-	isRich bool
-	link   *Link
-}
-
-// readContent reads a <content> (RFC 4287 §4.1.3): out-of-line (src) as a
-// link; text, html and xhtml as text constructs; other text/* types and XML
-// types inline; any other type is base64 (§4.1.3.3), decoded when the type
-// is text-like and the bytes UTF-8 text, else a link (rel "content") to
-// the item itself, which carries the data.
-func readContent(dec *xml.Decoder, el xml.StartElement, itemURI *string) (contentOut, error) {
-	typ := strings.TrimSpace(attr(el, "type"))
-	if src := attr(el, "src"); src != "" {
-		if err := dec.Skip(); err != nil {
-			return contentOut{}, err
-		}
-		href, ok := safe.URL(src)
-		if !ok { // content elsewhere, at a URL that is not allowed
-			return contentOut{}, nil
-		}
-		return contentOut{link: &Link{Rel: "content", Href: href, Type: textPtr(typ)}}, nil
-	}
-	lower := strings.ToLower(typ)
-	switch lower {
-	case "", "text", "html", "xhtml", "text/html", "application/xhtml+xml":
-		r, isRich, err := readRich(dec, el)
-		return contentOut{r: r, isRich: isRich}, err
-	}
-	mt, _, err := mime.ParseMediaType(lower)
-	if err != nil || strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "/xml") || strings.HasSuffix(mt, "+xml") {
-		s, err := readText(dec)
-		return contentOut{r: rich{text: strings.TrimSpace(s)}}, err
-	}
-	s, err := readText(dec)
-	if err != nil {
-		return contentOut{}, err
-	}
-	data, derr := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
-	if derr == nil && textLike(mt) && utf8.Valid(data) {
-		return contentOut{r: rich{text: strings.TrimSpace(string(data))}}, nil
-	}
-	if itemURI == nil {
-		return contentOut{}, nil
-	}
-	l := &Link{Rel: "content", Href: *itemURI, Type: textPtr(mt)}
-	if derr == nil {
-		n := int64(len(data))
-		l.Length = &n
-	}
-	return contentOut{link: l}, nil
-}
-
-// textLike reports whether a media type that is neither text/* nor XML
-// holds text (RFC 4287 still has it base64-encoded).
-func textLike(mt string) bool {
-	if strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+yaml") {
-		return true
-	}
-	switch mt {
-	case "application/json", "application/javascript", "application/ecmascript", "application/x-javascript",
-		"application/x-sh", "application/x-shellscript", "application/sql", "application/toml",
-		"application/yaml", "application/x-yaml", "application/x-tex", "application/x-latex",
-		"application/x-python", "application/x-perl", "application/x-ruby", "application/x-httpd-php",
-		"application/mbox", "message/rfc822":
-		return true
-	}
-	return false
-}
-
-// unwrapDiv returns the XHTML div that Atom wraps xhtml content in, or root
-// when the content is not wrapped.
-func unwrapDiv(root *html.Node) *html.Node {
-	var div *html.Node
-	for c := root.FirstChild; c != nil; c = c.NextSibling {
-		switch {
-		case c.Type == html.TextNode && strings.TrimSpace(c.Data) == "":
-		case c.Type == html.ElementNode && c.Data == "div" && div == nil:
-			div = c
-		default:
-			return root
-		}
-	}
-	if div == nil {
-		return root
-	}
-	return div
 }
 
 // readPerson reads an Atom person construct; its JID comes from an xmpp:
