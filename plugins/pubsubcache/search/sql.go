@@ -68,7 +68,7 @@ const sqliteKindCase = " WHEN 'text' THEN 's' WHEN 'integer' THEN 'n' WHEN 'real
 
 // sqliteDoc is the parsed JSON of the item aliased i on SQLite, where the
 // column holds the stored form of payloadcodec.PackParsed: search_parsed
-// (registered on every connection by core/storage) unpacks it.
+// (parsedfunc.go: registered on every SQLite connection) unpacks it.
 var sqliteDoc = sqliteDocOf("i.")
 
 // sqliteDocOf is the parsed JSON of the row qualified by qual ("" in
