@@ -9,8 +9,6 @@ import (
 	"log"
 	"reflect"
 
-	"example.org/backend/ent/migrate"
-
 	"entgo.io/ent"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
@@ -30,8 +28,6 @@ import (
 // Client is the client that holds all ent builders.
 type Client struct {
 	config
-	// Schema is the client for creating, migrating and dropping schema.
-	Schema *migrate.Schema
 	// Analyser is the client for interacting with the Analyser builders.
 	Analyser *AnalyserClient
 	// AnalyserSet is the client for interacting with the AnalyserSet builders.
@@ -58,7 +54,6 @@ func NewClient(opts ...Option) *Client {
 }
 
 func (c *Client) init() {
-	c.Schema = migrate.NewSchema(c.driver)
 	c.Analyser = NewAnalyserClient(c.config)
 	c.AnalyserSet = NewAnalyserSetClient(c.config)
 	c.Param = NewParamClient(c.config)

@@ -5,4 +5,4 @@
 // `go generate ./ent` and must not be edited.
 package ent
 
-//go:generate go run -mod=mod entgo.io/ent/cmd/ent generate --feature sql/versioned-migration,sql/execquery,sql/upsert,sql/modifier ./schema
+//go:generate go run -mod=mod entgo.io/ent/cmd/ent generate --template ./template --feature sql/versioned-migration,sql/execquery,sql/upsert,sql/modifier ./schema

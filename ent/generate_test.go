@@ -41,11 +41,16 @@ func TestGeneratedCodeUpToDate(t *testing.T) {
 			t.Fatalf("unknown feature %q in generate.go", name)
 		}
 	}
+	var templates []*gen.Template
+	if m := regexp.MustCompile(`--template ([\w./-]+)`).FindSubmatch(src); m != nil {
+		templates = append(templates, gen.MustParse(gen.NewTemplate("external").ParseDir(string(m[1]))))
+	}
 	tmp := t.TempDir()
 	err = entc.Generate("./schema", &gen.Config{
-		Target:   tmp,
-		Package:  "example.org/backend/ent",
-		Features: features,
+		Target:    tmp,
+		Package:   "example.org/backend/ent",
+		Features:  features,
+		Templates: templates,
 	})
 	if err != nil {
 		t.Fatalf("generate: %v", err)
