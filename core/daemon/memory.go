@@ -28,11 +28,18 @@ import (
 // cache sync ends (its event on the API's event stream) with at least
 // returnSyncMin of heap resident, it returns the free pages whatever the
 // live heap (much of it was the sync's garbage), at most once per
-// returnSyncGap (many nodes syncing one after the other), and has the database
-// release what it can (storage.Store.ReleaseMemory: SQLite's page caches,
-// the C allocator's free pages). When the database pool has closed idle
-// connections (storage.sqliteIdleTime), the C allocator's pages they freed
-// go back too.
+// returnSyncGap (many nodes syncing one after the other), and has the
+// database release what it can (storage.Store.ReleaseMemory: SQLite's page
+// caches, the C allocator's free pages; after a quiet spell too). When the
+// database pool has closed idle connections (storage.sqliteIdleTime), the C
+// allocator's pages they freed go back too.
+//
+// Once the daemon has been quiet for returnIdleAfter (it allocated less
+// than returnQuietRate per second: no sync, no requests to speak of), it
+// returns the free pages once more if they are at least returnIdleMin: the
+// garbage of the last requests after a burst (after the footprint
+// benchmark's 100 reads, ≈ 8 MiB of free pages stayed resident beside
+// 9 MiB live, below the burst rule's threshold).
 //
 // It is the daemon's shipped default; BACKEND_MEMORY_RETURN=0 turns it off
 // (docs/operations.md, "Memory").
@@ -42,14 +49,19 @@ const (
 	returnMinGap  = 5 * time.Second
 	returnSyncMin = 32 << 20
 	returnSyncGap = time.Second
+
+	returnIdleAfter = 10 * time.Second
+	returnIdleMin   = 4 << 20
+	returnQuietRate = 256 << 10
 )
 
 // returnEnv is the environment variable that turns the returner off ("0").
 const returnEnv = "BACKEND_MEMORY_RETURN"
 
 // heapMetrics are the runtime metrics the returner reads: free heap pages
-// still resident, and the heap's objects (live and not yet swept).
-var heapMetrics = [2]string{"/memory/classes/heap/free:bytes", "/memory/classes/heap/objects:bytes"}
+// still resident, the heap's objects (live and not yet swept), and the
+// bytes allocated since the start.
+var heapMetrics = [3]string{"/memory/classes/heap/free:bytes", "/memory/classes/heap/objects:bytes", "/gc/heap/allocs:bytes"}
 
 // memoryReturner returns free heap memory to the OS after bursts. Its
 // fields are owned by its run goroutine.
@@ -60,6 +72,9 @@ type memoryReturner struct {
 	samples []metrics.Sample
 	last    time.Time // the last return
 	returns int       // how many returns so far
+	allocs  uint64    // bytes allocated since the start, at the last look
+	seen    time.Time // when allocs was read
+	quiet   time.Time // since when the daemon has been quiet (zero: it is not)
 }
 
 // returnMemory runs the returner until ctx ends, listening to events for
@@ -68,7 +83,10 @@ func returnMemory(ctx context.Context, log *slog.Logger, events *core.Events, db
 	if os.Getenv(returnEnv) == "0" {
 		return
 	}
-	r := &memoryReturner{log: log, db: db, samples: []metrics.Sample{{Name: heapMetrics[0]}, {Name: heapMetrics[1]}}}
+	r := &memoryReturner{log: log, db: db}
+	for _, name := range heapMetrics {
+		r.samples = append(r.samples, metrics.Sample{Name: name})
+	}
 	t := time.NewTicker(returnPoll)
 	defer t.Stop()
 	sub := events.Subscribe("")
@@ -107,27 +125,53 @@ func (r *memoryReturner) check(ctx context.Context, syncEnded bool) {
 	}
 	metrics.Read(r.samples)
 	free, live := r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
-	if !shouldReturn(free, live, syncEnded, time.Since(r.last)) {
+	now := time.Now()
+	r.noteQuiet(r.samples[2].Value.Uint64(), now)
+	var quiet time.Duration
+	if !r.quiet.IsZero() {
+		quiet = now.Sub(r.quiet)
+	}
+	if !shouldReturn(free, live, syncEnded, now.Sub(r.last), quiet) {
 		return
 	}
 	start := time.Now()
 	debug.FreeOSMemory()
-	if syncEnded {
+	if syncEnded || quiet >= returnIdleAfter {
 		if err := r.db.ReleaseMemory(ctx); err != nil {
 			r.log.Warn("releasing the database's memory", "err", err)
 		}
 	}
 	r.last = time.Now()
 	r.returns++
-	r.log.Debug("returned free memory to the OS", "free_bytes", free, "objects_bytes", live, "after_sync", syncEnded, "took", r.last.Sub(start))
+	r.log.Debug("returned free memory to the OS", "free_bytes", free, "objects_bytes", live, "after_sync", syncEnded, "quiet", quiet, "took", r.last.Sub(start))
+}
+
+// noteQuiet updates since when the daemon has been quiet from the bytes
+// allocated since the start, read at now: quiet while it allocates less
+// than returnQuietRate per second.
+func (r *memoryReturner) noteQuiet(allocs uint64, now time.Time) {
+	if !r.seen.IsZero() {
+		limit := uint64(now.Sub(r.seen).Seconds() * returnQuietRate)
+		switch {
+		case allocs-r.allocs > limit:
+			r.quiet = time.Time{}
+		case r.quiet.IsZero():
+			r.quiet = r.seen
+		}
+	}
+	r.allocs, r.seen = allocs, now
 }
 
 // shouldReturn says whether free bytes of resident, unused heap, beside
 // live bytes of objects (live or not yet swept), are worth returning now,
-// since the last return and at the end of a sync or not.
-func shouldReturn(free, live uint64, syncEnded bool, since time.Duration) bool {
-	if syncEnded {
+// since the last return, at the end of a sync or not, the daemon having
+// been quiet for that long (0: it is not).
+func shouldReturn(free, live uint64, syncEnded bool, since, quiet time.Duration) bool {
+	switch {
+	case syncEnded:
 		return free+live >= returnSyncMin && since >= returnSyncGap
+	case quiet >= returnIdleAfter && since > quiet: // once per quiet spell
+		return free >= returnIdleMin
 	}
 	return free >= returnFreeMin && free > live && since >= returnMinGap
 }

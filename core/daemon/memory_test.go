@@ -17,19 +17,48 @@ func TestShouldReturn(t *testing.T) {
 		free, live uint64
 		sync       bool
 		since      time.Duration
+		quiet      time.Duration
 		want       bool
 	}{
-		{"steady state: about one live heap free", 15 * mib, 15 * mib, false, time.Minute, false},
-		{"small heap", 10 * mib, 2 * mib, false, time.Minute, false},
-		{"after a burst", 40 * mib, 15 * mib, false, time.Minute, true},
-		{"after a burst, returned just before", 40 * mib, 15 * mib, false, time.Second, false},
-		{"end of a large sync, garbage not swept", 5 * mib, 60 * mib, true, 2 * time.Second, true},
-		{"end of a large sync, returned just before", 5 * mib, 60 * mib, true, 100 * time.Millisecond, false},
-		{"end of a small sync", 4 * mib, 12 * mib, true, time.Minute, false},
+		{"steady state: about one live heap free", 15 * mib, 15 * mib, false, time.Minute, 0, false},
+		{"small heap", 10 * mib, 2 * mib, false, time.Minute, 0, false},
+		{"after a burst", 40 * mib, 15 * mib, false, time.Minute, 0, true},
+		{"after a burst, returned just before", 40 * mib, 15 * mib, false, time.Second, 0, false},
+		{"end of a large sync, garbage not swept", 5 * mib, 60 * mib, true, 2 * time.Second, 0, true},
+		{"end of a large sync, returned just before", 5 * mib, 60 * mib, true, 100 * time.Millisecond, 0, false},
+		{"end of a small sync", 4 * mib, 12 * mib, true, time.Minute, 0, false},
+		{"quiet after requests: their garbage goes back", 8 * mib, 9 * mib, false, time.Minute, 11 * time.Second, true},
+		{"quiet, not long enough", 8 * mib, 9 * mib, false, time.Minute, 5 * time.Second, false},
+		{"quiet, returned during this quiet spell", 8 * mib, 9 * mib, false, 3 * time.Second, 20 * time.Second, false},
+		{"quiet, little free", 2 * mib, 9 * mib, false, time.Minute, time.Minute, false},
+		{"quiet, burst rule still applies", 40 * mib, 15 * mib, false, time.Minute, 0, true},
 	} {
-		if got := shouldReturn(c.free, c.live, c.sync, c.since); got != c.want {
-			t.Errorf("%s: shouldReturn(%d MiB free, %d MiB live, sync %v, %v) = %v, want %v", c.name, c.free/mib, c.live/mib, c.sync, c.since, got, c.want)
+		if got := shouldReturn(c.free, c.live, c.sync, c.since, c.quiet); got != c.want {
+			t.Errorf("%s: shouldReturn(%d MiB free, %d MiB live, sync %v, since %v, quiet %v) = %v, want %v", c.name, c.free/mib, c.live/mib, c.sync, c.since, c.quiet, got, c.want)
 		}
+	}
+}
+
+// TestNoteQuiet: the daemon is quiet from the first look at which it had
+// allocated little, and no longer once it allocates more.
+func TestNoteQuiet(t *testing.T) {
+	var r memoryReturner
+	t0 := time.Unix(1000, 0)
+	r.noteQuiet(100<<20, t0)
+	if !r.quiet.IsZero() {
+		t.Fatal("quiet after one look")
+	}
+	r.noteQuiet(100<<20+1000, t0.Add(time.Second))
+	if !r.quiet.Equal(t0) {
+		t.Fatalf("quiet since %v, want %v", r.quiet, t0)
+	}
+	r.noteQuiet(100<<20+2000, t0.Add(2*time.Second))
+	if !r.quiet.Equal(t0) {
+		t.Fatalf("quiet spell restarted: since %v", r.quiet)
+	}
+	r.noteQuiet(110<<20, t0.Add(3*time.Second))
+	if !r.quiet.IsZero() {
+		t.Fatal("still quiet after allocating 10 MiB in a second")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/microcosm-cc/bluemonday"
 
@@ -52,7 +53,7 @@ var PolicyStyles = []string{
 }
 
 // PolicyClassElements may carry a class attribute, and only the names in
-// it that code highlighters write (PolicyClassRE; the others are left
+// it that code highlighters write (PolicyClass; the others are left
 // out, as Libervia does): highlighted code keeps its classes, no other
 // class is kept.
 var PolicyClassElements = []string{"pre", "code", "span", "div"}
@@ -75,11 +76,15 @@ const pygmentsClasses = `w|esc|err|x|k|kc|kd|kn|kp|kr|kt|n|na|nb|bp|nc|no|nd|ni|
 	`vc|vg|vi|vm|l|ld|s|sa|sb|sc|dl|sd|s2|se|sh|si|sx|sr|s1|ss|m|mb|mf|mh|mi|il|mo|o|ow|p|pm|` +
 	`c|ch|cm|cp|cpf|c1|cs|g|gd|ge|ges|gr|gh|gi|go|gp|gs|gu|gt|cl|ln`
 
-// PolicyClassRE matches one class name kept.
-var PolicyClassRE = regexp.MustCompile(`^` + highlightClass + `$`)
+// PolicyClass says whether a class name is kept. Its pattern is compiled on
+// first use (≈ 0.6 MB: a daemon that links this package but never parses
+// does not hold it).
+func PolicyClass(name string) bool { return policyClassRE().MatchString(name) }
+
+var policyClassRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^` + highlightClass + `$`) })
 
 // classChars is what bluemonday lets through in a class attribute (the
-// writer then keeps the names PolicyClassRE matches).
+// writer then keeps the names PolicyClass accepts).
 var classChars = regexp.MustCompile(`^[A-Za-z0-9_+#.\s-]{1,512}$`)
 
 // PolicyURLAttrs are the attributes holding URLs: their value must pass the
@@ -155,7 +160,7 @@ func policyAllows(el, key, val string) (string, bool) {
 		}
 		var kept []string
 		for _, c := range strings.Fields(val) {
-			if PolicyClassRE.MatchString(c) && !contains(kept, c) {
+			if PolicyClass(c) && !contains(kept, c) {
 				kept = append(kept, c)
 			}
 		}

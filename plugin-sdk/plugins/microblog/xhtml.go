@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -176,9 +177,11 @@ type rich struct {
 	xhtml, text string
 }
 
-// policy is the sanitiser (see policy.go); a bluemonday policy is safe for
-// concurrent use once built.
-var policy = newPolicy()
+// policy is the sanitiser (see policy.go), built on first use: it holds
+// ≈ 0.8 MB of compiled patterns, which a daemon that links this package
+// (to re-execute itself as the plugin) but never parses would keep for
+// nothing. A bluemonday policy is safe for concurrent use once built.
+var policy = sync.OnceValue(newPolicy)
 
 // sanitize renders the fragment's children as a sanitised XHTML div and as
 // plain text: the tree is written as HTML (every text escaped), cleaned by
@@ -189,7 +192,7 @@ func sanitize(root *html.Node) rich {
 	for c := root.FirstChild; c != nil; c = c.NextSibling {
 		writeHTML(&in, c)
 	}
-	clean := policy.Sanitize(in.String())
+	clean := policy().Sanitize(in.String())
 	ctx := &html.Node{Type: html.ElementNode, Data: "div", DataAtom: atom.Div}
 	nodes, err := html.ParseFragment(strings.NewReader(clean), ctx)
 	if err != nil { // cannot happen with a bounded tree; keep the text only

@@ -153,7 +153,7 @@ func checkElement(path string, n *html.Node) []string {
 				bad("class is not allowed on this element")
 			}
 			for _, c := range strings.Fields(a.Val) {
-				if !microblog.PolicyClassRE.MatchString(c) {
+				if !microblog.PolicyClass(c) {
 					bad("class " + c + " is not a code highlighter's")
 				}
 			}
