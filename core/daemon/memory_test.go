@@ -70,6 +70,7 @@ type fakeDB struct {
 
 func (f *fakeDB) ReleaseMemory(context.Context) error { f.released <- struct{}{}; return nil }
 func (f *fakeDB) IdleClosed() int64                   { return f.closed }
+func (f *fakeDB) CloseIdle()                          {}
 
 // TestReturnMemoryAtSyncEnd: the end of a cache sync, with a large heap,
 // has the database release its memory; a sync still running does not.

@@ -43,6 +43,22 @@ func (s *Store) ReleaseMemory(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// CloseIdle closes the pool's idle connections at once, as the pool does
+// by itself after sqliteIdleTime: their page caches are freed and their
+// mappings of the database file undone (the pages a connection read
+// through its mapping count in the daemon's VmRSS until then: ≈ 12 MiB
+// after the footprint benchmark's sync, title index and reads). The next
+// query opens a connection again (≈ 1 ms; the pages come from the OS's
+// file cache). It is meant for a daemon that has been quiet for a while;
+// on PostgreSQL it does nothing.
+func (s *Store) CloseIdle() {
+	if s.Dialect != DriverSQLite {
+		return
+	}
+	s.DB.SetMaxIdleConns(0)
+	s.DB.SetMaxIdleConns(sqliteMaxIdle)
+}
+
 // IdleClosed is how many connections the pool has closed so far for
 // being idle longer than sqliteIdleTime (their page caches freed; the C
 // allocator keeps the pages until TrimCHeap).

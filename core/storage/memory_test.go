@@ -44,6 +44,38 @@ func TestReleaseMemory(t *testing.T) {
 	})
 }
 
+// TestCloseIdle: on SQLite the pool's idle connections are closed at once
+// (their caches and mappings go), and the pool serves queries after.
+func TestCloseIdle(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{DataDir: t.TempDir()})
+	c1, err := s.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := s.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	c2.Close()
+	if got := s.DB.Stats().Idle; got != 2 {
+		t.Fatalf("%d idle connections before CloseIdle, want 2", got)
+	}
+	s.CloseIdle()
+	if got := s.DB.Stats().Idle; got != 0 {
+		t.Errorf("%d idle connections after CloseIdle, want 0", got)
+	}
+	for range 3 {
+		if n, err := s.Client.Profile.Query().Count(ctx); err != nil || n != 0 {
+			t.Fatalf("query after CloseIdle: %d, %v", n, err)
+		}
+	}
+	if got := s.DB.Stats().Idle; got != 1 {
+		t.Errorf("%d idle connections after a query, want 1 (the pool keeps idle connections again)", got)
+	}
+}
+
 // TestSQLiteMemorySettings: every connection of the SQLite pool reads
 // through a memory mapping and has a small page cache.
 func TestSQLiteMemorySettings(t *testing.T) {
