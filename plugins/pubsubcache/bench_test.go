@@ -111,15 +111,22 @@ func BenchmarkAPIItems20(b *testing.B) {
 	}
 }
 
-// BenchmarkSync5000: full sync of a 5 000-item node on ejabberd, until the
-// sync's job ends (every item stored and parsed: what `cache sync --wait`
-// waits for), against only paging through it with the same page size
-// (target: ≤ 1.1×). Each op does one of each, alternately (the machine's
-// speed drifts): the ratio metric is the sum of the syncs over the sum of
-// the pagings.
+// BenchmarkSync5000: full sync of a 5 000-item node on each server, until
+// the sync's job ends (every item stored and parsed: what `cache sync
+// --wait` waits for), against only paging through it with the same page
+// size (target: ≤ 1.1×). Each op does one of each, alternately (the
+// machine's speed drifts): the ratio metric is the sum of the syncs over
+// the sum of the pagings.
+//
+//	go test -tags sqlite_fts5 -run '^$' -bench Sync5000 -benchtime 5x ./plugins/pubsubcache/
 func BenchmarkSync5000(b *testing.B) {
-	const size = 5000
-	f, svc, node := cachedNode(b, "ejabberd", size)
+	for _, kind := range []string{"prosody", "ejabberd"} {
+		b.Run(kind, func(b *testing.B) { benchSync(b, kind, 5000) })
+	}
+}
+
+func benchSync(b *testing.B, kind string, size int) {
+	f, svc, node := cachedNode(b, kind, size)
 	ctx := context.Background()
 	page := func() {
 		got, after := 0, ""

@@ -39,7 +39,11 @@ func (ps *publishes) has(k nodeKey) bool {
 	return len(ps.pending[k]) > 0
 }
 
-// notified remembers when items of k were notified.
+// notified remembers when items of k were notified, once their write is
+// queued (onItems). The items' own publishes waiting for them no longer
+// wait: their copies are stored or queued (a publish whose answer was
+// handled between the queueing and this call would otherwise wait for
+// pendingTimeout, its write applied already).
 func (ps *publishes) notified(k nodeKey, items []wire.Item) {
 	if len(items) == 0 {
 		return
@@ -47,6 +51,14 @@ func (ps *publishes) notified(k nodeKey, items []wire.Item) {
 	now := time.Now()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	if pend := ps.pending[k]; pend != nil {
+		for _, it := range items {
+			delete(pend, it.ID)
+		}
+		if len(pend) == 0 {
+			delete(ps.pending, k)
+		}
+	}
 	if ps.notifiedN >= 4096 {
 		ps.notifiedN = 0
 		for nk, ids := range ps.notifiedAt {
