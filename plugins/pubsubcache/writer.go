@@ -219,7 +219,21 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 			items := batch[:i]
 			err := w.inTx(ctx, func(ctx context.Context, t *wtx) error { return w.p.applyItems(ctx, t, items) })
 			if err != nil {
-				w.p.log.Error("storing notified items failed", "ops", i, "err", err)
+				// What the service holds is not what is stored: the nodes go
+				// to the network until reconciled, before their queued
+				// count drops (the node is never answered from the cache
+				// in between).
+				w.p.log.Error("storing notified items failed; the nodes are not fresh until reconciled", "ops", i, "err", err)
+				seen := map[nodeKey]bool{}
+				for _, o := range items {
+					if seen[o.key] {
+						continue
+					}
+					seen[o.key] = true
+					if terr := w.inTx(ctx, w.p.transitionOf(o.key, event{kind: evNotFresh}, false)); terr != nil {
+						w.p.log.Error("marking a node not fresh failed", "node", o.key.node, "err", terr)
+					}
+				}
 			}
 			w.mu.Lock()
 			for _, o := range items {

@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"testing"
 
+	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
 
@@ -46,5 +47,43 @@ func TestRepeatedNotifications(t *testing.T) {
 		if skip[i] != s.skip {
 			t.Errorf("%s: skipped=%v, want %v", s.what, skip[i], s.skip)
 		}
+	}
+}
+
+// TestFailedItemsWriteNotFresh: notified items that cannot be stored
+// leave their node not fresh (answered from the network until
+// reconciled) by the time the write is reported failed: the cache never
+// answers without them as if it held the node.
+func TestFailedItemsWriteNotFresh(t *testing.T) {
+	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{}, "alice")
+	ctx := ctxT(t)
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 3)
+	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	f.waitState(t, "alice", svc, node, true, StateComplete)
+
+	// Every insert into the items table fails from now on.
+	db := f.host.Store.DB
+	if _, err := db.ExecContext(ctx, `CREATE TRIGGER test_fail_items BEFORE INSERT ON pubsub_items BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_items`) })
+	k := nodeKey{"alice", svc, node}
+	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{{ID: "it-new", Payload: payload(7)}}, nil, false)); err == nil {
+		t.Fatal("the items write did not fail")
+	}
+	st, err := f.cache.Status(ctx, "alice", svc, node)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if st[0].Fresh {
+		t.Fatalf("node still fresh after its notified items could not be stored: %+v", st[0])
+	}
+	page, err := f.c.Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.FromCache && !page.Stale {
+		t.Fatalf("answered from the cache as fresh: %+v", page)
 	}
 }
