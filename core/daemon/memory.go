@@ -39,9 +39,10 @@ import (
 // returns the free pages once more if they are at least returnIdleMin: the
 // garbage of the last requests after a burst (after the footprint
 // benchmark's 100 reads, ≈ 8 MiB of free pages stayed resident beside
-// 9 MiB live, below the burst rule's threshold); first the database closes
-// its idle connections (storage.Store.CloseIdle: their caches and their
-// mappings of the database file, ≈ 12 MiB resident after that benchmark).
+// 9 MiB live, below the burst rule's threshold); and, whatever the heap,
+// the database closes its idle connections first (storage.Store.CloseIdle:
+// their caches and their mappings of the database file, ≈ 12 MiB resident
+// after that benchmark), once per quiet spell.
 //
 // It is the daemon's shipped default; BACKEND_MEMORY_RETURN=0 turns it off
 // (docs/operations.md, "Memory").
@@ -78,6 +79,7 @@ type memoryReturner struct {
 	seen    time.Time // when allocs was read
 	quiet   time.Time // since when the daemon has been quiet (zero: it is not)
 	settled time.Time // the quiet spell (its start) whose idle connections were closed
+	freeOS  func()    // returns the free heap pages (nil: debug.FreeOSMemory; tests count)
 }
 
 // returnMemory runs the returner until ctx ends, listening to events for
@@ -128,9 +130,14 @@ func (r *memoryReturner) check(ctx context.Context, syncEnded bool) {
 		storage.TrimCHeap()
 	}
 	metrics.Read(r.samples)
-	free, live := r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()
-	now := time.Now()
-	r.noteQuiet(r.samples[2].Value.Uint64(), now)
+	r.step(ctx, syncEnded, r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64(), r.samples[2].Value.Uint64(), time.Now())
+}
+
+// step decides and returns from the heap's figures read at now: free
+// bytes of resident unused heap, live bytes of objects, bytes allocated
+// since the start.
+func (r *memoryReturner) step(ctx context.Context, syncEnded bool, free, live, allocs uint64, now time.Time) {
+	r.noteQuiet(allocs, now)
 	var quiet time.Duration
 	if !r.quiet.IsZero() {
 		quiet = now.Sub(r.quiet)
@@ -150,15 +157,19 @@ func (r *memoryReturner) check(ctx context.Context, syncEnded bool) {
 		return
 	}
 	start := time.Now()
-	debug.FreeOSMemory()
+	if r.freeOS != nil {
+		r.freeOS()
+	} else {
+		debug.FreeOSMemory()
+	}
 	if syncEnded || settle {
 		if err := r.db.ReleaseMemory(ctx); err != nil {
 			r.log.Warn("releasing the database's memory", "err", err)
 		}
 	}
-	r.last = time.Now()
+	r.last = now.Add(time.Since(start))
 	r.returns++
-	r.log.Debug("returned free memory to the OS", "free_bytes", free, "objects_bytes", live, "after_sync", syncEnded, "quiet", quiet, "took", r.last.Sub(start))
+	r.log.Debug("returned free memory to the OS", "free_bytes", free, "objects_bytes", live, "after_sync", syncEnded, "quiet", quiet, "took", time.Since(start))
 }
 
 // noteQuiet updates since when the daemon has been quiet from the bytes

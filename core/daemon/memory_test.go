@@ -64,13 +64,57 @@ func TestNoteQuiet(t *testing.T) {
 
 // fakeDB records the returner's calls.
 type fakeDB struct {
-	released chan struct{}
+	released chan struct{} // nil: counted only
 	closed   int64
+	releases int // ReleaseMemory calls
+	closes   int // CloseIdle calls
 }
 
-func (f *fakeDB) ReleaseMemory(context.Context) error { f.released <- struct{}{}; return nil }
-func (f *fakeDB) IdleClosed() int64                   { return f.closed }
-func (f *fakeDB) CloseIdle()                          {}
+func (f *fakeDB) ReleaseMemory(context.Context) error {
+	f.releases++
+	if f.released != nil {
+		f.released <- struct{}{}
+	}
+	return nil
+}
+func (f *fakeDB) IdleClosed() int64 { return f.closed }
+func (f *fakeDB) CloseIdle()        { f.closes++ }
+
+// TestQuietSpells: once the daemon is quiet for returnIdleAfter, the
+// database closes its idle connections once per quiet spell, whatever the
+// heap; the free heap goes back (and the database releases its memory)
+// when there is enough of it; a burst starts a new spell; the end of a
+// sync never counts as one.
+func TestQuietSpells(t *testing.T) {
+	const mib = 1 << 20
+	db := &fakeDB{}
+	frees := 0
+	r := &memoryReturner{log: slog.New(slog.DiscardHandler), db: db, freeOS: func() { frees++ }}
+	ctx := context.Background()
+	t0 := time.Unix(1000, 0)
+	allocs := uint64(100 * mib)
+	tick := func(s int, free uint64, alloc uint64, syncEnded bool) {
+		allocs += alloc
+		r.step(ctx, syncEnded, free, 9*mib, allocs, t0.Add(time.Duration(s)*time.Second))
+	}
+	for s := range 30 { // quiet, 8 MiB free
+		tick(s, 8*mib, 1<<10, false)
+	}
+	if db.closes != 1 || db.releases != 1 || frees != 1 {
+		t.Fatalf("first quiet spell: %d closes, %d releases, %d returns; want 1 each", db.closes, db.releases, frees)
+	}
+	tick(30, 8*mib, 50*mib, false) // a burst
+	for s := 31; s < 60; s++ {     // quiet again, little free
+		tick(s, 1*mib, 1<<10, false)
+	}
+	if db.closes != 2 || db.releases != 1 || frees != 1 {
+		t.Fatalf("second quiet spell with 1 MiB free: %d closes, %d releases, %d returns; want 2, 1, 1", db.closes, db.releases, frees)
+	}
+	tick(60, 1*mib, 0, true) // a small sync ends while quiet
+	if db.closes != 2 || db.releases != 1 {
+		t.Fatalf("the end of a sync settled again: %d closes, %d releases", db.closes, db.releases)
+	}
+}
 
 // TestReturnMemoryAtSyncEnd: the end of a cache sync, with a large heap,
 // has the database release its memory; a sync still running does not.
