@@ -169,18 +169,7 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	daemonRSS, _ := rss(b, e.daemon.Process.Pid)
-	if os.Getenv("FOOTPRINT_MEMSTATS") != "" {
-		// The daemon's Go heap, to tell it from SQLite's page cache.
-		if resp, err := unixHTTP(e.socket).Get("http://backend/metrics"); err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, l := range strings.Split(string(body), "\n") {
-				if strings.HasPrefix(l, "go_memstats_heap") || strings.HasPrefix(l, "go_memstats_sys") {
-					b.Log(l)
-				}
-			}
-		}
-	}
+	logMemstats(b, e.socket, "after the reads")
 	pluginRSS, _ := rss(b, microblogPID(b, e))
 	var db *sql.DB
 	var err error
@@ -253,12 +242,36 @@ func footprint(b *testing.B, srv *testsvc.XMPPServer, pgDSN *string) {
 		}
 		time.Sleep(d)
 		daemonRSS, _ = rss(b, e.daemon.Process.Pid)
+		logMemstats(b, e.socket, "settled")
 		pluginRSS, _ = rss(b, microblogPID(b, e))
 		da, _ = smaps(b, e.daemon.Process.Pid)
 		b.ReportMetric(float64(da)/(1<<20), "daemon-anon-settled-MiB")
 		b.ReportMetric(float64(daemonRSS)/(1<<20), "daemon-settled-MiB")
 		b.ReportMetric(float64(pluginRSS)/(1<<20), "microblog-settled-MiB")
 		b.ReportMetric(float64(daemonRSS+pluginRSS)/(1<<20), "rss-settled-MiB")
+	}
+}
+
+// logMemstats logs the daemon's Go memory figures (heap, stacks, runtime
+// metadata: to tell them from SQLite's and the C allocator's memory) when
+// FOOTPRINT_MEMSTATS is set.
+func logMemstats(b *testing.B, socket, when string) {
+	if os.Getenv("FOOTPRINT_MEMSTATS") == "" {
+		return
+	}
+	resp, err := unixHTTP(socket).Get("http://backend/metrics")
+	if err != nil {
+		b.Logf("metrics: %v", err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, l := range strings.Split(string(body), "\n") {
+		for _, prefix := range []string{"go_memstats_heap", "go_memstats_sys", "go_memstats_stack", "go_memstats_mspan_sys", "go_memstats_gc_sys", "go_memstats_other_sys", "go_goroutines"} {
+			if strings.HasPrefix(l, prefix) {
+				b.Log(when + ": " + l)
+			}
+		}
 	}
 }
 
