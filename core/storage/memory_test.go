@@ -12,21 +12,7 @@ func TestReleaseMemory(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
 		s := openStore(t, e.config(t))
-		// Two idle connections, each having read the schema.
-		c1, err := s.DB.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c2, err := s.DB.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []*sql.Conn{c1, c2} {
-			if _, err := c.ExecContext(ctx, "SELECT count(*) FROM profiles"); err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-		}
+		twoIdle(t, s)
 		idle := s.DB.Stats().Idle
 		if err := s.ReleaseMemory(ctx); err != nil {
 			t.Fatalf("ReleaseMemory: %v", err)
@@ -44,11 +30,11 @@ func TestReleaseMemory(t *testing.T) {
 	})
 }
 
-// TestCloseIdle: on SQLite the pool's idle connections are closed at once
-// (their caches and mappings go), and the pool serves queries after.
-func TestCloseIdle(t *testing.T) {
+// twoIdle leaves two idle connections in the pool, each having read the
+// schema.
+func twoIdle(t *testing.T, s *Store) {
+	t.Helper()
 	ctx := context.Background()
-	s := openStore(t, Config{DataDir: t.TempDir()})
 	c1, err := s.DB.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +43,20 @@ func TestCloseIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1.Close()
-	c2.Close()
+	for _, c := range []*sql.Conn{c1, c2} {
+		if _, err := c.ExecContext(ctx, "SELECT count(*) FROM profiles"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// TestCloseIdle: on SQLite the pool's idle connections are closed at once
+// (their caches and mappings go), and the pool serves queries after.
+func TestCloseIdle(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{DataDir: t.TempDir()})
+	twoIdle(t, s)
 	if got := s.DB.Stats().Idle; got != 2 {
 		t.Fatalf("%d idle connections before CloseIdle, want 2", got)
 	}
