@@ -18,7 +18,7 @@ import (
 )
 
 // cachedNode returns a fixture with a synced, fresh node of size items.
-func cachedNode(b *testing.B, kind string, size int) (*fixture, string, string) {
+func cachedNode(b testing.TB, kind string, size int) (*fixture, string, string) {
 	f := newFixture(b, servers.Use(b, kind), fixtureOpts{}, "alice")
 	svc, node := f.nodeOn(b, "alice", syncPrefix)
 	f.publishParallel(b, "alice", svc, node, 0, size, 8)

@@ -55,12 +55,8 @@ func TestRepeatedNotifications(t *testing.T) {
 // reconciled) by the time the write is reported failed: the cache never
 // answers without them as if it held the node.
 func TestFailedItemsWriteNotFresh(t *testing.T) {
-	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{}, "alice")
+	f, svc, node := cachedNode(t, "prosody", 3)
 	ctx := ctxT(t)
-	svc, node := f.nodeOn(t, "alice", syncPrefix)
-	f.publish(t, "alice", svc, node, 0, 3)
-	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
-	f.waitState(t, "alice", svc, node, true, StateComplete)
 
 	// Every insert into the items table fails from now on.
 	db := f.host.Store.DB
