@@ -170,13 +170,6 @@ func nullable(s string) any {
 	return s
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
 // writeConfigReference renders the keys of config.Keys and the per-profile
 // parameters of the core, the built-in and the first-party plugins as
 // Markdown.

@@ -464,7 +464,6 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 	if err != nil {
 		return false, err
 	}
-	updated = updated || j.hadUpdates()
 	_, _, err = t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count, method: method})
 	return updated, err
 }

@@ -1,12 +1,10 @@
 package pubsubcache
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
@@ -582,8 +580,4 @@ func (s *nodeStore) cursorsOf(ctx context.Context, nodeID int, ids ...string) (m
 		}
 	}
 	return out, nil
-}
-
-func sortByPosition(ids []string, pos map[string]int64) {
-	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(pos[a], pos[b]) })
 }

@@ -94,22 +94,11 @@ type SyncJob struct {
 	// than their notification's: re-published after the service answered
 	// that page (their place there may be the old one).
 	later map[string]bool
-	// updated says an item was re-published during the current listing
-	// on a service whose way of placing re-published items is not known:
-	// its place may be the old one; another listing settles it.
-	updated bool
-}
-
-func (j *SyncJob) markUpdated() {
-	j.mu.Lock()
-	j.updated = true
-	j.mu.Unlock()
 }
 
 // startRound forgets what the previous listing saw.
 func (j *SyncJob) startRound() {
 	j.mu.Lock()
-	j.updated = false
 	clear(j.touched)
 	j.later = map[string]bool{}
 	j.mu.Unlock()
@@ -127,12 +116,6 @@ func (j *SyncJob) isLater(id string) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.later[id]
-}
-
-func (j *SyncJob) hadUpdates() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.updated
 }
 
 // Done is closed when the sync ended; Err is its outcome.
