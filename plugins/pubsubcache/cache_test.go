@@ -225,6 +225,12 @@ func testParserDown(t *testing.T, how string) {
 	if err != nil || n != items {
 		t.Errorf("pending items = %d %v, want %d", n, err, items)
 	}
+	// Pending, they are found by their payload's text (taken from the
+	// payload when the parser could not give it).
+	bold, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.ParseStateEQ(pubsubitem.ParseStatePending), f.host.Store.MatchText("bold")).Count(context.Background())
+	if want := (items + 3) / 4; err != nil || bold != want { // payload(i) has "bold" when i%4 == 0
+		t.Errorf("pending items found by their text = %d %v, want %d", bold, err, want)
+	}
 	page, sent := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
 	if sent != 0 || len(page.Items) != items {
 		t.Errorf("served: sent=%d items=%d", sent, len(page.Items))

@@ -251,17 +251,24 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 	unchangedNow := func(st storedState, ok bool, digest []byte) bool {
 		return ok && bytes.Equal(st.digest, digest) && (!n.parser || (st.parseState == pubsubitem.ParseStateOk || st.parseState == pubsubitem.ParseStateError) && st.parserVersion == version)
 	}
+	// The search text of an item the parser takes comes with its result
+	// (the payload's text and the parser's); the others' is extracted
+	// here, out of the writer (and in the writer for an item whose batch
+	// the parser failed).
+	parsing := n.parser && p.analysers.available(n.analyser)
 	stored := make([]storedItem, len(items))
 	var toParse []wire.Item
 	for i, it := range items {
 		stored[i] = storedItem{Item: it, digest: digestOf(it.Payload), position: pos + int64(i), cursor: cursors[it.ID]}
 		if st, ok := before[it.ID]; !unchangedNow(st, ok, stored[i].digest) {
-			stored[i].searchText = textOf(it.Payload)
+			if !parsing {
+				stored[i].searchText = textOf(it.Payload)
+			}
 			toParse = append(toParse, it)
 		}
 	}
 	var parsed map[string]parsedItem
-	if n.parser && len(toParse) > 0 && p.analysers.available(n.analyser) {
+	if parsing && len(toParse) > 0 {
 		parsed = s.parsePage(j.key, n.analyser, toParse)
 	}
 	unchanged := 0
@@ -298,11 +305,13 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 				}
 				continue
 			}
-			if it.searchText == "" {
-				it.searchText = textOf(it.Payload) // changed since it was read
+			r, isParsed := parsed[it.ID]
+			isParsed = isParsed && n.parser
+			if it.searchText == "" && !isParsed {
+				it.searchText = textOf(it.Payload) // not parsed, or changed since it was read
 			}
 			it.parseState = parseStateFor(n)
-			if r, ok := parsed[it.ID]; ok && n.parser {
+			if isParsed {
 				it.parseState, it.parsed, it.parseErr, it.searchText, it.parserVersion = r.state, r.parsed, r.err, r.searchText, r.version
 				if r.state == pubsubitem.ParseStateOk {
 					values[r.id] = r.parsed
