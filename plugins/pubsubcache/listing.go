@@ -397,7 +397,8 @@ func (s *syncer) probeMoves(ctx context.Context, j *SyncJob, n nodeInfo, order [
 // service that moves re-published items to the end (Prosody), for new
 // items only on one that keeps their place (ejabberd). On a service whose
 // way is not known yet, a listed item notified meanwhile may be in its
-// old place: updated is true, and the node is listed again.
+// old place: updated is true, and the node is listed again (as when
+// notified items could not be stored during the listing: SyncJob.lost).
 func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string]bool, pos int64, partial, secured, subscribed bool, method string) (updated bool, err error) {
 	p := s.p
 	n, ok := t.node(j.key)
@@ -468,6 +469,11 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 		if _, err := p.store.trim(ctx, t.c, n.id, p.params.of(ctx, j.key.profile).limit); err != nil {
 			return false, err
 		}
+	}
+	if j.hadLost() {
+		// Notified items could not be stored during the listing: they may
+		// be in none of its pages. Not fresh, and listed again.
+		updated = true
 	}
 	count, err := p.store.count(ctx, t.c, n.id)
 	if err != nil {

@@ -94,6 +94,11 @@ type SyncJob struct {
 	// than their notification's: re-published after the service answered
 	// that page (their place there may be the old one).
 	later map[string]bool
+	// lost says notified items of the node could not be stored during the
+	// current listing: its pages may predate them (and the items they
+	// touched are not taken from the pages), so the listing does not make
+	// the node fresh; another one settles it.
+	lost bool
 }
 
 // startRound forgets what the previous listing saw.
@@ -101,7 +106,22 @@ func (j *SyncJob) startRound() {
 	j.mu.Lock()
 	clear(j.touched)
 	j.later = map[string]bool{}
+	j.lost = false
 	j.mu.Unlock()
+}
+
+// markLost records notified items of the node that could not be stored.
+func (j *SyncJob) markLost() {
+	j.mu.Lock()
+	j.lost = true
+	j.mu.Unlock()
+}
+
+// hadLost reports whether markLost was called during the current listing.
+func (j *SyncJob) hadLost() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.lost
 }
 
 // markLater records an item re-published after its page was answered.

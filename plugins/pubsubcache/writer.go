@@ -230,6 +230,11 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 						continue
 					}
 					seen[o.key] = true
+					if j := w.p.sync.running(o.key); j != nil {
+						// A listing running: its end must not make the
+						// node fresh either.
+						j.markLost()
+					}
 					if terr := w.inTx(ctx, w.p.transitionOf(o.key, event{kind: evNotFresh}, false)); terr != nil {
 						w.p.log.Error("marking a node not fresh failed", "node", o.key.node, "err", terr)
 					}

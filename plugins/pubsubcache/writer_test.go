@@ -1,8 +1,11 @@
 package pubsubcache
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
@@ -81,5 +84,81 @@ func TestFailedItemsWriteNotFresh(t *testing.T) {
 	}
 	if page.FromCache && !page.Stale {
 		t.Fatalf("answered from the cache as fresh: %+v", page)
+	}
+}
+
+// TestFailedItemsWriteDuringSync: notified items that cannot be stored
+// while the node is being listed do not leave it fresh once the listing
+// ends: the listing's pages may predate them, and the items they touched
+// are not taken from the pages (their notification's copy was to stay).
+// The node is listed again.
+func TestFailedItemsWriteDuringSync(t *testing.T) {
+	f, svc, node := cachedNode(t, "prosody", 3)
+	ctx := ctxT(t)
+	k := nodeKey{"alice", svc, node}
+	lost := itemID(3)
+
+	// Inserting the new item fails from now on.
+	db := f.host.Store.DB
+	if _, err := db.ExecContext(ctx, `CREATE TRIGGER test_fail_item BEFORE INSERT ON pubsub_items WHEN NEW.item_id = '`+lost+`' BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_item`) })
+
+	// The writer held, a sync starts (its first write waits in the queue,
+	// after the start of its round) and the item's notification is queued
+	// behind it: it is applied, and fails, during the listing.
+	entered, release := make(chan struct{}), make(chan struct{})
+	go f.cache.w.run(ctx, func(context.Context, *wtx) error { close(entered); <-release; return nil })
+	<-entered
+	j := f.cache.sync.launch(k, true)
+	f.publish(t, "alice", svc, node, 3, 4)
+	queued := func() (begun, notified bool) {
+		w := f.cache.w
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, o := range w.ops {
+			begun = begun || o.kind == opFunc
+		}
+		return begun, w.queued[k] > 0
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, n := queued(); b && n {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the sync's write and the notification were not queued")
+		}
+	}
+	close(release)
+	<-j.Done()
+
+	has := func() bool {
+		ok, err := f.host.Store.Client.PubsubItem.Query().Where(pubsubitem.ItemID(lost)).Exist(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	st, err := f.cache.Status(ctx, "alice", svc, node)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if st[0].Fresh && !has() {
+		t.Fatalf("node fresh after its sync, without the item whose notification could not be stored: %+v", st[0])
+	}
+
+	// Once items can be stored again, a sync brings it.
+	if _, err := db.ExecContext(ctx, `DROP TRIGGER test_fail_item`); err != nil {
+		t.Fatal(err)
+	}
+	j = f.cache.sync.launch(k, true)
+	<-j.Done()
+	if err := j.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = f.cache.Status(ctx, "alice", svc, node); err != nil || len(st) != 1 || !st[0].Fresh || !has() {
+		t.Fatalf("after a sync with items stored again: %+v %v, item cached %v", st, err, has())
 	}
 }
