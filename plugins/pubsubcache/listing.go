@@ -253,14 +253,16 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 	}
 	// The search text of an item the parser takes comes with its result
 	// (the payload's text and the parser's); the others' is extracted
-	// here, out of the writer (and in the writer for an item whose batch
-	// the parser failed).
+	// here, out of the writer (in the writer only for an item changed
+	// since this read).
 	parsing := n.parser && p.analysers.available(n.analyser)
 	stored := make([]storedItem, len(items))
 	var toParse []wire.Item
+	changed := make([]bool, len(items))
 	for i, it := range items {
 		stored[i] = storedItem{Item: it, digest: digestOf(it.Payload), position: pos + int64(i), cursor: cursors[it.ID]}
 		if st, ok := before[it.ID]; !unchangedNow(st, ok, stored[i].digest) {
+			changed[i] = true
 			if !parsing {
 				stored[i].searchText = textOf(it.Payload)
 			}
@@ -270,6 +272,15 @@ func (s *syncer) storePage(ctx context.Context, j *SyncJob, items []wire.Item, c
 	var parsed map[string]parsedItem
 	if parsing && len(toParse) > 0 {
 		parsed = s.parsePage(j.key, n.analyser, toParse)
+		if len(parsed) < len(toParse) {
+			// A batch the parser failed: its items' text is extracted
+			// here too, not in the writer.
+			for i := range stored {
+				if _, ok := parsed[stored[i].ID]; changed[i] && !ok {
+					stored[i].searchText = textOf(stored[i].Payload)
+				}
+			}
+		}
 	}
 	unchanged := 0
 	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
