@@ -273,14 +273,21 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 
 // inTx runs fn in a transaction (retried on transient contention); once it
 // committed, the node state changes fn made are published and its
-// afterwards functions run.
+// afterwards functions run; for each attempt that did not commit, its
+// unlessCommitted functions run.
 func (w *writer) inTx(ctx context.Context, fn func(ctx context.Context, t *wtx) error) error {
 	var t *wtx
 	err := w.p.store.db.WithTx(ctx, func(tx *ent.Tx) error {
+		if t != nil {
+			t.abandon() // the previous attempt was rolled back
+		}
 		t = &wtx{p: w.p, c: tx.Client(), changes: map[nodeKey]*nodeInfo{}}
 		return fn(ctx, t)
 	})
 	if err != nil {
+		if t != nil {
+			t.abandon()
+		}
 		return err
 	}
 	w.p.nodes.publish(t.changes)
@@ -298,6 +305,7 @@ type wtx struct {
 	c       *ent.Client
 	changes map[nodeKey]*nodeInfo
 	after   []func()
+	undo    []func()
 }
 
 // node returns the node's state as this transaction sees it.
@@ -361,6 +369,20 @@ func (t *wtx) remove(ctx context.Context, k nodeKey) error {
 
 // afterwards runs f once the transaction committed.
 func (t *wtx) afterwards(f func()) { t.after = append(t.after, f) }
+
+// unlessCommitted runs f if this attempt of the transaction does not
+// commit (rolled back, or retried): it undoes what was done in memory
+// ahead of the commit.
+func (t *wtx) unlessCommitted(f func()) { t.undo = append(t.undo, f) }
+
+// abandon runs the unlessCommitted functions of an attempt that did not
+// commit.
+func (t *wtx) abandon() {
+	for _, f := range t.undo {
+		f()
+	}
+	t.undo = nil
+}
 
 // repeats marks the item writes of a batch (applied in one transaction)
 // that repeat the previous notification of the same node in that batch: a

@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,5 +161,48 @@ func TestFailedItemsWriteDuringSync(t *testing.T) {
 	}
 	if st, err = f.cache.Status(ctx, "alice", svc, node); err != nil || len(st) != 1 || !st[0].Fresh || !has() {
 		t.Fatalf("after a sync with items stored again: %+v %v, item cached %v", st, err, has())
+	}
+}
+
+// TestFailedItemsWriteEndsProbe: a notified item with a publisher, on a
+// service not known yet to carry publishers in its items answers, keeps
+// its node off the cache until that is learned (one probe); when the
+// write fails the probe still runs and ends the wait: the node is not kept
+// off the cache for good.
+func TestFailedItemsWriteEndsProbe(t *testing.T) {
+	f, svc, node := cachedNode(t, "prosody", 3)
+	ctx := ctxT(t)
+	k := nodeKey{"alice", svc, node}
+	n, ok := f.cache.nodes.get(k)
+	if !ok {
+		t.Fatal("node not cached")
+	}
+	f.cache.learn.learn(ctx, n.profileID, svc, func(b *behaviour) { b.PublisherInResults = "" })
+
+	// The transaction fails at its commit (everything before it, the
+	// probe's start included, went through): an inserted item adds a row
+	// breaking a deferred foreign key.
+	db := f.host.Store.DB
+	for _, q := range []string{
+		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
+		`CREATE TRIGGER test_fail_commit AFTER INSERT ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_commit`) })
+	it := wire.Item{ID: "it-new", Publisher: "alice@localhost", Payload: payload(7)}
+	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err == nil || !strings.Contains(err.Error(), "commit") {
+		t.Fatalf("the items write did not fail at its commit: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); f.cache.learn.isProbing(k); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node is still kept off the cache for a probe 30 s after its write failed")
+		}
+	}
+	if got := f.cache.learn.get(ctx, n.profileID, svc).PublisherInResults; got == "" {
+		t.Error("the probe learned nothing")
 	}
 }

@@ -185,6 +185,13 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 	for _, k := range publisherProbes {
 		p.learn.startProbe(k, "publisher")
 	}
+	// Not stored after all: the probe runs anyway (it ends the node's
+	// wait for it; else the node would stay off the cache).
+	t.unlessCommitted(func() {
+		for _, k := range publisherProbes {
+			p.learn.publisherProbe(k)
+		}
+	})
 	t.afterwards(func() {
 		for _, k := range publisherProbes {
 			p.learn.publisherProbe(k)
