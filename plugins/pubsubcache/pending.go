@@ -15,20 +15,21 @@ const notifiedKeep = time.Minute
 
 // publishes follows the profile's own publishes until the server's copy is
 // stored (DESIGN §5: the server's copy, never the bytes sent): it owns the
-// published ids waiting for their copy (pending) and when item
+// published ids waiting for their copy (pending, with when their publish
+// was answered) and when item
 // notifications last arrived (notifiedAt, notifiedN entries, bounded). Its
 // lock guards those maps only.
 type publishes struct {
 	p *Plugin
 
 	mu         sync.Mutex
-	pending    map[nodeKey]map[string]bool
+	pending    map[nodeKey]map[string]time.Time
 	notifiedAt map[nodeKey]map[string]time.Time
 	notifiedN  int
 }
 
 func newPublishes(p *Plugin) *publishes {
-	return &publishes{p: p, pending: map[nodeKey]map[string]bool{}, notifiedAt: map[nodeKey]map[string]time.Time{}}
+	return &publishes{p: p, pending: map[nodeKey]map[string]time.Time{}, notifiedAt: map[nodeKey]map[string]time.Time{}}
 }
 
 // has reports whether the profile published items of k whose server copy
@@ -108,9 +109,9 @@ func (ps *publishes) published(ev *xep0060.PublishedEvent) {
 		return
 	}
 	if ps.pending[k] == nil {
-		ps.pending[k] = map[string]bool{}
+		ps.pending[k] = map[string]time.Time{}
 	}
-	ps.pending[k][ev.ID] = true
+	ps.pending[k][ev.ID] = time.Now()
 	ps.mu.Unlock()
 	p.wg.Add(1)
 	go func() {
@@ -123,7 +124,7 @@ func (ps *publishes) published(ev *xep0060.PublishedEvent) {
 			return
 		}
 		ps.mu.Lock()
-		still := ps.pending[k][ev.ID]
+		_, still := ps.pending[k][ev.ID]
 		ps.mu.Unlock()
 		if !still {
 			return
@@ -156,12 +157,30 @@ func (ps *publishes) stored(k nodeKey, ids []string) {
 	}
 }
 
-// forgetNode forgets the pending publishes of a node (a sync fetched it
-// whole, or it is gone).
+// forgetNode forgets the pending publishes of a node (it is gone, or
+// emptied).
 func (ps *publishes) forgetNode(k nodeKey) {
 	ps.mu.Lock()
 	delete(ps.pending, k)
 	ps.mu.Unlock()
+}
+
+// forgetBefore forgets the pending publishes of a node answered before
+// since: a listing (or reconciliation) that began then saw their items.
+// One answered later may be in none of its pages: it stays pending (the
+// node off the cache until its copy is stored, by its notification or
+// fetched by id).
+func (ps *publishes) forgetBefore(k nodeKey, since time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for id, at := range ps.pending[k] {
+		if at.Before(since) {
+			delete(ps.pending[k], id)
+		}
+	}
+	if len(ps.pending[k]) == 0 {
+		delete(ps.pending, k)
+	}
 }
 
 // forgetProfile forgets the pending publishes of a profile (it went

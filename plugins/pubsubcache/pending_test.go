@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"testing"
+	"time"
 
 	"example.org/backend/plugins/xep0060/wire"
 )
@@ -11,7 +12,8 @@ import (
 func TestNotifiedClearsPending(t *testing.T) {
 	ps := newPublishes(nil)
 	k := nodeKey{"alice", "alice@localhost", "node"}
-	ps.pending[k] = map[string]bool{"a": true, "b": true}
+	now := time.Now()
+	ps.pending[k] = map[string]time.Time{"a": now, "b": now}
 	ps.notified(k, []wire.Item{{ID: "a"}})
 	if !ps.has(k) {
 		t.Fatal("the publish of b no longer waits after a's notification")
@@ -22,5 +24,26 @@ func TestNotifiedClearsPending(t *testing.T) {
 	}
 	if _, ok := ps.notifiedAt[k]["c"]; !ok {
 		t.Fatal("the notification of c is not remembered")
+	}
+}
+
+// TestForgetBefore: a listing's end forgets the pending publishes answered
+// before it began (it saw their items), not those answered during it
+// (their items may be in none of its pages).
+func TestForgetBefore(t *testing.T) {
+	ps := newPublishes(nil)
+	k := nodeKey{"alice", "alice@localhost", "node"}
+	began := time.Now()
+	ps.pending[k] = map[string]time.Time{"before": began.Add(-time.Millisecond), "during": began.Add(time.Millisecond)}
+	ps.forgetBefore(k, began)
+	if _, ok := ps.pending[k]["before"]; ok {
+		t.Error("a publish answered before the listing still waits")
+	}
+	if _, ok := ps.pending[k]["during"]; !ok || !ps.has(k) {
+		t.Error("a publish answered during the listing no longer waits")
+	}
+	ps.forgetBefore(k, began.Add(time.Second))
+	if ps.has(k) || ps.pending[k] != nil {
+		t.Errorf("pending after every publish was forgotten: %v", ps.pending)
 	}
 }

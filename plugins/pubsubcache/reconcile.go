@@ -274,7 +274,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 	if err != nil {
 		return listing{}, err
 	}
-	p.pubs.forgetNode(k)
+	p.pubs.forgetBefore(k, j.roundStart())
 	gone := 0
 	for id := range pos {
 		if !seen[id] {

@@ -99,6 +99,8 @@ type SyncJob struct {
 	// touched are not taken from the pages), so the listing does not make
 	// the node fresh; another one settles it.
 	lost bool
+	// round is when the current listing began (before its first request).
+	round time.Time
 }
 
 // startRound forgets what the previous listing saw.
@@ -107,7 +109,15 @@ func (j *SyncJob) startRound() {
 	clear(j.touched)
 	j.later = map[string]bool{}
 	j.lost = false
+	j.round = time.Now()
 	j.mu.Unlock()
+}
+
+// roundStart is when the current listing began.
+func (j *SyncJob) roundStart() time.Time {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.round
 }
 
 // markLost records notified items of the node that could not be stored.
