@@ -1,6 +1,7 @@
 package pubsubcache
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -137,7 +138,14 @@ func (ps *publishes) published(ev *xep0060.PublishedEvent) {
 			p.w.enqueue(op{kind: opFunc, key: k, fn: p.transitionOf(k, event{kind: evNotFresh}, false)})
 			return
 		}
-		p.w.enqueue(itemsOp(k, page.Items, nil, true))
+		// Not in the answer: no longer on the service (retracted, or
+		// dropped, meanwhile; no notification told): removed here too,
+		// which ends the wait (else the node stays off the cache).
+		var gone []string
+		if !slices.ContainsFunc(page.Items, func(it wire.Item) bool { return it.ID == ev.ID }) {
+			gone = []string{ev.ID}
+		}
+		p.w.enqueue(itemsOp(k, page.Items, gone, true))
 	}()
 }
 
