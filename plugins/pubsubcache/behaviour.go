@@ -335,14 +335,20 @@ func (l *learner) probeMaxItems(ctx context.Context, k nodeKey, profileID int, i
 }
 
 // startProbe marks the node as probed for what (the node is not answered
-// from the cache until endProbe).
-func (l *learner) startProbe(k nodeKey, what string) {
+// from the cache until endProbe); it reports whether that probe was not
+// running already (then the caller runs it: one probe at a time, so that
+// none ends another's wait).
+func (l *learner) startProbe(k nodeKey, what string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.probing[k] == nil {
 		l.probing[k] = map[string]bool{}
 	}
+	if l.probing[k][what] {
+		return false
+	}
 	l.probing[k][what] = true
+	return true
 }
 
 func (l *learner) endProbe(k nodeKey, what string) {

@@ -47,3 +47,27 @@ func TestForgetBefore(t *testing.T) {
 		t.Errorf("pending after every publish was forgotten: %v", ps.pending)
 	}
 }
+
+// TestOneProbeAtATime: a probe already running is not started again (its
+// end would end the other's wait early); once ended it can be.
+func TestOneProbeAtATime(t *testing.T) {
+	l := newLearner(nil)
+	k := nodeKey{"alice", "pubsub.localhost", "node"}
+	if !l.startProbe(k, "publisher") {
+		t.Fatal("the first probe did not start")
+	}
+	if l.startProbe(k, "publisher") {
+		t.Fatal("a second probe of the same started while the first runs")
+	}
+	if !l.startProbe(k, "republished x") {
+		t.Fatal("another kind of probe did not start")
+	}
+	l.endProbe(k, "publisher")
+	if !l.isProbing(k) {
+		t.Fatal("the node is no longer probed while a probe runs")
+	}
+	l.endProbe(k, "republished x")
+	if l.isProbing(k) || !l.startProbe(k, "publisher") {
+		t.Fatal("the probe cannot start again once ended")
+	}
+}

@@ -182,18 +182,21 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			return err
 		}
 	}
+	var started []nodeKey // the probes this transaction runs (others run already)
 	for _, k := range publisherProbes {
-		p.learn.startProbe(k, "publisher")
+		if p.learn.startProbe(k, "publisher") {
+			started = append(started, k)
+		}
 	}
 	// Not stored after all: the probe runs anyway (it ends the node's
 	// wait for it; else the node would stay off the cache).
 	t.unlessCommitted(func() {
-		for _, k := range publisherProbes {
+		for _, k := range started {
 			p.learn.publisherProbe(k)
 		}
 	})
 	t.afterwards(func() {
-		for _, k := range publisherProbes {
+		for _, k := range started {
 			p.learn.publisherProbe(k)
 		}
 		for _, pr := range probes {
