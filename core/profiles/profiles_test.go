@@ -43,27 +43,9 @@ type fixture struct {
 	svc     *Service
 	host    *core.Host
 	store   *storage.Store
-	logs    *syncBuffer
+	logs    *testsvc.LogBuffer
 	dataDir string // holds secret.key (and the SQLite file)
 	dialect string
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var engines = []string{storage.DriverSQLite, storage.DriverPostgres}
@@ -94,7 +76,7 @@ func newFixture(t *testing.T, engine string, config map[string]string) *fixture 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	logs := &syncBuffer{}
+	logs := &testsvc.LogBuffer{}
 	h := core.NewHost(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), "test")
 	h.Store = store
 	if h.Secrets, err = secrets.OpenBox(dir); err != nil {

@@ -1,6 +1,7 @@
 package pubsubcache
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -127,12 +128,15 @@ type fixtureOpts struct {
 	via *testsvc.Proxy
 	// sessions, when set, wraps the sessions the plugins see.
 	sessions func(core.Sessions) core.Sessions
+	// logs, when set, receives the fixture's logs (text, info level and
+	// up; CACHE_TEST_LOG still sends them to stderr instead).
+	logs io.Writer
 }
 
 func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(cmp.Or(o.logs, io.Discard), nil))
 	if os.Getenv("CACHE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -125,8 +125,10 @@ func (s *syncer) verify(ctx context.Context, j *SyncJob) error {
 			return err
 		}
 		if len(gone) > 0 {
-			p.log.Info("the service dropped items without telling; removed from the cache", "profile", k.profile, "service", k.service, "node", k.node,
-				"items", len(gone), "capacity", learned)
+			t.afterwards(func() { // not told of a write rolled back
+				p.log.Info("the service dropped items without telling; removed from the cache", "profile", k.profile, "service", k.service, "node", k.node,
+					"items", len(gone), "capacity", learned)
+			})
 		}
 		if missed || len(gone) > 0 && learned == 0 {
 			// Items the cache never saw, or a removal it cannot explain:

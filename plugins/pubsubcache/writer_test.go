@@ -2,11 +2,16 @@ package pubsubcache
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"example.org/backend/ent/pubsubitem"
+	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/plugins/xep0060/wire"
 )
@@ -204,5 +209,111 @@ func TestFailedItemsWriteEndsProbe(t *testing.T) {
 	}
 	if got := f.cache.learn.get(ctx, n.profileID, svc).PublisherInResults; got == "" {
 		t.Error("the probe learned nothing")
+	}
+}
+
+// TestRolledBackWriteNotLogged: what a writer transaction logs is logged
+// once it committed: a trim over cache.item_limit in a write that then
+// fails at its commit is not reported (the items are all still there).
+func TestRolledBackWriteNotLogged(t *testing.T) {
+	logs := &testsvc.LogBuffer{}
+	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{params: map[string]string{KeyItemLimit: "3"}, logs: logs}, "alice")
+	ctx := ctxT(t)
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 3)
+	mustGet(t, f, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	f.waitState(t, "alice", svc, node, true, StateComplete)
+	k := nodeKey{"alice", svc, node}
+
+	db := f.host.Store.DB
+	for _, q := range []string{
+		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
+		`CREATE TRIGGER test_fail_commit AFTER INSERT ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const dropped = "oldest items dropped"
+	it := wire.Item{ID: "it-new", Publisher: "alice@localhost", Payload: payload(7)}
+	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err == nil || !strings.Contains(err.Error(), "commit") {
+		t.Fatalf("the items write did not fail at its commit: %v", err)
+	}
+	if strings.Contains(logs.String(), dropped) {
+		t.Errorf("a trim rolled back was logged:\n%s", logs)
+	}
+	if _, err := db.ExecContext(ctx, `DROP TRIGGER test_fail_commit`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), dropped) {
+		t.Errorf("the committed trim was not logged:\n%s", logs)
+	}
+}
+
+// TestNoLogInWriterTx: no code running inside a writer transaction (a
+// function taking a *wtx, and what it defines) logs but through
+// t.afterwards or t.unlessCommitted: the transaction may roll back, and a
+// log line would tell of a write that never happened.
+func TestNoLogInWriterTx(t *testing.T) {
+	fs := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isWtx := func(ft *ast.FuncType) bool {
+		for _, p := range ft.Params.List {
+			if st, ok := p.Type.(*ast.StarExpr); ok {
+				if id, ok := st.X.(*ast.Ident); ok && id.Name == "wtx" {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	logCalls := map[string]bool{"Debug": true, "Info": true, "Warn": true, "Error": true, "Log": true}
+	var walk func(n ast.Node, inTx bool)
+	walk = func(n ast.Node, inTx bool) {
+		ast.Inspect(n, func(m ast.Node) bool {
+			switch x := m.(type) {
+			case nil:
+				return false
+			case *ast.FuncDecl:
+				if x.Body != nil {
+					walk(x.Body, isWtx(x.Type))
+				}
+				return false
+			case *ast.FuncLit:
+				walk(x.Body, inTx || isWtx(x.Type))
+				return false
+			case *ast.CallExpr:
+				s, ok := x.Fun.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				if s.Sel.Name == "afterwards" || s.Sel.Name == "unlessCommitted" {
+					return false // run once the transaction's fate is known
+				}
+				if inTx && logCalls[s.Sel.Name] {
+					t.Errorf("%s: logs inside a writer transaction (use t.afterwards)", fs.Position(x.Pos()))
+				}
+			}
+			return true
+		})
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fs, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			walk(d, false)
+		}
 	}
 }

@@ -154,7 +154,10 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			if n, _, err = t.transition(ctx, k, event{kind: evOverLimit}); err != nil {
 				return err
 			}
-			p.log.Info("node over cache.item_limit: oldest items dropped", "profile", k.profile, "service", k.service, "node", k.node, "state", n.state)
+			state := n.state
+			t.afterwards(func() { // not told of a write rolled back
+				p.log.Info("node over cache.item_limit: oldest items dropped", "profile", k.profile, "service", k.service, "node", k.node, "state", state)
+			})
 		}
 		// Holding more than the service was seen holding, its capacity
 		// unknown: the service may have dropped items silently. Checked
