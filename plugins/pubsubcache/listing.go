@@ -220,7 +220,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	if err != nil {
 		return listing{}, err
 	}
-	p.pubs.forgetBefore(k, j.roundStart())
+	p.pubs.forgetBefore(k, j.roundStart(), nil)
 	return listing{items: int(pos), partial: partial, updated: updated, unchanged: unchanged}, nil
 }
 

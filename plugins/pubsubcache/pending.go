@@ -174,15 +174,18 @@ func (ps *publishes) forgetNode(k nodeKey) {
 }
 
 // forgetBefore forgets the pending publishes of a node answered before
-// since: a listing (or reconciliation) that began then saw their items.
-// One answered later may be in none of its pages: it stays pending (the
-// node off the cache until its copy is stored, by its notification or
-// fetched by id).
-func (ps *publishes) forgetBefore(k nodeKey, since time.Time) {
+// since, whose items a listing (or reconciliation) that began then
+// settled: stored again from the service's answers, or found gone from
+// the service (settled nil: all of them, a whole listing saw every item).
+// One answered later may be in none of its pages, and one a
+// reconciliation did not store again (an update in place on a service
+// whose id listing cannot tell it): they stay pending (the node off the
+// cache until its copy is stored, by its notification or fetched by id).
+func (ps *publishes) forgetBefore(k nodeKey, since time.Time, settled func(id string) bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for id, at := range ps.pending[k] {
-		if at.Before(since) {
+		if at.Before(since) && (settled == nil || settled(id)) {
 			delete(ps.pending[k], id)
 		}
 	}

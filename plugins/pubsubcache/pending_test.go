@@ -29,20 +29,28 @@ func TestNotifiedClearsPending(t *testing.T) {
 
 // TestForgetBefore: a listing's end forgets the pending publishes answered
 // before it began (it saw their items), not those answered during it
-// (their items may be in none of its pages).
+// (their items may be in none of its pages); a reconciliation's end only
+// those whose items it settled.
 func TestForgetBefore(t *testing.T) {
 	ps := newPublishes(nil)
 	k := nodeKey{"alice", "alice@localhost", "node"}
 	began := time.Now()
-	ps.pending[k] = map[string]time.Time{"before": began.Add(-time.Millisecond), "during": began.Add(time.Millisecond)}
-	ps.forgetBefore(k, began)
+	ps.pending[k] = map[string]time.Time{"before": began.Add(-time.Millisecond), "unsettled": began.Add(-time.Millisecond), "during": began.Add(time.Millisecond)}
+	ps.forgetBefore(k, began, func(id string) bool { return id != "unsettled" })
 	if _, ok := ps.pending[k]["before"]; ok {
 		t.Error("a publish answered before the listing still waits")
+	}
+	if _, ok := ps.pending[k]["unsettled"]; !ok {
+		t.Error("a publish answered before a reconciliation that did not settle its item no longer waits")
 	}
 	if _, ok := ps.pending[k]["during"]; !ok || !ps.has(k) {
 		t.Error("a publish answered during the listing no longer waits")
 	}
-	ps.forgetBefore(k, began.Add(time.Second))
+	ps.forgetBefore(k, began, nil)
+	if _, ok := ps.pending[k]["unsettled"]; ok {
+		t.Error("a whole listing's end did not forget a publish answered before it")
+	}
+	ps.forgetBefore(k, began.Add(time.Second), nil)
 	if ps.has(k) || ps.pending[k] != nil {
 		t.Errorf("pending after every publish was forgotten: %v", ps.pending)
 	}

@@ -274,7 +274,13 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 	if err != nil {
 		return listing{}, err
 	}
-	p.pubs.forgetBefore(k, j.roundStart())
+	// Own publishes waiting for their copy: settled if stored again or
+	// gone; an update in place the listing cannot see still waits.
+	stored := make(map[string]bool, len(items))
+	for _, it := range items {
+		stored[it.ID] = true
+	}
+	p.pubs.forgetBefore(k, j.roundStart(), func(id string) bool { return stored[id] || !seen[id] })
 	gone := 0
 	for id := range pos {
 		if !seen[id] {
