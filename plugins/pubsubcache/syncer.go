@@ -95,9 +95,11 @@ type SyncJob struct {
 	// that page (their place there may be the old one).
 	later map[string]bool
 	// lost says notified items of the node could not be stored during the
-	// current listing: its pages may predate them (and the items they
-	// touched are not taken from the pages), so the listing does not make
-	// the node fresh; another one settles it.
+	// current listing (its pages may predate them, and the items they
+	// touched are not taken from the pages), or the node was purged during
+	// it (its pages answered before may bring back what the purge
+	// removed): the listing does not make the node fresh; another one
+	// settles it.
 	lost bool
 	// round is when the current listing began (before its first request).
 	round time.Time
@@ -120,7 +122,8 @@ func (j *SyncJob) roundStart() time.Time {
 	return j.round
 }
 
-// markLost records notified items of the node that could not be stored.
+// markLost records notified items of the node that could not be stored,
+// or a purge of the node, during the current listing.
 func (j *SyncJob) markLost() {
 	j.mu.Lock()
 	j.lost = true

@@ -244,6 +244,12 @@ func (p *Plugin) purgeNode(k nodeKey) func(ctx context.Context, t *wtx) error {
 		if !ok {
 			return nil
 		}
+		if j := p.sync.running(k); j != nil {
+			// A listing running may store pages the service answered
+			// before the purge: it does not make the node fresh, another
+			// one settles it (as when notified items could not be stored).
+			j.markLost()
+		}
 		return p.store.deleteAllItems(ctx, t.c, n.id)
 	}
 }
