@@ -96,6 +96,9 @@ func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent
 	switch ev.Op {
 	case "purge":
 		return p.w.run(ctx, p.purgeNode(k))
+	case "unsubscribe":
+		// Notifications stop (no notification of it comes either).
+		return p.w.run(ctx, p.subscriptionGone(k))
 	case "delete":
 		return p.w.run(ctx, p.deleteNode(k))
 	case "configure":

@@ -70,6 +70,8 @@ func (c *Client) Unsubscribe(ctx context.Context, profileName, service, node, su
 	if _, err := c.iq(ctx, profileName, svc, "set", wire.Unsubscribe(node, jid, subID)); err != nil {
 		return fmt.Errorf("unsubscribe from %s on %s: %w", node, svc, err)
 	}
+	// No notification tells (the service sends none to the unsubscriber).
+	notifyBus(ctx, c, NodeChanged, &NodeChangedEvent{Profile: profileName, Service: svc, Node: node, Op: "unsubscribe"})
 	return nil
 }
 

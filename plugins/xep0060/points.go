@@ -172,7 +172,8 @@ type RetractedEvent struct {
 }
 
 // NodeChangedEvent follows a successful node operation requested by the
-// profile: Op is "create", "delete", "purge" or "configure".
+// profile: Op is "create", "delete", "purge", "configure" or
+// "unsubscribe" (the profile's subscription to the node ended).
 type NodeChangedEvent struct {
 	Profile string
 	Service string
@@ -211,8 +212,8 @@ var (
 		"The profile published an item (id assigned by the service); the payload is the server's, from the notification or a fetch.")
 	// Retracted fires after a successful retract.
 	Retracted = triggers.NewEvent[*RetractedEvent]("pubsub.retracted", "The profile retracted an item.")
-	// NodeChanged fires after a successful create, delete, purge or
-	// configure requested by the profile.
+	// NodeChanged fires after a successful create, delete, purge,
+	// configure or unsubscribe requested by the profile.
 	NodeChanged = triggers.NewEvent[*NodeChangedEvent]("pubsub.node.changed",
-		"The profile created, deleted, purged or configured a node.")
+		"The profile created, deleted, purged or configured a node, or unsubscribed from it.")
 )
