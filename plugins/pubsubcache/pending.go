@@ -134,8 +134,13 @@ func (ps *publishes) published(ev *xep0060.PublishedEvent) {
 		page, err := p.c.FetchItems(internal(p.ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, ItemIDs: []string{ev.ID}})
 		if err != nil {
 			p.log.Warn("fetching a published item failed; the node is re-synced", "node", k.node, "id", ev.ID, "err", err)
-			ps.forgetNode(k)
-			p.w.enqueue(op{kind: opFunc, key: k, fn: p.transitionOf(k, event{kind: evNotFresh}, false)})
+			// Not fresh before it stops waiting (the other order let the
+			// node be answered from the cache without the item while the
+			// write waited in the writer's queue); still waiting if that
+			// write fails.
+			if err := p.w.do(p.ctx, op{kind: opFunc, key: k, fn: p.transitionOf(k, event{kind: evNotFresh}, false)}); err == nil {
+				ps.forgetNode(k)
+			}
 			return
 		}
 		// Not in the answer: no longer on the service (retracted, or
