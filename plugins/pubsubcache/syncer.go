@@ -96,10 +96,10 @@ type SyncJob struct {
 	later map[string]bool
 	// lost says notified items of the node could not be stored during the
 	// current listing (its pages may predate them, and the items they
-	// touched are not taken from the pages), or the node was purged during
-	// it (its pages answered before may bring back what the purge
-	// removed): the listing does not make the node fresh; another one
-	// settles it.
+	// touched are not taken from the pages), or the node was purged, or
+	// its max_items lowered, during it (its pages answered before may
+	// bring back what the service removed): the listing does not make the
+	// node fresh; another one settles it.
 	lost bool
 	// round is when the current listing began (before its first request).
 	round time.Time
@@ -123,7 +123,8 @@ func (j *SyncJob) roundStart() time.Time {
 }
 
 // markLost records notified items of the node that could not be stored,
-// or a purge of the node, during the current listing.
+// or a purge or a lowered max_items of the node, during the current
+// listing.
 func (j *SyncJob) markLost() {
 	j.mu.Lock()
 	j.lost = true

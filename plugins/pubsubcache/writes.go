@@ -280,7 +280,12 @@ func (p *Plugin) configure(k nodeKey, maxItemsSet bool, maxItems *int) func(ctx 
 		if maxItemsSet && lowers(before.maxItems, maxItems) && before.cached() {
 			// Services differ: Prosody drops the extra items at once,
 			// ejabberd at the next publish. The listing tells; the next
-			// publishes are trimmed to the new limit.
+			// publishes are trimmed to the new limit. A listing running
+			// may have pages answered before: it does not make the node
+			// fresh, another one settles it.
+			if j := p.sync.running(k); j != nil {
+				j.markLost()
+			}
 			t.afterwards(func() { p.sync.launch(k, false) })
 		}
 		return nil
