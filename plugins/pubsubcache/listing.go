@@ -38,11 +38,13 @@ type fetched struct {
 // begin starts a listing or a reconciliation of the node: the node in
 // progress, notifications secured first (so that nothing published
 // meanwhile is missed), its configuration read (in the background with
-// async: configRead waits for it; nil otherwise).
-func (s *syncer) begin(ctx context.Context, j *SyncJob, async bool) (n nodeInfo, secured, subscribed bool, configRead func(), err error) {
+// async: configRead waits for it; nil otherwise). A reconciliation
+// (keepTouched) keeps the items notified since its job started: they are
+// not what the cache held before the reconnection.
+func (s *syncer) begin(ctx context.Context, j *SyncJob, async, keepTouched bool) (n nodeInfo, secured, subscribed bool, configRead func(), err error) {
 	p := s.p
 	k := j.key
-	j.startRound()
+	j.startRound(keepTouched)
 	err = p.w.run(ctx, func(ctx context.Context, t *wtx) error {
 		if _, err := t.ensure(ctx, k); err != nil {
 			return err
@@ -91,7 +93,7 @@ func (s *syncer) listing(ctx context.Context, j *SyncJob) (listing, error) {
 	p := s.p
 	k := j.key
 	pp := p.params.of(ctx, k.profile)
-	n, secured, subscribed, _, err := s.begin(ctx, j, false)
+	n, secured, subscribed, _, err := s.begin(ctx, j, false, false)
 	if err != nil {
 		return listing{}, err
 	}

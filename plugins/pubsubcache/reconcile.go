@@ -167,7 +167,7 @@ func (s *syncer) reconcile(ctx context.Context, j *SyncJob, method string) (list
 	pp := p.params.of(ctx, k.profile)
 	// The configuration is read meanwhile (one round trip less), and
 	// known before the node is complete.
-	n, secured, subscribed, configRead, err := s.begin(ctx, j, true)
+	n, secured, subscribed, configRead, err := s.begin(ctx, j, true, true)
 	if err != nil {
 		return listing{}, err
 	}

@@ -87,7 +87,9 @@ type SyncJob struct {
 	watchers map[chan Progress]struct{}
 	// touched are item ids notifications changed during the current
 	// listing (their stored state is newer than what the pages bring),
-	// with the order of their last notification.
+	// with the order of their last notification; for a reconciliation by
+	// difference, since the job started (notified while it waited for its
+	// slot, they are no anchor either).
 	touched map[string]int
 	seq     int
 	// later are the touched items a page brought with another payload
@@ -105,10 +107,13 @@ type SyncJob struct {
 	round time.Time
 }
 
-// startRound forgets what the previous listing saw.
-func (j *SyncJob) startRound() {
+// startRound forgets what the previous listing saw (but the items
+// touched so far when keepTouched).
+func (j *SyncJob) startRound(keepTouched bool) {
 	j.mu.Lock()
-	clear(j.touched)
+	if !keepTouched {
+		clear(j.touched)
+	}
 	j.later = map[string]bool{}
 	j.lost = false
 	j.round = time.Now()
