@@ -418,6 +418,19 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 	if !ok {
 		return false, fmt.Errorf("node %s is no longer cached", j.key.node)
 	}
+	if j.wasUnsubscribed() {
+		// The profile's subscription ended during the listing: the node
+		// ends as after it (not synced, emptied), not listed again (which
+		// would subscribe the profile again).
+		if err := p.store.deleteAllItems(ctx, t.c, n.id); err != nil {
+			return false, err
+		}
+		if _, _, err := t.transition(ctx, j.key, event{kind: evSyncDone, method: method}); err != nil {
+			return false, err
+		}
+		_, _, err := t.transition(ctx, j.key, event{kind: evSubscriptionGone})
+		return false, err
+	}
 	beh := p.learn.get(ctx, n.profileID, j.key.service)
 	// In the writer: no item is touched while this runs.
 	touched := j.touchedIDs()

@@ -105,6 +105,24 @@ type SyncJob struct {
 	lost bool
 	// round is when the current listing began (before its first request).
 	round time.Time
+	// unsubscribed says the profile's subscription to the node ended
+	// during the job: its listing ends as after it (subscriptionGone), not
+	// complete with what begin saw.
+	unsubscribed bool
+}
+
+// markUnsubscribed records the end of the profile's subscription.
+func (j *SyncJob) markUnsubscribed() {
+	j.mu.Lock()
+	j.unsubscribed = true
+	j.mu.Unlock()
+}
+
+// wasUnsubscribed reports whether markUnsubscribed was called.
+func (j *SyncJob) wasUnsubscribed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.unsubscribed
 }
 
 // startRound forgets what the previous listing saw (but the items

@@ -50,3 +50,49 @@ func containsID(items []wire.Item, id string) bool {
 	}
 	return false
 }
+
+// TestOwnUnsubscribeDuringSync: the profile unsubscribing while the node
+// is being listed (the listing subscribed it first): the listing does not
+// end with the node fresh, answered from the cache without what others
+// publish afterwards (no notification comes).
+func TestOwnUnsubscribeDuringSync(t *testing.T) {
+	f := newFixture(t, servers.Use(t, testsvc.KindEjabberd), fixtureOpts{}, "alice", "bob")
+	ctx := ctxT(t)
+	svc, node := f.nodeOn(t, "alice", syncPrefix)
+	f.publish(t, "alice", svc, node, 0, 3)
+	k := nodeKey{"alice", svc, node}
+	hang := make(chan struct{})
+	f.provider.hang.Store(&hang)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			f.provider.hang.Store(nil)
+			close(hang)
+		}
+	}
+	defer release()
+	j := f.cache.sync.launch(k, true)
+	for deadline := time.Now().Add(time.Minute); f.provider.hung.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the page's parse never started")
+		}
+	}
+	if err := f.c.Unsubscribe(ctx, "alice", svc, node, ""); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	<-j.Done()
+	if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: "by-bob", Payload: payload(9)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	req := &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node}
+	page, err := f.c.Items(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.FromCache && !containsID(page.Items, "by-bob") {
+		t.Fatalf("answered from the cache without the item published after the profile unsubscribed during the sync: %s (%s)", idsOf(page.Items), f.cache.explain(req))
+	}
+}

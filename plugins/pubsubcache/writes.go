@@ -299,6 +299,10 @@ func (p *Plugin) subscriptionGone(k nodeKey) func(ctx context.Context, t *wtx) e
 		if !ok {
 			return nil
 		}
+		if j := p.sync.running(k); j != nil {
+			// A listing running ends as this (its begin subscribed).
+			j.markUnsubscribed()
+		}
 		if err := p.store.deleteAllItems(ctx, t.c, n.id); err != nil {
 			return err
 		}
