@@ -60,7 +60,14 @@ type lifeFixture struct {
 
 func newLifeFixture(t *testing.T, kind string, o fixtureOpts) *lifeFixture {
 	t.Helper()
-	lf := &lifeFixture{fixture: newFixture(t, servers.Use(t, kind), o, "alice", "bob"), forms: map[string]map[string][]string{}}
+	return watchLife(t, newFixture(t, servers.Use(t, kind), o, "alice", "bob"))
+}
+
+// watchLife records, on f, what a lifeFixture records: alice's
+// notifications' wire forms and her items requests answered.
+func watchLife(t testing.TB, f *fixture) *lifeFixture {
+	t.Helper()
+	lf := &lifeFixture{fixture: f, forms: map[string]map[string][]string{}}
 	h, err := lf.host.Bus.Attach("lifecycle-test", triggers.Observe(xep0060.EventItems, triggers.PriorityDefault+1,
 		func(ctx context.Context, ev *xep0060.ItemsEvent) error {
 			if ev.Profile == "alice" {
