@@ -129,7 +129,7 @@ type fixtureOpts struct {
 	// sessions, when set, wraps the sessions the plugins see.
 	sessions func(core.Sessions) core.Sessions
 	// logs, when set, receives the fixture's logs (text, info level and
-	// up; CACHE_TEST_LOG still sends them to stderr instead).
+	// up; with CACHE_TEST_LOG, stderr gets them too, debug level).
 	logs io.Writer
 }
 
@@ -138,7 +138,7 @@ func newFixture(t testing.TB, srv *testsvc.XMPPServer, o fixtureOpts, users ...s
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(cmp.Or(o.logs, io.Discard), nil))
 	if os.Getenv("CACHE_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, cmp.Or(o.logs, io.Discard)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx := context.Background()
 	cfg := o.store

@@ -27,12 +27,14 @@ type writer struct {
 
 	mu  sync.Mutex
 	ops []op
-	// queued counts the item writes of each node waiting in ops: while
-	// there are some, the node is not answered from the cache (the answer
-	// would miss what the service already notified).
+	// queued counts the writes of each node waiting in ops (its item
+	// writes, and the writes of one node: a notified purge, deletion,
+	// configuration, subscription end…): while there are some, the node
+	// is not answered from the cache (the answer would miss what the
+	// service already notified).
 	queued map[nodeKey]int
-	// drained are closed when the queued item writes of their node are
-	// all applied (waitDrained).
+	// drained are closed when the queued writes of their node are all
+	// applied (waitDrained).
 	drained map[nodeKey]chan struct{}
 	busy    bool
 	wake    chan struct{}
@@ -87,7 +89,7 @@ func itemsOp(k nodeKey, items []wire.Item, retracted []string, refetched bool) o
 
 func (w *writer) enqueue(o op) {
 	w.mu.Lock()
-	if o.kind == opItems {
+	if o.counted() {
 		w.queued[o.key]++
 	}
 	w.ops = append(w.ops, o)
@@ -115,14 +117,37 @@ func (w *writer) run(ctx context.Context, fn func(ctx context.Context, t *wtx) e
 	return w.do(ctx, op{kind: opFunc, fn: fn})
 }
 
-// hasQueued reports whether item writes of k wait in the queue.
+// counted reports whether o is a write of one node, counted in queued
+// while it waits.
+func (o op) counted() bool { return o.kind == opItems || o.key != (nodeKey{}) }
+
+// applied: the writes ops (of one batch) are applied, or failed; the
+// nodes whose writes are all applied may be answered from the cache again.
+func (w *writer) applied(ops []op) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, o := range ops {
+		if !o.counted() {
+			continue
+		}
+		if w.queued[o.key]--; w.queued[o.key] <= 0 {
+			delete(w.queued, o.key)
+			if ch := w.drained[o.key]; ch != nil {
+				close(ch)
+				delete(w.drained, o.key)
+			}
+		}
+	}
+}
+
+// hasQueued reports whether writes of k wait in the queue.
 func (w *writer) hasQueued(k nodeKey) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.queued[k] > 0
 }
 
-// waitDrained waits, at most max, until the item writes of k queued now
+// waitDrained waits, at most max, until the writes of k queued now
 // are applied; it reports whether they are.
 func (w *writer) waitDrained(ctx context.Context, k nodeKey, max time.Duration) bool {
 	w.mu.Lock()
@@ -226,31 +251,13 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 				w.p.log.Error("storing notified items failed; the nodes are not fresh until reconciled", "ops", i, "err", err)
 				seen := map[nodeKey]bool{}
 				for _, o := range items {
-					if seen[o.key] {
-						continue
-					}
-					seen[o.key] = true
-					if j := w.p.sync.running(o.key); j != nil {
-						// A listing running: its end must not make the
-						// node fresh either.
-						j.markLost()
-					}
-					if terr := w.inTx(ctx, w.p.transitionOf(o.key, event{kind: evNotFresh}, false)); terr != nil {
-						w.p.log.Error("marking a node not fresh failed", "node", o.key.node, "err", terr)
+					if !seen[o.key] {
+						seen[o.key] = true
+						w.notFresh(ctx, o.key)
 					}
 				}
 			}
-			w.mu.Lock()
-			for _, o := range items {
-				if w.queued[o.key]--; w.queued[o.key] <= 0 {
-					delete(w.queued, o.key)
-					if ch := w.drained[o.key]; ch != nil {
-						close(ch)
-						delete(w.drained, o.key)
-					}
-				}
-			}
-			w.mu.Unlock()
+			w.applied(items)
 			for _, o := range items {
 				if o.done != nil {
 					o.done <- err
@@ -263,11 +270,29 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 		err := w.inTx(ctx, o.fn)
 		if err != nil {
 			w.p.log.Error("a cache write failed", "profile", o.key.profile, "service", o.key.service, "node", o.key.node, "err", err)
+			if o.key != (nodeKey{}) && o.done == nil {
+				// A notified change (purge, deletion, configuration…) not
+				// stored: as for items, the node is not fresh.
+				w.notFresh(ctx, o.key)
+			}
 		}
+		w.applied(batch[:1])
 		if o.done != nil {
 			o.done <- err
 		}
 		batch = batch[1:]
+	}
+}
+
+// notFresh marks k not fresh after a write of it failed (what the service
+// holds is not what is stored): it goes to the network until reconciled,
+// and a listing running does not make it fresh either.
+func (w *writer) notFresh(ctx context.Context, k nodeKey) {
+	if j := w.p.sync.running(k); j != nil {
+		j.markLost()
+	}
+	if err := w.inTx(ctx, w.p.transitionOf(k, event{kind: evNotFresh}, false)); err != nil {
+		w.p.log.Error("marking a node not fresh failed", "node", k.node, "err", err)
 	}
 }
 

@@ -1,0 +1,180 @@
+package pubsubcache
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gosrc.io/xmpp/stanza"
+
+	"example.org/backend/core"
+	"example.org/backend/internal/testsvc"
+	"example.org/backend/plugins/xep0060"
+	"example.org/backend/triggers"
+)
+
+// Divergences the life soak (soak_test.go) found, as small deterministic
+// tests (each failed before its fix).
+
+// TestPurgeQueuedServed: a purge notification alice received waits in the
+// writer (behind a busy write): a read meanwhile is not answered from the
+// cache (it was, with the purged items, fresh: the writer counted the
+// queued item writes of a node, not a purge, a deletion or a
+// configuration), as for a retraction. Both servers notify purges of a
+// node with pubsub#notify_retract set.
+func TestPurgeQueuedServed(t *testing.T) {
+	for _, kind := range kinds {
+		for _, change := range []string{"retract", "purge"} {
+			t.Run(kind+"/"+change, func(t *testing.T) {
+				f := newLifeFixture(t, kind, fixtureOpts{})
+				ctx := ctxT(t)
+				svc, node := f.bobNode(t, placements(kind)[0], syncPrefix, map[string][]string{"pubsub#max_items": {"10"}, "pubsub#notify_retract": {"1"}})
+				f.post(t, svc, node, 0, 3, 0)
+				j, err := f.cache.Sync(ctx, "alice", svc, node)
+				if err != nil {
+					t.Fatal(err)
+				}
+				<-j.Done()
+				f.waitServed(t, "alice", svc, node)
+				// Handed to the cache: this observer runs after the cache's
+				// (lower priority).
+				handed := make(chan struct{}, 4)
+				h, err := f.host.Bus.Attach("handed", triggers.Observe(xep0060.EventPurge, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.NodeEvent) error {
+					if ev.Profile == "alice" && ev.Node == node {
+						handed <- struct{}{}
+					}
+					return nil
+				}), triggers.Observe(xep0060.EventItems, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.ItemsEvent) error {
+					if ev.Profile == "alice" && ev.Node == node && len(ev.Retracted) > 0 {
+						handed <- struct{}{}
+					}
+					return nil
+				}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Remove()
+				// The writer busy with another write (a sync's page, a burst).
+				started, release := make(chan struct{}), make(chan struct{})
+				go f.cache.w.run(context.Background(), func(ctx context.Context, _ *wtx) error {
+					close(started)
+					<-release
+					return nil
+				})
+				<-started
+				released := false
+				defer func() {
+					if !released {
+						close(release)
+					}
+				}()
+				// bob's own change passes through the (blocked) writer too:
+				// the service has it done before its answer comes back.
+				go func() {
+					if change == "purge" {
+						err = f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: "bob", Service: svc, Node: node})
+					} else {
+						err = f.c.Retract(ctx, xep0060.RetractRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(0), Notify: true})
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}()
+				select {
+				case <-handed:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("alice was not notified of the %s", change)
+				}
+				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
+				page, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+				close(release)
+				released = true
+				if page.FromCache && idsOf(page.Items) != idsOf(live.Items) {
+					t.Errorf("%s: after the %s was received, while it waits in the writer: served from the cache %s (stale %v), the service holds %q",
+						kind, change, idsOf(page.Items), page.Stale, idsOf(live.Items))
+				}
+				f.waitServed(t, "alice", svc, node)
+			})
+		}
+	}
+}
+
+// hookSessions are the sessions the plugins see, running hook (when set)
+// once alice's next items request got its answer, before the caller sees
+// it.
+type hookSessions struct {
+	core.Sessions
+	hook atomic.Pointer[func()]
+}
+
+func (h *hookSessions) Session(profile string) (core.XMPP, error) {
+	s, err := h.Sessions.Session(profile)
+	if err != nil || profile != "alice" {
+		return s, err
+	}
+	return hookXMPP{s, h}, nil
+}
+
+type hookXMPP struct {
+	core.XMPP
+	h *hookSessions
+}
+
+func (x hookXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
+	res, err := x.XMPP.SendIQRaw(ctx, to, typ, payloadXML)
+	if typ == "get" && strings.Contains(payloadXML, "<items") {
+		if f := x.h.hook.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return res, err
+}
+
+// TestSyncListingPastCapacity: alice syncs bob's full PEP node on Prosody
+// (capacity 10, which she cannot read) again, and bob publishes a new
+// item between the listing's answer and its storing: the service dropped
+// its oldest item, which the cache kept, serving 11 items, fresh, for
+// good (the soak: SOAK_SEED=111, prosody, step 22); the node is now
+// checked before it is served.
+func TestSyncListingPastCapacity(t *testing.T) {
+	hs := &hookSessions{}
+	srv := servers.Use(t, testsvc.KindProsody)
+	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: func(s core.Sessions) core.Sessions { hs.Sessions = s; return hs }}, "alice", "bob"))
+	ctx := ctxT(t)
+	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
+	f.post(t, svc, node, 0, 10, 0)
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	hook := func() {
+		if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(10), Payload: lifePayload(10)}); err != nil {
+			t.Error(err)
+			return
+		}
+		f.waitNotified(t, node, itemID(10))
+	}
+	hs.hook.Store(&hook)
+	if j, err = f.cache.Sync(ctx, "alice", svc, node); err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		page, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+		if !page.FromCache || idsOf(page.Items) == idsOf(live.Items) {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := f.cache.Status(ctx, "alice", svc, node)
+			t.Fatalf("5 s after the sync: served from the cache %s (stale %v), the service holds %s; status %+v", idsOf(page.Items), page.Stale, idsOf(live.Items), st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
