@@ -505,8 +505,23 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 	if err != nil {
 		return false, err
 	}
-	_, _, err = t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count, method: method})
-	return updated, err
+	next, _, err := t.transition(ctx, j.key, event{kind: evSyncDone, partial: partial, secured: secured && !updated, subscribed: subscribed, count: count, method: method})
+	if err != nil {
+		return updated, err
+	}
+	if !partial && next.state == StateComplete && next.limit() == 0 && count > len(seen) {
+		// Items notified during the listing, beyond what it saw, and the
+		// service's capacity unknown: it may have dropped older items
+		// its pages (answered before) still brought. Checked before the
+		// node is served.
+		if next, _, err = t.transition(ctx, j.key, event{kind: evUnverified}); err != nil {
+			return updated, err
+		}
+		if next.verifying {
+			t.afterwards(func() { s.check(j.key) })
+		}
+	}
+	return updated, nil
 }
 
 // readConfig reads the node's configuration, when the service lets the
