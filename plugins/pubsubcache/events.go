@@ -90,26 +90,30 @@ func (p *Plugin) onRetracted(ctx context.Context, ev *xep0060.RetractedEvent) er
 }
 
 // onNodeChanged applies the profile's own node operations before the call
-// returns.
+// returns (as writes of the node: it is not answered from the cache while
+// one waits, and not fresh if it fails).
 func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent) error {
 	k := nodeKey{ev.Profile, ev.Service, ev.Node}
+	var fn func(ctx context.Context, t *wtx) error
 	switch ev.Op {
 	case "purge":
-		return p.w.run(ctx, p.purgeNode(k))
+		fn = p.purgeNode(k)
 	case "unsubscribe":
 		// Notifications stop (no notification of it comes either).
-		return p.w.run(ctx, p.subscriptionGone(k))
+		fn = p.subscriptionGone(k)
 	case "delete":
-		return p.w.run(ctx, p.deleteNode(k))
+		fn = p.deleteNode(k)
 	case "configure":
 		v, set := ev.Options["pubsub#max_items"]
 		var maxItems *int
 		if set {
 			maxItems = maxItemsOf(v)
 		}
-		return p.w.run(ctx, p.configure(k, set, maxItems))
+		fn = p.configure(k, set, maxItems)
+	default:
+		return nil
 	}
-	return nil
+	return p.w.do(ctx, op{kind: opFunc, key: k, fn: fn})
 }
 
 // onDisconnected: nothing of the profile is fresh any more.

@@ -270,9 +270,10 @@ func (w *writer) apply(ctx context.Context, batch []op) {
 		err := w.inTx(ctx, o.fn)
 		if err != nil {
 			w.p.log.Error("a cache write failed", "profile", o.key.profile, "service", o.key.service, "node", o.key.node, "err", err)
-			if o.key != (nodeKey{}) && o.done == nil {
-				// A notified change (purge, deletion, configuration…) not
-				// stored: as for items, the node is not fresh.
+			if o.key != (nodeKey{}) {
+				// A change of the node (notified, or the profile's own
+				// purge, deletion, configuration…) not stored: as for
+				// items, the node is not fresh.
 				w.notFresh(ctx, o.key)
 			}
 		}

@@ -317,3 +317,36 @@ func TestNoLogInWriterTx(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedOwnPurgeNotFresh: the profile's own purge, done on the
+// service, whose write fails in the cache leaves the node not fresh (it
+// stayed fresh with the purged items).
+func TestFailedOwnPurgeNotFresh(t *testing.T) {
+	f, svc, node := cachedNode(t, "prosody", 3)
+	ctx := ctxT(t)
+	db := f.host.Store.DB
+	for _, q := range []string{
+		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
+		`CREATE TRIGGER test_fail_commit AFTER DELETE ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_commit`) })
+	// The service purges; the cache's write of it fails (its error is the
+	// observer's, not the purge's).
+	_ = f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node})
+	st := f.waitState(t, "alice", svc, node, false, StateComplete, StateInProgress, StateError)
+	if st.Fresh {
+		t.Fatalf("the node is fresh after its purge failed to be stored: %+v", st)
+	}
+	page, err := f.c.Items(ctx, &xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.FromCache || len(page.Items) != 0 {
+		t.Errorf("after the purge: from_cache=%v, %d items", page.FromCache, len(page.Items))
+	}
+}
