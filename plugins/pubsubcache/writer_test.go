@@ -187,17 +187,7 @@ func TestFailedItemsWriteEndsProbe(t *testing.T) {
 	// The transaction fails at its commit (everything before it, the
 	// probe's start included, went through): an inserted item adds a row
 	// breaking a deferred foreign key.
-	db := f.host.Store.DB
-	for _, q := range []string{
-		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
-		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
-		`CREATE TRIGGER test_fail_commit AFTER INSERT ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_commit`) })
+	failCommits(t, f, "INSERT")
 	it := wire.Item{ID: "it-new", Publisher: "alice@localhost", Payload: payload(7)}
 	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err == nil || !strings.Contains(err.Error(), "commit") {
 		t.Fatalf("the items write did not fail at its commit: %v", err)
@@ -225,16 +215,7 @@ func TestRolledBackWriteNotLogged(t *testing.T) {
 	f.waitState(t, "alice", svc, node, true, StateComplete)
 	k := nodeKey{"alice", svc, node}
 
-	db := f.host.Store.DB
-	for _, q := range []string{
-		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
-		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
-		`CREATE TRIGGER test_fail_commit AFTER INSERT ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stop := failCommits(t, f, "INSERT")
 	const dropped = "oldest items dropped"
 	it := wire.Item{ID: "it-new", Publisher: "alice@localhost", Payload: payload(7)}
 	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err == nil || !strings.Contains(err.Error(), "commit") {
@@ -243,9 +224,7 @@ func TestRolledBackWriteNotLogged(t *testing.T) {
 	if strings.Contains(logs.String(), dropped) {
 		t.Errorf("a trim rolled back was logged:\n%s", logs)
 	}
-	if _, err := db.ExecContext(ctx, `DROP TRIGGER test_fail_commit`); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if err := f.cache.w.do(ctx, itemsOp(k, []wire.Item{it}, nil, false)); err != nil {
 		t.Fatal(err)
 	}
@@ -324,17 +303,7 @@ func TestNoLogInWriterTx(t *testing.T) {
 func TestFailedOwnPurgeNotFresh(t *testing.T) {
 	f, svc, node := cachedNode(t, "prosody", 3)
 	ctx := ctxT(t)
-	db := f.host.Store.DB
-	for _, q := range []string{
-		`CREATE TABLE test_parent (id INTEGER PRIMARY KEY)`,
-		`CREATE TABLE test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
-		`CREATE TRIGGER test_fail_commit AFTER DELETE ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { db.Exec(`DROP TRIGGER IF EXISTS test_fail_commit`) })
+	failCommits(t, f, "DELETE")
 	// The service purges; the cache's write of it fails (its error is the
 	// observer's, not the purge's).
 	_ = f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node})
@@ -349,4 +318,29 @@ func TestFailedOwnPurgeNotFresh(t *testing.T) {
 	if page.FromCache || len(page.Items) != 0 {
 		t.Errorf("after the purge: from_cache=%v, %d items", page.FromCache, len(page.Items))
 	}
+}
+
+// failCommits makes every cache transaction that does op (INSERT or
+// DELETE) on pubsub_items fail at its commit (everything before it went
+// through): the row change adds a row breaking a deferred foreign key.
+// It returns what ends it (also done when the test ends).
+func failCommits(t *testing.T, f *fixture, op string) (stop func()) {
+	t.Helper()
+	db := f.host.Store.DB
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS test_parent (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE IF NOT EXISTS test_child (pid INTEGER REFERENCES test_parent(id) DEFERRABLE INITIALLY DEFERRED)`,
+		`CREATE TRIGGER test_fail_commit AFTER ` + op + ` ON pubsub_items BEGIN INSERT INTO test_child VALUES (-1); END`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop = func() {
+		if _, err := db.Exec(`DROP TRIGGER IF EXISTS test_fail_commit`); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
 }
