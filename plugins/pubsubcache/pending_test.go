@@ -79,3 +79,20 @@ func TestOneProbeAtATime(t *testing.T) {
 		t.Fatal("the probe cannot start again once ended")
 	}
 }
+
+// TestJobTouchedBeforeItsListing: a job waiting for its slot is running
+// for the notifications, which may touch it and mark an item re-published
+// after its page before its first listing began (this panicked the
+// daemon: the map of those items was made by the listing's start; found
+// by the life soak).
+func TestJobTouchedBeforeItsListing(t *testing.T) {
+	j := newSyncJob(nodeKey{"alice", "pubsub.localhost", "node"})
+	j.markLater("it-0001")
+	if !j.isLater("it-0001") {
+		t.Fatal("the item marked later is not")
+	}
+	j.startRound(true)
+	if j.isLater("it-0001") {
+		t.Error("a listing's start keeps the items marked later before it")
+	}
+}

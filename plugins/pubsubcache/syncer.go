@@ -125,6 +125,13 @@ func (j *SyncJob) wasUnsubscribed() bool {
 	return j.unsubscribed
 }
 
+// newSyncJob returns the job of k, not started: notifications may touch
+// it (and mark items later) before its first listing begins.
+func newSyncJob(k nodeKey) *SyncJob {
+	return &SyncJob{key: k, done: make(chan struct{}), watchers: map[chan Progress]struct{}{}, touched: map[string]int{}, later: map[string]bool{},
+		progress: Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1}}
+}
+
 // startRound forgets what the previous listing saw (but the items
 // touched so far when keepTouched).
 func (j *SyncJob) startRound(keepTouched bool) {
@@ -291,8 +298,7 @@ func (s *syncer) start(k nodeKey, jobs map[nodeKey]*SyncJob, again bool, run fun
 		s.mu.Unlock()
 		return j
 	}
-	j := &SyncJob{key: k, done: make(chan struct{}), watchers: map[chan Progress]struct{}{}, touched: map[string]int{},
-		progress: Progress{Profile: k.profile, Service: k.service, Node: k.node, State: StateInProgress, Total: -1}}
+	j := newSyncJob(k)
 	if p.ctx == nil || p.ctx.Err() != nil {
 		s.mu.Unlock()
 		j.err = errors.New("pubsub cache is stopped")
