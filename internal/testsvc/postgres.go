@@ -342,12 +342,28 @@ func pgEnv() []string {
 
 // freePort returns a TCP port free on 127.0.0.1 at the time of the call.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts returns n distinct TCP ports free on 127.0.0.1 at the time of
+// the call: all are held open until every one is picked (ports picked one
+// after the other may be the same, the first closed before the next
+// pick: a server then got one port for two services).
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // ReadTail returns the last n lines of a file, for error messages.

@@ -241,20 +241,19 @@ func (s *XMPPServer) removeDir() {
 func (s *XMPPServer) startFresh(ctx context.Context) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
+		// The ports of one server are picked together: distinct.
+		var ports []int
+		if ports, err = freePorts(3); err != nil {
+			return err
+		}
 		if s.Port = s.opts.Port; s.Port == 0 {
-			if s.Port, err = freePort(); err != nil {
-				return err
-			}
+			s.Port = ports[0]
 		}
 		if s.Kind == KindEjabberd {
-			if s.APIPort, err = freePort(); err != nil {
-				return err
-			}
+			s.APIPort = ports[1]
 		}
 		if s.opts.DirectTLS {
-			if s.DirectTLSPort, err = freePort(); err != nil {
-				return err
-			}
+			s.DirectTLSPort = ports[2]
 		}
 		s.mu.Lock()
 		err = s.launch(ctx)
@@ -284,7 +283,7 @@ func (s *XMPPServer) launch(ctx context.Context) error {
 		name, args = "prosody", []string{"-F", "--config", s.cfgPath}
 		ready = readiness{
 			want: []string{fmt.Sprintf("Activated service 'c2s' on [%s]:%d", s.Host, s.Port)},
-			busy: []string{"Failed to open server port"},
+			busy: []string{"Failed to open server port", "Multiple services configured to listen on the same port"},
 		}
 		if s.DirectTLSPort != 0 {
 			ready.want = append(ready.want, fmt.Sprintf("Activated service 'c2s_direct_tls' on [%s]:%d", s.Host, s.DirectTLSPort))
