@@ -2,7 +2,6 @@ package pubsubcache
 
 import (
 	"testing"
-	"time"
 
 	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060"
@@ -20,23 +19,7 @@ func TestLowerMaxItemsDuringSync(t *testing.T) {
 	f.publish(t, "alice", svc, node, 0, 5)
 	k := nodeKey{"alice", svc, node}
 
-	hang := make(chan struct{})
-	f.provider.hang.Store(&hang)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			f.provider.hang.Store(nil)
-			close(hang)
-		}
-	}
-	defer release()
-	j := f.cache.sync.launch(k, true)
-	for deadline := time.Now().Add(time.Minute); f.provider.hung.Load() == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the page's parse never started")
-		}
-	}
+	j, release := f.syncHeld(t, k)
 	if err := f.c.ConfigureNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node, Options: map[string][]string{"pubsub#max_items": {"2"}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,35 +14,8 @@ import (
 	"example.org/backend/plugins/xep0060"
 )
 
-// unfetchableSessions are the sessions the plugins see: a request naming
-// unfetchableID fails (counted).
-type unfetchableSessions struct {
-	core.Sessions
-	failed atomic.Int64
-}
-
+// unfetchableID names an item whose fetch fails.
 const unfetchableID = "unfetchable"
-
-func (u *unfetchableSessions) Session(profile string) (core.XMPP, error) {
-	s, err := u.Sessions.Session(profile)
-	if err != nil {
-		return s, err
-	}
-	return unfetchableXMPP{s, u}, nil
-}
-
-type unfetchableXMPP struct {
-	core.XMPP
-	u *unfetchableSessions
-}
-
-func (x unfetchableXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
-	if strings.Contains(payloadXML, unfetchableID) {
-		x.u.failed.Add(1)
-		return nil, errors.New("service unavailable (test)")
-	}
-	return x.XMPP.SendIQRaw(ctx, to, typ, payloadXML)
-}
 
 // TestRefetchFailedNotServed: an own publish whose notification does not
 // come and whose fetch by id fails stops waiting only once its node is not
@@ -50,8 +23,17 @@ func (x unfetchableXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML stri
 // the item in between (the wait ended first, the node made not fresh by a
 // write queued after it).
 func TestRefetchFailedNotServed(t *testing.T) {
-	u := &unfetchableSessions{}
-	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{sessions: func(s core.Sessions) core.Sessions { u.Sessions = s; return u }}, "alice")
+	// A request naming unfetchableID fails (counted).
+	var failed atomic.Int64
+	u := &iqSessions{}
+	u.set(func(ctx context.Context, x core.XMPP, profile, to, typ, payloadXML string) (*stanza.IQ, error) {
+		if strings.Contains(payloadXML, unfetchableID) {
+			failed.Add(1)
+			return nil, errors.New("service unavailable (test)")
+		}
+		return x.SendIQRaw(ctx, to, typ, payloadXML)
+	})
+	f := newFixture(t, servers.Use(t, "prosody"), fixtureOpts{sessions: u.wrap}, "alice")
 	ctx := ctxT(t)
 	svc, node := f.nodeOn(t, "alice", syncPrefix)
 	f.publish(t, "alice", svc, node, 0, 3)
@@ -71,7 +53,7 @@ func TestRefetchFailedNotServed(t *testing.T) {
 		}
 	}()
 	f.cache.pubs.published(&xep0060.PublishedEvent{Profile: "alice", Service: svc, Node: node, ID: unfetchableID, Sent: time.Now()})
-	for deadline := time.Now().Add(f.cache.pendingTimeout + 15*time.Second); u.failed.Load() == 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(f.cache.pendingTimeout + 15*time.Second); failed.Load() == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the published item was never fetched")
 		}

@@ -2,6 +2,7 @@ package pubsubcache
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,24 +36,8 @@ func TestPurgeDuringSync(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer handle.Remove()
-			hang := make(chan struct{})
-			f.provider.hang.Store(&hang)
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					f.provider.hang.Store(nil)
-					close(hang)
-				}
-			}
-			defer release()
-			j := f.cache.sync.launch(k, true)
 			// The listing's page is fetched: its parse hangs.
-			for deadline := time.Now().Add(time.Minute); f.provider.hung.Load() == 0; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the page's parse never started")
-				}
-			}
+			j, release := f.syncHeld(t, k)
 			if err := f.c.PurgeNode(ctx, xep0060.NodeRequest{Profile: "alice", Service: svc, Node: node}); err != nil {
 				t.Fatal(err)
 			}
@@ -85,4 +70,28 @@ func TestPurgeDuringSync(t *testing.T) {
 			t.Logf("after the sync: fresh %v, %d cached, %d on the service", n.fresh, cached, len(live.Items))
 		})
 	}
+}
+
+// syncHeld starts a manual sync of k and returns once its first page's
+// parse hangs (the page fetched, not stored yet); release lets it go on
+// (at most once; also when the test ends).
+func (f *fixture) syncHeld(t *testing.T, k nodeKey) (j *SyncJob, release func()) {
+	t.Helper()
+	hang := make(chan struct{})
+	f.provider.hang.Store(&hang)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			f.provider.hang.Store(nil)
+			close(hang)
+		})
+	}
+	t.Cleanup(release)
+	j = f.cache.sync.launch(k, true)
+	for deadline := time.Now().Add(time.Minute); f.provider.hung.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the page's parse never started")
+		}
+	}
+	return j, release
 }

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,11 +248,8 @@ func TestReconcileByDifference(t *testing.T) {
 		{testsvc.KindEjabberd, reconcileIDs, methodIDs, false, 1},
 	} {
 		t.Run(tc.kind+"/"+tc.mode, func(t *testing.T) {
-			fs := &failingSessions{}
-			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}, sessions: func(s core.Sessions) core.Sessions {
-				fs.Sessions = s
-				return fs
-			}}, "alice")
+			fs := &iqSessions{}
+			f := newFixture(t, servers.Use(t, tc.kind), fixtureOpts{params: map[string]string{KeyReconcile: tc.mode}, sessions: fs.wrap}, "alice")
 			w := f.writer(t)
 			ctx := ctxT(t)
 			r := rand.New(rand.NewPCG(7, uint64(len(tc.kind+tc.mode))))
@@ -307,13 +303,13 @@ func TestReconcileByDifference(t *testing.T) {
 			}
 
 			// The id listing fails: the whole listing.
-			fs.discoItems.Store(true)
+			fs.set(failDiscoItems)
 			st, _ = f.offline(t, svc, node, func() {
 				if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: w, Service: svc, Node: node, ID: itemID(0), Notify: true}); err != nil {
 					t.Fatal(err)
 				}
 			})
-			fs.discoItems.Store(false)
+			fs.set(nil)
 			if st.Method == nil || *st.Method != methodFull || st.Items != size+1 {
 				t.Fatalf("id listing failing: status %+v (method %s), want full", st, strOrNil(st.Method))
 			}
@@ -342,29 +338,11 @@ func strOrNil(s *string) string {
 	return *s
 }
 
-// failingSessions are the sessions the plugins see; while discoItems is
-// set, disco#items requests fail (a service refusing the id listing).
-type failingSessions struct {
-	core.Sessions
-	discoItems atomic.Bool
-}
-
-func (f *failingSessions) Session(profile string) (core.XMPP, error) {
-	s, err := f.Sessions.Session(profile)
-	if err != nil {
-		return s, err
-	}
-	return failingXMPP{s, f}, nil
-}
-
-type failingXMPP struct {
-	core.XMPP
-	f *failingSessions
-}
-
-func (x failingXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
-	if x.f.discoItems.Load() && strings.Contains(payloadXML, "disco#items") {
+// failDiscoItems makes disco#items requests fail (a service refusing the
+// id listing).
+func failDiscoItems(ctx context.Context, x core.XMPP, profile, to, typ, payloadXML string) (*stanza.IQ, error) {
+	if strings.Contains(payloadXML, "disco#items") {
 		return nil, errors.New("forbidden (test)")
 	}
-	return x.XMPP.SendIQRaw(ctx, to, typ, payloadXML)
+	return x.SendIQRaw(ctx, to, typ, payloadXML)
 }

@@ -101,37 +101,6 @@ func TestPurgeQueuedServed(t *testing.T) {
 	}
 }
 
-// hookSessions are the sessions the plugins see, running hook (when set)
-// once alice's next items request got its answer, before the caller sees
-// it.
-type hookSessions struct {
-	core.Sessions
-	hook atomic.Pointer[func()]
-}
-
-func (h *hookSessions) Session(profile string) (core.XMPP, error) {
-	s, err := h.Sessions.Session(profile)
-	if err != nil || profile != "alice" {
-		return s, err
-	}
-	return hookXMPP{s, h}, nil
-}
-
-type hookXMPP struct {
-	core.XMPP
-	h *hookSessions
-}
-
-func (x hookXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*stanza.IQ, error) {
-	res, err := x.XMPP.SendIQRaw(ctx, to, typ, payloadXML)
-	if typ == "get" && strings.Contains(payloadXML, "<items") {
-		if f := x.h.hook.Swap(nil); f != nil {
-			(*f)()
-		}
-	}
-	return res, err
-}
-
 // TestSyncListingPastCapacity: alice syncs bob's full PEP node on Prosody
 // (capacity 10, which she cannot read) again, and bob publishes a new
 // item between the listing's answer and its storing: the service dropped
@@ -139,9 +108,9 @@ func (x hookXMPP) SendIQRaw(ctx context.Context, to, typ, payloadXML string) (*s
 // good (the soak: SOAK_SEED=111, prosody, step 22); the node is now
 // checked before it is served.
 func TestSyncListingPastCapacity(t *testing.T) {
-	hs := &hookSessions{}
+	hs := &iqSessions{}
 	srv := servers.Use(t, testsvc.KindProsody)
-	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: func(s core.Sessions) core.Sessions { hs.Sessions = s; return hs }}, "alice", "bob"))
+	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: hs.wrap}, "alice", "bob"))
 	ctx := ctxT(t)
 	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
 	f.post(t, svc, node, 0, 10, 0)
@@ -158,7 +127,16 @@ func TestSyncListingPastCapacity(t *testing.T) {
 		}
 		f.waitNotified(t, node, itemID(10))
 	}
-	hs.hook.Store(&hook)
+	// Once alice's next items request got its answer, before the cache
+	// sees it.
+	var ran atomic.Bool
+	hs.set(func(ctx context.Context, x core.XMPP, profile, to, typ, payloadXML string) (*stanza.IQ, error) {
+		res, err := x.SendIQRaw(ctx, to, typ, payloadXML)
+		if profile == "alice" && typ == "get" && strings.Contains(payloadXML, "<items") && ran.CompareAndSwap(false, true) {
+			hook()
+		}
+		return res, err
+	})
 	if j, err = f.cache.Sync(ctx, "alice", svc, node); err != nil {
 		t.Fatal(err)
 	}

@@ -61,23 +61,7 @@ func TestOwnUnsubscribeDuringSync(t *testing.T) {
 	svc, node := f.nodeOn(t, "alice", syncPrefix)
 	f.publish(t, "alice", svc, node, 0, 3)
 	k := nodeKey{"alice", svc, node}
-	hang := make(chan struct{})
-	f.provider.hang.Store(&hang)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			f.provider.hang.Store(nil)
-			close(hang)
-		}
-	}
-	defer release()
-	j := f.cache.sync.launch(k, true)
-	for deadline := time.Now().Add(time.Minute); f.provider.hung.Load() == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the page's parse never started")
-		}
-	}
+	j, release := f.syncHeld(t, k)
 	if err := f.c.Unsubscribe(ctx, "alice", svc, node, ""); err != nil {
 		t.Fatal(err)
 	}
