@@ -80,6 +80,10 @@ type verdict struct {
 	why string
 	// window is the RSM page to answer (shapeRSM, when served).
 	window window
+	// check (actServe): the node's retractions are notified to no one
+	// (nodeInfo.silentRetracts): the service's id listing of the node
+	// must match the cached ids before the cache answers.
+	check bool
 }
 
 // window is an RSM answer read from the cache: the items [start, end) of
@@ -131,7 +135,7 @@ func decide(n nodeInfo, ok bool, req *xep0060.ItemsRequest, f facts, now time.Ti
 	}
 	v.window, v.startSync = w, false
 	if f.online {
-		v.act, v.why = actServe, "hit"
+		v.act, v.why, v.check = actServe, "hit", !n.followed()
 	} else {
 		v.act, v.why = actServeStale, "offline"
 	}

@@ -43,13 +43,15 @@ func (p *Plugin) onDelete(ctx context.Context, ev *xep0060.NodeEvent) error {
 
 func (p *Plugin) onConfiguration(ctx context.Context, ev *xep0060.ConfigurationEvent) error {
 	k := nodeKey{ev.Profile, ev.Service, ev.Node}
-	set, maxItems := false, (*int)(nil)
-	for _, f := range ev.Fields {
-		if f.Var == "pubsub#max_items" {
-			set, maxItems = true, maxItemsOf(f.Values)
+	e := configured(func(name string) ([]string, bool) {
+		for _, f := range ev.Fields {
+			if f.Var == name {
+				return f.Values, true
+			}
 		}
-	}
-	p.w.enqueue(op{kind: opFunc, key: k, fn: p.configure(k, set, maxItems)})
+		return nil, false
+	})
+	p.w.enqueue(op{kind: opFunc, key: k, fn: p.configure(k, e)})
 	return nil
 }
 
@@ -104,12 +106,7 @@ func (p *Plugin) onNodeChanged(ctx context.Context, ev *xep0060.NodeChangedEvent
 	case "delete":
 		fn = p.deleteNode(k)
 	case "configure":
-		v, set := ev.Options["pubsub#max_items"]
-		var maxItems *int
-		if set {
-			maxItems = maxItemsOf(v)
-		}
-		fn = p.configure(k, set, maxItems)
+		fn = p.configure(k, configured(func(name string) ([]string, bool) { v, ok := ev.Options[name]; return v, ok }))
 	default:
 		return nil
 	}

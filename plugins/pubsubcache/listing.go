@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"example.org/backend/ent/pubsubitem"
 	"example.org/backend/ent/serviceprofile"
@@ -528,11 +529,21 @@ func (s *syncer) finish(ctx context.Context, t *wtx, j *SyncJob, seen map[string
 // profile read it (owners everywhere, publishers too on Prosody): its
 // capacity (pubsub#max_items, or the range behind "max") and publish
 // model.
+//
+// When the profile cannot read it, whether retractions are notified is
+// read in the service's default configuration (once per service): a node
+// whose owner did not change pubsub#notify_retract has the default, and
+// ejabberd's PEP default is 0.
 func (s *syncer) readConfig(ctx context.Context, k nodeKey) {
 	p := s.p
 	fields, err := p.c.NodeConfig(ctx, xep0060.NodeRequest{Profile: k.profile, Service: k.service, Node: k.node})
 	if err != nil {
 		p.log.Debug("node configuration not readable; its capacity is learned", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+		e := event{kind: evConfigRead, unreadable: true, silentRetracts: p.defaults.silentRetracts(ctx, k.profile, k.service)}
+		if err := p.w.run(ctx, p.transitionOf(k, e, false)); err != nil {
+			p.log.Warn("storing a node's configuration", "node", k.node, "err", err)
+		}
+		s.logSilent(k, e.silentRetracts, "the service's default configuration")
 		return
 	}
 	e := event{kind: evConfigRead}
@@ -552,11 +563,76 @@ func (s *syncer) readConfig(ctx context.Context, k nodeKey) {
 			}
 		case "pubsub#publish_model":
 			e.publishModel = v
+		case "pubsub#notify_retract":
+			e.silentRetracts = isFalse(v)
 		}
 	}
 	if err := p.w.run(ctx, p.transitionOf(k, e, false)); err != nil {
 		p.log.Warn("storing a node's configuration", "node", k.node, "err", err)
 	}
+	s.logSilent(k, e.silentRetracts, "its configuration")
+}
+
+// logSilent says, once per node and daemon run, that the node's reads are
+// checked because its retractions are not notified (from where it read so).
+func (s *syncer) logSilent(k nodeKey, silent bool, from string) {
+	if !silent {
+		return
+	}
+	if n, ok := s.p.nodes.get(k); ok && !n.followed() && s.p.defaults.firstSilent(k) {
+		s.p.log.Info("node's retractions and purges are notified to no one (pubsub#notify_retract 0 in "+from+"): each read is checked with the service (the node's item count or id listing) before the cache answers",
+			"profile", k.profile, "service", k.service, "node", k.node)
+	}
+}
+
+// serviceDefaults is what services' default node configurations say
+// (XEP-0060 §8.3), read once per service and daemon run. It owns its maps
+// (mu; no I/O under it).
+type serviceDefaults struct {
+	c      *xep0060.Client
+	mu     sync.Mutex
+	silent map[string]bool  // service → its default pubsub#notify_retract is 0
+	logged map[nodeKey]bool // nodes logSilent told about
+}
+
+func newServiceDefaults(c *xep0060.Client) *serviceDefaults {
+	return &serviceDefaults{c: c, silent: map[string]bool{}, logged: map[nodeKey]bool{}}
+}
+
+// silentRetracts reports whether the service's default configuration has
+// pubsub#notify_retract 0 (false when it cannot be read: as before the
+// default was read, retractions are taken as notified).
+func (d *serviceDefaults) silentRetracts(ctx context.Context, profile, service string) bool {
+	d.mu.Lock()
+	v, ok := d.silent[service]
+	d.mu.Unlock()
+	if ok {
+		return v
+	}
+	fields, err := d.c.DefaultConfig(ctx, profile, service)
+	if err != nil && ctx.Err() != nil {
+		return false // not answered: asked again next time
+	}
+	for _, f := range fields {
+		if f.Var == "pubsub#notify_retract" && len(f.Values) > 0 {
+			v = isFalse(f.Values[0])
+		}
+	}
+	d.mu.Lock()
+	d.silent[service] = v
+	d.mu.Unlock()
+	return v
+}
+
+// firstSilent reports whether logSilent has not told about k yet.
+func (d *serviceDefaults) firstSilent(k nodeKey) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.logged[k] {
+		return false
+	}
+	d.logged[k] = true
+	return true
 }
 
 // syncEvent fires SyncProgressed with pr (bridged to the API's event

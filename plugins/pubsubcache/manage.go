@@ -55,7 +55,7 @@ func (p *Plugin) Get(ctx context.Context, req *xep0060.ItemsRequest) (*xep0060.I
 		return nil, err
 	}
 	page.Complete = page.Complete && n.state == StateComplete
-	page.Stale = !n.fresh
+	page.Stale = !n.fresh || !n.followed() // retractions notified to no one: may differ
 	return page, nil
 }
 

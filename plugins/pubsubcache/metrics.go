@@ -16,6 +16,7 @@ type cacheMetrics struct {
 	syncs     *metrics.Histogram
 	answers   *metrics.Counter
 	unchanged *metrics.Counter
+	checks    *metrics.Counter
 	// pending is the number of items whose parse is pending, as last read.
 	pending atomic.Int64
 }
@@ -43,6 +44,11 @@ func (p *Plugin) declareMetrics() error {
 	}
 	if m.unchanged, err = reg.Counter(ImportName, metrics.Opts{Name: "backend_cache_unchanged_items_total",
 		Help: "Listed items the same as stored (same payload, parsed by the same parser version): not parsed, written nor indexed again."}); err != nil {
+		return err
+	}
+	if m.checks, err = reg.Counter(ImportName, metrics.Opts{Name: "backend_cache_checked_reads_total",
+		Help:   "Reads of nodes whose retractions are notified to no one, checked against the service's id listing first, by how the check ended (matched: answered from the cache).",
+		Labels: []metrics.Label{{Name: "outcome", Values: []string{"matched", "differed", "failed"}}}}); err != nil {
 		return err
 	}
 	states := []string{string(StateNever), string(StateNoSync), string(StateInProgress), string(StateComplete), string(StatePartial), string(StateError)}
@@ -105,6 +111,13 @@ func (p *Plugin) refreshPending() {
 func (p *Plugin) answered(outcome, typ string) {
 	if p.metrics != nil {
 		p.metrics.answers.With(outcome, orNone(typ)).Inc()
+	}
+}
+
+// checks counts a checked read (idsMatch) by how it ended.
+func (p *Plugin) checks(outcome string) {
+	if p.metrics != nil {
+		p.metrics.checks.With(outcome).Inc()
 	}
 }
 

@@ -60,6 +60,7 @@ type Plugin struct {
 	w         *writer
 	sync      *syncer
 	learn     *learner
+	defaults  *serviceDefaults
 	parse     *parseQueue
 	pubs      *publishes
 	params    *paramCache
@@ -70,6 +71,9 @@ type Plugin struct {
 	metrics   *cacheMetrics
 
 	hits, misses, bypass, stale *atomic.Int64
+	// checkRequests counts the items requests checked reads sent
+	// (checkHeld), which are not a read's own.
+	checkRequests atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -140,6 +144,7 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	p.nodes = newNodeTable()
 	p.params = &paramCache{h: h, log: p.log, m: map[string]profileParams{}}
 	p.learn = newLearner(p)
+	p.defaults = newServiceDefaults(p.c)
 	p.pubs = newPublishes(p)
 	p.sync = newSyncer(p)
 	p.inflight = &analyses{inflight: map[nodeKey]bool{}}

@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"example.org/backend/ent/serviceprofile"
@@ -75,6 +76,9 @@ func (p *Plugin) getItems(ctx context.Context, req *xep0060.ItemsRequest) (trigg
 	}
 	if v.startSync {
 		p.sync.launch(k, false)
+	}
+	if v.act == actServe && v.check && !p.idsMatch(ctx, k, n) {
+		v.act = actNetwork
 	}
 	if v.act == actNetwork {
 		p.misses.Add(1)
@@ -276,4 +280,75 @@ func (p *Plugin) healDamaged(ctx context.Context, k nodeKey, err error) {
 		return
 	}
 	p.sync.launch(k, true)
+}
+
+// idsMatch checks a node whose retractions are notified to no one before
+// the cache answers, with one request without the node's payloads: where
+// the service counts the node in its max_items answers (ejabberd, whose
+// PEP services list item ids only to contacts with a presence
+// subscription) its count must be the cached one, else the service's id
+// listing (disco#items) must hold exactly the cached ids. Additions and
+// updates are notified (the node is fresh): a removal nobody was told of
+// makes the service hold fewer items, or others. A check that differs
+// makes the node not fresh (reconciled now); one that fails (a deleted
+// node) sends the read to the service.
+func (p *Plugin) idsMatch(ctx context.Context, k nodeKey, n nodeInfo) bool {
+	same, listed, cached, err := p.checkHeld(ctx, k, n)
+	if err != nil {
+		p.log.Debug("checked read failed; asking the service", "profile", k.profile, "service", k.service, "node", k.node, "err", err)
+		p.checks("failed")
+		return false
+	}
+	if same {
+		p.checks("matched")
+		return true
+	}
+	p.checks("differed")
+	p.log.Info("checked read: the service holds other items than the cache (retractions notified to no one); reconciling",
+		"profile", k.profile, "service", k.service, "node", k.node, "service_items", listed, "cached", cached)
+	if err := p.w.do(ctx, op{kind: opFunc, key: k, fn: func(ctx context.Context, t *wtx) error {
+		if _, _, err := t.transition(ctx, k, event{kind: evNotFresh}); err != nil {
+			return err
+		}
+		t.afterwards(func() { p.sync.launch(k, false) })
+		return nil
+	}}); err != nil {
+		p.log.Warn("checked read: marking the node not fresh", "node", k.node, "err", err)
+	}
+	return false
+}
+
+// checkHeld compares what the service holds of the node with the cache
+// (idsMatch): same, and the two counts.
+func (p *Plugin) checkHeld(ctx context.Context, k nodeKey, n nodeInfo) (same bool, listed, cached int, err error) {
+	if beh := p.learn.get(ctx, n.profileID, k.service); beh.MaxItemsRSM == serviceprofile.MaxItemsRsmYes {
+		p.checkRequests.Add(1)
+		page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
+		if err != nil {
+			return false, 0, 0, fmt.Errorf("newest item: %w", err)
+		}
+		if page.RSM == nil || page.RSM.Count == nil {
+			return false, 0, 0, fmt.Errorf("newest item: no count in the answer")
+		}
+		if cached, err = p.store.count(ctx, p.store.db.Client, n.id); err != nil {
+			return false, 0, 0, err
+		}
+		return *page.RSM.Count == cached, *page.RSM.Count, cached, nil
+	}
+	ids, err := p.c.ItemIDs(internal(ctx), k.profile, k.service, k.node)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	pos, err := p.store.itemPositions(ctx, p.store.db.Client, n.id, nil)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	same = len(ids) == len(pos)
+	for _, id := range ids {
+		if _, ok := pos[id]; !ok {
+			same = false
+			break
+		}
+	}
+	return same, len(ids), len(pos), nil
 }

@@ -64,6 +64,14 @@ type nodeInfo struct {
 	// publishModel is the node's pubsub#publish_model when its
 	// configuration could be read ("" unknown).
 	publishModel string
+	// silentRetracts: the node's pubsub#notify_retract is 0 (read in its
+	// configuration, or, when the profile cannot read it, in the service's
+	// default configuration: ejabberd's PEP nodes): retractions and purges
+	// are notified to no one (a retraction whose publisher asked for it is),
+	// and the cached copy may keep what the service removed. Reads of such a
+	// node are answered from the cache only once the service's id listing
+	// of it matches the cached ids (decide's verdict.check).
+	silentRetracts bool
 	// resume: a sync of the node was interrupted (disconnection, server
 	// restart, daemon stop): it starts again when the profile connects.
 	resume bool
@@ -72,6 +80,10 @@ type nodeInfo struct {
 	// started). Not stored: memory only.
 	method string
 }
+
+// followed reports whether the node's notifications tell every change of
+// its items, retractions and purges included (else reads are checked).
+func (n nodeInfo) followed() bool { return !n.silentRetracts }
 
 // limit is the number of items the service keeps in the node, 0 when
 // unknown.
@@ -144,7 +156,9 @@ const (
 	// backoff); it starts again when the profile connects.
 	evSyncInterrupted
 	// evConfigRead: the node's configuration was read: capacity (0:
-	// unknown) from capSource, publishModel.
+	// unknown) from capSource, publishModel, silentRetracts; or, when
+	// unreadable, only silentRetracts from the service's default
+	// configuration.
 	evConfigRead
 	// evUnverified: the node holds more items than the service was seen
 	// holding while its capacity is unknown: a check runs.
@@ -170,10 +184,14 @@ type event struct {
 	// evConfigured
 	maxItemsSet bool
 	maxItems    *int
-	// evConfigRead
-	capacity     int
-	capSource    string
-	publishModel string
+	// evConfigRead (unreadable: only silentRetracts, from the service's
+	// default configuration); evConfigured: silentRetracts when
+	// retractSet (the new configuration has pubsub#notify_retract).
+	capacity                   int
+	capSource                  string
+	publishModel               string
+	unreadable                 bool
+	silentRetracts, retractSet bool
 	// evSyncDone: method is how the node was listed (reconcile.go).
 	method string
 	// evSyncDone, evVerified: how many items the service holds; evVerified:
@@ -270,6 +288,10 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 			n.lastError = "interrupted: " + e.err
 		}
 	case evConfigRead:
+		n.silentRetracts = e.silentRetracts
+		if e.unreadable {
+			break
+		}
 		n.publishModel = e.publishModel
 		switch {
 		case e.capacity > 0:
@@ -306,6 +328,9 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		}
 	case evConfigured:
 		n.analysed = false // analysed again on next use (no network request)
+		if e.retractSet {
+			n.silentRetracts = e.silentRetracts
+		}
 		if e.maxItemsSet {
 			if lowers(n.maxItems, e.maxItems) && n.cached() {
 				n.fresh = false

@@ -89,6 +89,34 @@ func TestStateTransitions(t *testing.T) {
 				}
 			}},
 		{"not fresh", nodeInfo{state: StateComplete, fresh: true}, event{kind: evNotFresh}, StateComplete, false, nil},
+		{"configuration read: retractions not notified", nodeInfo{state: StateComplete, fresh: true, capacity: 10, capSource: "config"},
+			event{kind: evConfigRead, capacity: 10, capSource: "config", silentRetracts: true}, StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if !n.silentRetracts || n.followed() {
+					t.Errorf("silent=%v followed=%v", n.silentRetracts, n.followed())
+				}
+			}},
+		{"configuration unreadable: the service's default, the capacity kept", nodeInfo{state: StateComplete, fresh: true, capacity: 10, capSource: "config", publishModel: "open"},
+			event{kind: evConfigRead, unreadable: true, silentRetracts: true}, StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if !n.silentRetracts || n.capacity != 10 || n.capSource != "config" || n.publishModel != "open" {
+					t.Errorf("silent=%v capacity=%d %q publish model %q", n.silentRetracts, n.capacity, n.capSource, n.publishModel)
+				}
+			}},
+		{"configured: notify_retract turned on", nodeInfo{state: StateComplete, fresh: true, silentRetracts: true},
+			configured(func(name string) ([]string, bool) { return []string{"true"}, name == "pubsub#notify_retract" }), StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if n.silentRetracts {
+					t.Error("still silent")
+				}
+			}},
+		{"configured: notify_retract turned off", nodeInfo{state: StateComplete, fresh: true},
+			configured(func(name string) ([]string, bool) { return []string{"0"}, name == "pubsub#notify_retract" }), StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if !n.silentRetracts || n.followed() {
+					t.Errorf("silent=%v followed=%v", n.silentRetracts, n.followed())
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +147,8 @@ func TestDecide(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	fresh := nodeInfo{state: StateComplete, fresh: true, analysed: true, analysis: analysis{toSync: true}}
 	stale := nodeInfo{state: StateComplete, analysed: true, analysis: analysis{toSync: true}, subscribed: true}
+	silent := fresh
+	silent.silentRetracts = true
 	rsm := &wire.RSMQuery{Max: intPtr(10)}
 	noRSM := xep0060.ItemsRequest{}
 	paged := xep0060.ItemsRequest{RSM: rsm}
@@ -140,6 +170,8 @@ func TestDecide(t *testing.T) {
 	}{
 		{"complete fresh", fresh, true, noRSM, online, actServe, false},
 		{"complete fresh, rsm", fresh, true, paged, online, actServe, false},
+		{"complete fresh, retractions not notified: served once checked", silent, true, noRSM, online, actServe, false},
+		{"retractions not notified, offline: stale answer", silent, true, noRSM, offline, actServeStale, false},
 		{"no-cache", fresh, true, xep0060.ItemsRequest{NoCache: true}, online, actBypass, false},
 		{"cache disabled", fresh, true, noRSM, facts{online: true}, actBypass, false},
 		{"unknown node", nodeInfo{}, false, noRSM, online, actNetwork, false},
@@ -170,6 +202,9 @@ func TestDecide(t *testing.T) {
 			v := decide(tt.n, tt.known, &tt.req, tt.f, now)
 			if v.act != tt.act || v.startSync != tt.sync {
 				t.Errorf("decide = %v, %v (%s); want %v, %v", v.act, v.startSync, v.why, tt.act, tt.sync)
+			}
+			if want := v.act == actServe && tt.n.silentRetracts; v.check != want {
+				t.Errorf("check = %v, want %v", v.check, want)
 			}
 		})
 	}

@@ -265,19 +265,37 @@ func (p *Plugin) deleteNode(k nodeKey) func(ctx context.Context, t *wtx) error {
 	}
 }
 
-// configure applies a configuration change of the node (maxItemsSet: the
-// new configuration has pubsub#max_items, maxItems nil when unreadable);
+// configured is the evConfigured of a new configuration: value returns a
+// field's values (ok false when the configuration does not have it).
+func configured(value func(name string) (values []string, ok bool)) event {
+	e := event{kind: evConfigured}
+	if v, ok := value("pubsub#max_items"); ok {
+		e.maxItemsSet, e.maxItems = true, maxItemsOf(v)
+	}
+	if v, ok := value("pubsub#notify_retract"); ok && len(v) > 0 {
+		e.retractSet, e.silentRetracts = true, isFalse(v[0])
+	}
+	return e
+}
+
+// isFalse reports whether a data-form boolean is false.
+func isFalse(v string) bool {
+	v = strings.TrimSpace(v)
+	return v == "0" || v == "false"
+}
+
+// configure applies a configuration change of the node (e: configured);
 // a lowered max_items on a cached node is reconciled from the listing.
-func (p *Plugin) configure(k nodeKey, maxItemsSet bool, maxItems *int) func(ctx context.Context, t *wtx) error {
+func (p *Plugin) configure(k nodeKey, e event) func(ctx context.Context, t *wtx) error {
 	return func(ctx context.Context, t *wtx) error {
 		before, ok := t.node(k)
 		if !ok {
 			return nil
 		}
-		if _, _, err := t.transition(ctx, k, event{kind: evConfigured, maxItemsSet: maxItemsSet, maxItems: maxItems}); err != nil {
+		if _, _, err := t.transition(ctx, k, e); err != nil {
 			return err
 		}
-		if maxItemsSet && lowers(before.maxItems, maxItems) && before.cached() {
+		if e.maxItemsSet && lowers(before.maxItems, e.maxItems) && before.cached() {
 			// Services differ: Prosody drops the extra items at once,
 			// ejabberd at the next publish. The listing tells; the next
 			// publishes are trimmed to the new limit. A listing running

@@ -185,6 +185,28 @@ func (c *Client) NodeConfig(ctx context.Context, req NodeRequest) ([]wire.Field,
 	return fields, nil
 }
 
+// DefaultConfig reads the service's default node configuration (XEP-0060
+// §8.3): what a node created there without options has. Both Prosody and
+// ejabberd answer any entity, on PEP services too.
+func (c *Client) DefaultConfig(ctx context.Context, profileName, service string) ([]wire.Field, error) {
+	req := NodeRequest{Profile: profileName, Service: service}
+	if err := c.resolve(ctx, &req); err != nil {
+		return nil, err
+	}
+	ps, err := c.iq(ctx, req.Profile, req.Service, "get", wire.DefaultGet())
+	if err != nil {
+		return nil, fmt.Errorf("default node configuration of %s: %w", req.Service, err)
+	}
+	if ps == nil {
+		return nil, fmt.Errorf("default node configuration of %s: %w: no <pubsub/>", req.Service, ErrBadReply)
+	}
+	fields, err := wire.ParseDefault(ps.Inner)
+	if err != nil {
+		return nil, fmt.Errorf("default node configuration of %s: %w: %v", req.Service, ErrBadReply, err)
+	}
+	return fields, nil
+}
+
 // ItemIDs lists the ids of a node's items with disco#items on the node
 // (XEP-0060 §5.5): one cheap request, no payloads. The order is the
 // service's (ejabberd sorts PEP items by id, not in node order).

@@ -242,6 +242,12 @@ func ConfigureGet(node string) string {
 	return "<pubsub xmlns='" + NSPubSubOwner + "'><configure node='" + escapeAttr(node) + "'/></pubsub>"
 }
 
+// DefaultGet returns the payload asking for a service's default node
+// configuration (XEP-0060 §8.3).
+func DefaultGet() string {
+	return "<pubsub xmlns='" + NSPubSubOwner + "'><default/></pubsub>"
+}
+
 // ConfigureSet returns the payload submitting a node configuration.
 func ConfigureSet(node string, config map[string][]string) string {
 	return "<pubsub xmlns='" + NSPubSubOwner + "'><configure node='" + escapeAttr(node) + "'>" +

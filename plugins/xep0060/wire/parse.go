@@ -354,9 +354,28 @@ type Field struct {
 // ParseConfigure returns the node and the fields of a node configuration
 // form (<pubsub xmlns=…#owner><configure node=…><x xmlns='jabber:x:data'>).
 func ParseConfigure(inner []byte) (node string, fields []Field, err error) {
+	node, fields, err = parseForm(inner, "configure")
+	if err != nil {
+		return "", nil, fmt.Errorf("parse node configuration: %w", err)
+	}
+	return node, fields, nil
+}
+
+// ParseDefault returns the fields of a service's default node
+// configuration (<pubsub xmlns=…#owner><default><x xmlns='jabber:x:data'>).
+func ParseDefault(inner []byte) ([]Field, error) {
+	_, fields, err := parseForm(inner, "default")
+	if err != nil {
+		return nil, fmt.Errorf("parse default node configuration: %w", err)
+	}
+	return fields, nil
+}
+
+// parseForm reads the data forms of the <pubsub#owner/> child el.
+func parseForm(inner []byte, el string) (node string, fields []Field, err error) {
 	s := newScanner(inner)
 	err = s.children(func(start xml.StartElement) error {
-		if start.Name.Local != "configure" {
+		if start.Name.Local != el {
 			_, err := s.skip()
 			return err
 		}
@@ -371,10 +390,7 @@ func ParseConfigure(inner []byte) (node string, fields []Field, err error) {
 			return err
 		})
 	})
-	if err != nil {
-		return "", nil, fmt.Errorf("parse node configuration: %w", err)
-	}
-	return node, fields, nil
+	return node, fields, err
 }
 
 func (s *scanner) readForm() ([]Field, error) {

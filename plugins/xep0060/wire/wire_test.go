@@ -142,6 +142,14 @@ func TestOtherReplies(t *testing.T) {
 	if err != nil || node != "n" || len(fields) != 1 || fields[0].Values[0] != "max" || fields[0].Label != "Max" {
 		t.Errorf("configure: %q %+v %v", node, fields, err)
 	}
+	// The service's default configuration (ejabberd's PEP form, cut).
+	fields, err = ParseDefault([]byte(`<default><x type='form' xmlns='jabber:x:data'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#notify_retract' type='boolean'><value>0</value></field></x></default>`))
+	if err != nil || len(fields) != 2 || fields[1].Var != "pubsub#notify_retract" || fields[1].Values[0] != "0" {
+		t.Errorf("default: %+v %v", fields, err)
+	}
+	if fields, err := ParseDefault([]byte(`<configure node='n'><x xmlns='jabber:x:data'><field var='a'/></x></configure>`)); err != nil || len(fields) != 0 {
+		t.Errorf("default from a configure element: %+v %v", fields, err)
+	}
 }
 
 // Every request builder must produce well-formed XML whatever the input.
@@ -152,7 +160,7 @@ func TestBuildersEscape(t *testing.T) {
 		ItemsQuery{Node: hostile, MaxItems: 3, IDs: []string{hostile, "x"}, SubID: hostile, OrderBy: "creation", RSM: &RSMQuery{Max: &max, After: &after, Before: &before, Index: &idx}}.XML(),
 		Publish(hostile, hostile, []byte(" <p xmlns='urn:p'>x</p>\n"), map[string][]string{"pubsub#max_items": {"max"}, hostile: {hostile}}),
 		Retract(hostile, hostile, true), Subscribe(hostile, hostile), Unsubscribe(hostile, hostile, hostile), Subscriptions(hostile), Subscriptions(""),
-		Create(hostile, map[string][]string{"pubsub#access_model": {"open"}}), Delete(hostile), Purge(hostile), ConfigureGet(hostile),
+		Create(hostile, map[string][]string{"pubsub#access_model": {"open"}}), Delete(hostile), Purge(hostile), ConfigureGet(hostile), DefaultGet(),
 		ConfigureSet(hostile, map[string][]string{"pubsub#max_items": {"10"}}),
 	} {
 		if err := CheckPayload([]byte(s)); err != nil {
@@ -240,10 +248,12 @@ func FuzzParseItems(f *testing.F) {
 func FuzzParseEvent(f *testing.F) {
 	f.Add([]byte(`<items node='n'><item id='1'><p xmlns='urn:p'/></item><retract id='3'/></items><purge node='p'/>`))
 	f.Add([]byte(`<configuration node='c'><x xmlns='jabber:x:data'><field var='a'><value>1</value></field></x></configuration>`))
+	f.Add([]byte(`<default><x xmlns='jabber:x:data'><field var='pubsub#notify_retract'><value>0</value></field></x></default>`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ParseEvent(in)
 		ParseSubscriptions(in)
 		ParseConfigure(in)
+		ParseDefault(in)
 		ParsePublish(in)
 		CheckPayload(in)
 	})
