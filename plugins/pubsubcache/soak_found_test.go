@@ -10,6 +10,7 @@ import (
 	"gosrc.io/xmpp/stanza"
 
 	"example.org/backend/core"
+	"example.org/backend/ent/serviceprofile"
 	"example.org/backend/internal/testsvc"
 	"example.org/backend/plugins/xep0060"
 	"example.org/backend/triggers"
@@ -154,5 +155,58 @@ func TestSyncListingPastCapacity(t *testing.T) {
 			t.Fatalf("5 s after the sync: served from the cache %s (stale %v), the service holds %s; status %+v", idsOf(page.Items), page.Stale, idsOf(live.Items), st)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPresenceDeliveryTeachesNothing: while alice is offline, bob updates
+// an older item of an ejabberd component node and retracts the newest;
+// when she connects again, ejabberd sends her the node's last published
+// item (the updated one, not re-published: no delay, as at any presence).
+// The node was not fresh, its order not the service's: nothing is learned
+// from it (the cache learned "re-published items move to the end", the
+// updated item being now the newest the service holds, and served later
+// re-publishes out of place: SOAK_SEED=401).
+func TestPresenceDeliveryTeachesNothing(t *testing.T) {
+	f := newLifeFixture(t, testsvc.KindEjabberd, fixtureOpts{})
+	ctx := ctxT(t)
+	svc, node := f.bobNode(t, placement{name: "component", component: true}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
+	f.post(t, svc, node, 0, 3, 0)
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	n, _ := f.cache.nodes.get(nodeKey{"alice", svc, node})
+	delivered := make(chan struct{}, 1)
+	h, err := f.host.Bus.Attach("delivered", triggers.Observe(xep0060.EventItems, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.ItemsEvent) error {
+		if ev.Profile == "alice" && ev.Node == node && len(ev.Items) == 1 && ev.Items[0].ID == itemID(1) {
+			select {
+			case delivered <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Remove()
+	f.offline(t, svc, node, func() {
+		if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(1), Payload: lifePayload(101)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Retract(ctx, xep0060.RetractRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(2)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ejabberd sent no last published item at the connection")
+	}
+	f.converged(t, "after the reconnection", svc, node)
+	if moves := f.cache.learn.get(ctx, n.profileID, svc).RepublishMoves; moves == serviceprofile.RepublishMovesYes {
+		t.Fatalf("learned that ejabberd moves re-published items to the end")
 	}
 }

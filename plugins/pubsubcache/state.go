@@ -72,6 +72,13 @@ type nodeInfo struct {
 	// node are answered from the cache only once the service's id listing
 	// of it matches the cached ids (decide's verdict.check).
 	silentRetracts bool
+	// wasOffline: the profile was disconnected (or the daemon stopped)
+	// since the node's last whole listing: the cached order may not be the
+	// service's (items removed meanwhile), and the items a service sends
+	// again at the next presence (ejabberd's last published item) look like
+	// re-publishes: no lesson on where re-published items go is drawn
+	// until a listing ends (SOAK_SEED=401). Memory only.
+	wasOffline bool
 	// resume: a sync of the node was interrupted (disconnection, server
 	// restart, daemon stop): it starts again when the profile connects.
 	resume bool
@@ -251,6 +258,7 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		} else {
 			n.state = StateComplete
 			n.fresh = e.secured
+			n.wasOffline = false
 		}
 	case evSyncFailed:
 		n.state = StateError
@@ -270,9 +278,11 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 	case evDisconnected:
 		n.fresh = false
 		n.verifying = false
+		n.wasOffline = true
 	case evRestarted:
 		n.fresh = false
 		n.verifying = false
+		n.wasOffline = true
 		if n.state == StateInProgress {
 			// The sync died with the daemon: start again when the profile
 			// connects (items already stored are kept and reconciled by
@@ -282,6 +292,7 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 		}
 	case evSyncInterrupted:
 		n.fresh = false
+		n.wasOffline = true
 		if n.state == StateInProgress {
 			n.state = StateNever
 			n.resume = true

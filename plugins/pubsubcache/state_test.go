@@ -56,8 +56,11 @@ func TestStateTransitions(t *testing.T) {
 		{"purge some", nodeInfo{state: StateComplete, fresh: true}, event{kind: evPurged, remaining: 3}, StatePartial, false, nil},
 		{"purge during sync", nodeInfo{state: StateInProgress}, event{kind: evPurged}, StateInProgress, false, nil},
 		{"purge of an error node", nodeInfo{state: StateError}, event{kind: evPurged}, StateError, false, nil},
-		{"disconnect", nodeInfo{state: StateComplete, fresh: true}, event{kind: evDisconnected}, StateComplete, false, nil},
-		{"restart mid-sync", nodeInfo{state: StateInProgress}, event{kind: evRestarted}, StateNever, false, nil},
+		{"disconnect", nodeInfo{state: StateComplete, fresh: true}, event{kind: evDisconnected}, StateComplete, false, wasOffline(true)},
+		{"sync done after a disconnection", nodeInfo{state: StateInProgress, wasOffline: true}, event{kind: evSyncDone, secured: true}, StateComplete, true, wasOffline(false)},
+		{"partial sync after a disconnection", nodeInfo{state: StateInProgress, wasOffline: true}, event{kind: evSyncDone, partial: true}, StatePartial, false, wasOffline(true)},
+		{"sync interrupted", nodeInfo{state: StateInProgress}, event{kind: evSyncInterrupted, err: "x"}, StateNever, false, wasOffline(true)},
+		{"restart mid-sync", nodeInfo{state: StateInProgress}, event{kind: evRestarted}, StateNever, false, wasOffline(true)},
 		{"restart complete", nodeInfo{state: StateComplete, fresh: true}, event{kind: evRestarted}, StateComplete, false, nil},
 		{"subscription gone", nodeInfo{state: StateComplete, fresh: true, subscribed: true}, event{kind: evSubscriptionGone}, StateNoSync, false,
 			func(t *testing.T, n nodeInfo) {
@@ -271,6 +274,16 @@ func TestShapeOf(t *testing.T) {
 	} {
 		if got := shapeOf(&c.req); got != c.want {
 			t.Errorf("shapeOf(%+v) = %v, want %v", c.req, got, c.want)
+		}
+	}
+}
+
+// wasOffline checks the node's wasOffline flag.
+func wasOffline(want bool) func(t *testing.T, n nodeInfo) {
+	return func(t *testing.T, n nodeInfo) {
+		t.Helper()
+		if n.wasOffline != want {
+			t.Errorf("wasOffline=%v, want %v", n.wasOffline, want)
 		}
 	}
 }

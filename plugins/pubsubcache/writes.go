@@ -109,7 +109,12 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 						}
 						k := o.key
 						t.afterwards(func() { p.sync.launch(k, false) })
-					} else if moves == serviceprofile.RepublishMovesUnknown && cur != last && (n.state == StateComplete || n.state == StateInProgress) {
+					} else if moves == serviceprofile.RepublishMovesUnknown && cur != last && (n.state == StateComplete || n.state == StateInProgress) && !n.wasOffline {
+						// Not after a disconnection until a listing ends
+						// (wasOffline): the cached order may not be the
+						// service's, and the last item ejabberd sends at
+						// the next presence, not re-published, would teach
+						// the wrong lesson (SOAK_SEED=401).
 						lastID, err := p.store.idAt(ctx, t.c, n.id, last)
 						if err != nil {
 							return err
