@@ -210,3 +210,64 @@ func TestPresenceDeliveryTeachesNothing(t *testing.T) {
 		t.Fatalf("learned that ejabberd moves re-published items to the end")
 	}
 }
+
+// TestRecreatedWhileOffline: while alice is offline, bob deletes a node
+// she caches and creates it again under the same name, with one item.
+// Nothing tells her (the deletion's notification went to a session that
+// was gone) and her subscription went with the old node. When she
+// connects again the reconciliation finds her subscription gone and
+// subscribes again: bob's next item is notified, and served (the cache
+// waited for notifications that never came, and served the node without
+// bob's later items: the soak's "deleted and created again" during a cut).
+func TestRecreatedWhileOffline(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			f := newLifeFixture(t, kind, fixtureOpts{})
+			ctx := ctxT(t)
+			opts := map[string][]string{"pubsub#max_items": {"10"}}
+			svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, opts)
+			f.post(t, svc, node, 0, 3, 0)
+			j, err := f.cache.Sync(ctx, "alice", svc, node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-j.Done()
+			f.waitServed(t, "alice", svc, node)
+			oneSubscription := func(what string) {
+				t.Helper()
+				// Subscribing again leaves one subscription (no second one
+				// whose notifications would come twice).
+				subs, err := f.c.Subscriptions(ctx, "alice", svc, node)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(subs) != 1 {
+					t.Fatalf("%s: alice's subscriptions to the node: %+v, want one", what, subs)
+				}
+			}
+			f.offline(t, svc, node, func() {})
+			f.converged(t, "after a reconnection, nothing changed", svc, node)
+			oneSubscription("after a reconnection, nothing changed")
+			f.offline(t, svc, node, func() {
+				req := xep0060.NodeRequest{Profile: "bob", Service: svc, Node: node}
+				if err := f.c.DeleteNode(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+				req.Options = map[string][]string{"pubsub#access_model": {"open"}, "pubsub#max_items": {"10"}}
+				if err := f.c.CreateNode(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(5), Payload: lifePayload(5)}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			f.converged(t, "after the reconnection", svc, node)
+			f.post(t, svc, node, 6, 7, 0)
+			st := f.converged(t, "after bob's next item", svc, node)
+			if st.Items != 2 {
+				t.Fatalf("served %d items, want bob's 2 on the new node", st.Items)
+			}
+			oneSubscription("after the node was created again")
+		})
+	}
+}

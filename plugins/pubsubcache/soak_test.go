@@ -24,7 +24,10 @@ import (
 // account) and alice herself publish; alice's network is cut (resumed, or
 // past the resumption window), paused, her stream closed by the server,
 // her profile disconnected, her cache turned off, with changes meanwhile;
-// `cache sync` runs with changes during it. After each step, once alice's
+// `cache sync` runs with changes during it; bob reconfigures a node (its
+// capacity, on ejabberd whether retractions are notified) and deletes it
+// and creates it again (docs/cache.md, "What the cache cannot see": the
+// soak's nodes notify what a subscriber can be told of). After each step, once alice's
 // session received what the step caused (a live request of hers is
 // answered after it), every answer the cache gives equals the live one
 // asked just before (ids, order, payloads, publishers, RSM set), `cache
@@ -99,6 +102,27 @@ type soakNode struct {
 	capacity  int
 	next      int  // index of the next new item
 	open      bool // carol and alice may publish
+	// silent: the node's pubsub#notify_retract is 0 (retractions and
+	// purges notified to no one).
+	silent bool
+}
+
+// config is n's configuration as the soak sets it on a service of kind.
+// On ejabberd the node's configuration changes and its deletion are
+// notified to its subscribers (pubsub#notify_config, notify_delete: off
+// by default there); Prosody always notifies a deletion and never a
+// configuration change.
+func (n *soakNode) config(kind string) map[string][]string {
+	notify := "1"
+	if n.silent {
+		notify = "0"
+	}
+	c := map[string][]string{"pubsub#access_model": {"open"}, "pubsub#max_items": {strconv.Itoa(n.capacity)},
+		"pubsub#publish_model": {"open"}, "pubsub#notify_retract": {notify}}
+	if kind == testsvc.KindEjabberd {
+		c["pubsub#notify_config"], c["pubsub#notify_delete"] = []string{"1"}, []string{"1"}
+	}
+	return c
 }
 
 func runSoak(t *testing.T, kind string, seed uint64, steps int) {
@@ -176,7 +200,7 @@ func newSoak(t *testing.T, kind string, seed uint64) *soak {
 		capacity := strconv.Itoa(n.capacity)
 		// ejabberd's PEP nodes notify no purge by default
 		// (pubsub#notify_retract 0): TestPurgeNotNotified.
-		n.svc, n.node = s.bobNode(t, pl, syncPrefix, map[string][]string{"pubsub#max_items": {capacity}, "pubsub#publish_model": {"open"}, "pubsub#notify_retract": {"1"}})
+		n.svc, n.node = s.bobNode(t, pl, syncPrefix, n.config(kind))
 		n.open = s.publish(n, "carol", n.newID())
 		initial := r.IntN(n.capacity + 1)
 		for range initial {
@@ -223,6 +247,8 @@ var soakSteps = []soakStep{
 	{"stream closed by the server", true, (*soak).kicked},
 	{"cache off and on", true, (*soak).toggled},
 	{"cut past the resumption window", false, (*soak).dropped},
+	{"reconfigured", true, func(s *soak) { s.reconfigure(s.pick()); s.changes(s.r.IntN(3)) }},
+	{"deleted and created again", true, func(s *soak) { s.recreate(s.pick()); s.changes(s.r.IntN(3)) }},
 }
 
 func (s *soak) pick() *soakNode { return s.nodes[s.r.IntN(len(s.nodes))] }
@@ -304,6 +330,10 @@ func (s *soak) change(n *soakNode) {
 	case w < 96 && !s.offline:
 		err := s.c.Retract(ctxT(s.t), xep0060.RetractRequest{Profile: "alice", Service: n.svc, Node: n.node, ID: existing.ID, Notify: true})
 		s.logf("  alice retracts %s on %s (%v)", existing.ID, n.name, err)
+	case w < 98:
+		s.reconfigure(n)
+	case w < 99:
+		s.recreate(n)
 	default:
 		s.burst(n)
 	}
@@ -321,6 +351,54 @@ func (s *soak) burst(n *soakNode) {
 func (s *soak) purge(n *soakNode) {
 	err := s.c.PurgeNode(ctxT(s.t), xep0060.NodeRequest{Profile: "bob", Service: n.svc, Node: n.node})
 	s.logf("  bob purges %s (%v)", n.name, err)
+}
+
+// reconfigure has bob change n's capacity and, on ejabberd one time in
+// three while alice is online, whether retractions are notified. Prosody notifies no
+// configuration change, and alice may not read the configuration of a
+// node she does not own: a capacity lowered there (the service drops the
+// oldest items, telling no one) or retractions silenced are unknown to
+// her cache until its next reconciliation (docs/cache.md, "What the cache
+// cannot see"); on Prosody the capacity is only raised.
+func (s *soak) reconfigure(n *soakNode) {
+	was := n.capacity
+	choices := []int{2, 4, 7, 10, 15}
+	if s.kind == testsvc.KindProsody {
+		choices = slices.DeleteFunc(choices, func(c int) bool { return c <= was })
+		if len(choices) == 0 {
+			s.logf("  %s keeps its capacity %d (Prosody: only raised)", n.name, was)
+			return
+		}
+	}
+	for n.capacity == was {
+		n.capacity = choices[s.r.IntN(len(choices))]
+	}
+	if s.kind == testsvc.KindEjabberd && !s.offline && s.r.IntN(3) == 0 {
+		// Not while alice is offline: the notification of it would be
+		// lost, and nothing she may read says it.
+		n.silent = !n.silent
+	}
+	err := s.c.ConfigureNode(ctxT(s.t), xep0060.NodeRequest{Profile: "bob", Service: n.svc, Node: n.node, Options: n.config(s.kind)})
+	s.logf("  bob configures %s: capacity %d -> %d, notify_retract %v (%v)", n.name, was, n.capacity, !n.silent, err)
+	if err != nil {
+		s.t.Fatalf("bob's configure of %s: %v", n.name, err)
+	}
+}
+
+// recreate has bob delete n and create it again (same name and
+// configuration but retractions notified, as the cache takes a node it
+// cannot read the configuration of; no items; alice's subscription, if
+// any, gone).
+func (s *soak) recreate(n *soakNode) {
+	ctx := ctxT(s.t)
+	n.silent = false
+	if err := s.c.DeleteNode(ctx, xep0060.NodeRequest{Profile: "bob", Service: n.svc, Node: n.node}); err != nil {
+		s.t.Fatalf("bob's delete of %s: %v", n.name, err)
+	}
+	if err := s.c.CreateNode(ctx, xep0060.NodeRequest{Profile: "bob", Service: n.svc, Node: n.node, Options: n.config(s.kind)}); err != nil {
+		s.t.Fatalf("bob's create of %s: %v", n.name, err)
+	}
+	s.logf("  bob deletes %s and creates it again", n.name)
 }
 
 // touch is a read of alice's through the cache, not checked (what it

@@ -72,6 +72,10 @@ type nodeInfo struct {
 	// node are answered from the cache only once the service's id listing
 	// of it matches the cached ids (decide's verdict.check).
 	silentRetracts bool
+	// retractOwn: silentRetracts is the node's own (read in its
+	// configuration, or notified with a change of it), not the service's
+	// default: a later unreadable configuration read keeps it. Memory only.
+	retractOwn bool
 	// wasOffline: the profile was disconnected (or the daemon stopped)
 	// since the node's last whole listing: the cached order may not be the
 	// service's (items removed meanwhile), and the items a service sends
@@ -95,13 +99,7 @@ func (n nodeInfo) followed() bool { return !n.silentRetracts }
 // limit is the number of items the service keeps in the node, 0 when
 // unknown.
 func (n nodeInfo) limit() int {
-	switch {
-	case n.capacity > 0:
-		return n.capacity
-	case n.maxItems != nil && *n.maxItems > 0:
-		return *n.maxItems
-	}
-	return 0
+	return n.capacity
 }
 
 // analysis is what the analysers decided for a node.
@@ -299,10 +297,15 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 			n.lastError = "interrupted: " + e.err
 		}
 	case evConfigRead:
-		n.silentRetracts = e.silentRetracts
 		if e.unreadable {
+			// The service's default: what the node's own configuration
+			// said, when notified, stands (ejabberd's notify_config).
+			if !n.retractOwn {
+				n.silentRetracts = e.silentRetracts
+			}
 			break
 		}
+		n.silentRetracts, n.retractOwn = e.silentRetracts, true
 		n.publishModel = e.publishModel
 		switch {
 		case e.capacity > 0:
@@ -340,13 +343,21 @@ func apply(n nodeInfo, e event, now time.Time) nodeInfo {
 	case evConfigured:
 		n.analysed = false // analysed again on next use (no network request)
 		if e.retractSet {
-			n.silentRetracts = e.silentRetracts
+			n.silentRetracts, n.retractOwn = e.silentRetracts, true
 		}
 		if e.maxItemsSet {
 			if lowers(n.maxItems, e.maxItems) && n.cached() {
 				n.fresh = false
 			}
 			n.maxItems = e.maxItems
+			// A capacity read, learned or candidate before is not the
+			// node's any more. The new max_items is not taken as a bound
+			// the cache trims the node to: ejabberd counts it per
+			// publisher (SOAK_SEED=4 SOAK_STEPS=30): the node holds more
+			// once several publish. Unknown, the capacity is checked
+			// against the service when the node holds more than it was
+			// seen holding (verify.go), and learned again.
+			n.capacity, n.capSource, n.capCandidate = 0, "", 0
 		}
 	case evNotFresh:
 		n.fresh = false

@@ -106,6 +106,21 @@ func TestStateTransitions(t *testing.T) {
 					t.Errorf("silent=%v capacity=%d %q publish model %q", n.silentRetracts, n.capacity, n.capSource, n.publishModel)
 				}
 			}},
+		{"configured: max_items forgets the capacity", nodeInfo{state: StateComplete, fresh: true, capacity: 7, capSource: "learned", capCandidate: 5},
+			event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(4)}, StateComplete, false,
+			func(t *testing.T, n nodeInfo) {
+				if n.capacity != 0 || n.capSource != "" || n.capCandidate != 0 || n.limit() != 0 {
+					t.Errorf("capacity %d %q candidate %d limit %d", n.capacity, n.capSource, n.capCandidate, n.limit())
+				}
+			}},
+		{"configuration unreadable after a notified notify_retract: the node's stands", nodeInfo{state: StateComplete, fresh: true},
+			configured(func(name string) ([]string, bool) { return []string{"0"}, name == "pubsub#notify_retract" }), StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				n = apply(n, event{kind: evConfigRead, unreadable: true, silentRetracts: false}, now)
+				if !n.silentRetracts || n.followed() {
+					t.Errorf("silent=%v: the service's default replaced what the node's notification said", n.silentRetracts)
+				}
+			}},
 		{"configured: notify_retract turned on", nodeInfo{state: StateComplete, fresh: true, silentRetracts: true},
 			configured(func(name string) ([]string, bool) { return []string{"true"}, name == "pubsub#notify_retract" }), StateComplete, true,
 			func(t *testing.T, n nodeInfo) {
