@@ -24,7 +24,9 @@ func (p *Plugin) onItems(ctx context.Context, ev *xep0060.ItemsEvent) error {
 	// publish's answer (the other order let a publish return, its
 	// notification recorded but its write not queued yet, and the cache
 	// answer without the item: TestFreshness, 2 runs in ≈ 520 under load).
-	p.w.enqueue(itemsOp(k, ev.Items, ev.Retracted, false))
+	o := itemsOp(k, ev.Items, ev.Retracted, false)
+	o.arrived = p.learn.itemsArrived(k, ev.Items)
+	p.w.enqueue(o)
 	p.pubs.notified(k, ev.Items)
 	return nil
 }

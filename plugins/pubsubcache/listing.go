@@ -412,7 +412,7 @@ func (s *syncer) probeMoves(ctx context.Context, j *SyncJob, n nodeInfo, order [
 		return // X was the newest anyway: its place tells nothing
 	}
 	p.log.Debug("probing where the service put an item re-published during a listing", "node", k.node, "item", x, "newest_listed", last)
-	p.learn.newestIs(ctx, k, n.profileID, x, last)
+	p.learn.newestIs(ctx, k, n.profileID, x, last, p.learn.arrivedCount(k))
 }
 
 // finish ends a listing in the writer, in one transaction: it removes

@@ -271,3 +271,65 @@ func TestRecreatedWhileOffline(t *testing.T) {
 		})
 	}
 }
+
+// TestRepublishLessonOvertaken: on Prosody, where the cache does not know
+// yet where re-published items go, bob re-publishes the oldest item of
+// alice's cached node, then, before the cache's probe of the service's
+// newest item is sent, the newest one again (its notification reaches
+// alice first). The service's newest is then the item that was the
+// newest before, which on its own says "re-published items keep their
+// place": nothing is learned from it (Prosody was learned as keeping the
+// place, and later re-publishes were served out of place: SOAK_SEED=15
+// SOAK_STEPS=30); the node is listed again and served as the service has
+// it.
+func TestRepublishLessonOvertaken(t *testing.T) {
+	hs := &iqSessions{}
+	srv := servers.Use(t, testsvc.KindProsody)
+	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: hs.wrap}, "alice", "bob"))
+	ctx := ctxT(t)
+	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
+	f.post(t, svc, node, 0, 3, 0)
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	n, _ := f.cache.nodes.get(nodeKey{"alice", svc, node})
+	republish := func(i int) {
+		f.mu.Lock()
+		before := len(f.forms[node][itemID(i)])
+		f.mu.Unlock()
+		if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(i), Payload: lifePayload(i)}); err != nil {
+			t.Error(err)
+			return
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			f.mu.Lock()
+			now := len(f.forms[node][itemID(i)])
+			f.mu.Unlock()
+			if now > before {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("alice was not notified of %s again", itemID(i))
+				return
+			}
+		}
+	}
+	var probed atomic.Bool
+	hs.set(func(ctx context.Context, x core.XMPP, profile, to, typ, payloadXML string) (*stanza.IQ, error) {
+		if profile == "alice" && typ == "get" && strings.Contains(payloadXML, "max_items='1'") && probed.CompareAndSwap(false, true) {
+			republish(2)
+		}
+		return x.SendIQRaw(ctx, to, typ, payloadXML)
+	})
+	republish(0)
+	f.converged(t, "after the re-publishes", svc, node)
+	if !probed.Load() {
+		t.Fatal("the cache did not ask for the service's newest item")
+	}
+	if moves := f.cache.learn.get(ctx, n.profileID, svc).RepublishMoves; moves == serviceprofile.RepublishMovesNo {
+		t.Fatal("learned that Prosody keeps re-published items in their place")
+	}
+}

@@ -73,6 +73,9 @@ type op struct {
 	// refetched: items fetched by id because their notification did not
 	// come (not evidence of where the service puts re-published items).
 	refetched bool
+	// arrived: the node's count of notified items after these
+	// (learner.itemsArrived; 0: not notified).
+	arrived uint64
 	// opFunc
 	fn   func(ctx context.Context, t *wtx) error
 	done chan error

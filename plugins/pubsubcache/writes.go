@@ -28,6 +28,7 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 	type probe struct {
 		key      nodeKey
 		id, last string
+		seq      uint64 // the node's arrived count after id
 	}
 	var probes []probe
 	var publisherProbes []nodeKey
@@ -72,6 +73,10 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			moves := beh.RepublishMoves
 			stored := make([]storedItem, len(o.items))
 			for i, it := range o.items {
+				seq := o.arrived - uint64(len(o.items)-1-i)
+				if o.arrived == 0 {
+					seq = p.learn.arrivedCount(o.key)
+				}
 				s := &stored[i]
 				*s = storedItem{Item: it, parseState: parseStateFor(n), searchText: o.texts[i]}
 				switch {
@@ -119,7 +124,7 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 						if err != nil {
 							return err
 						}
-						probes = append(probes, probe{o.key, s.ID, lastID})
+						probes = append(probes, probe{o.key, s.ID, lastID, seq})
 					}
 				}
 				existing[s.ID] = s.position
@@ -208,7 +213,7 @@ func (p *Plugin) applyItems(ctx context.Context, t *wtx, ops []op) error {
 			p.learn.publisherProbe(k)
 		}
 		for _, pr := range probes {
-			p.learn.republished(pr.key, pr.id, pr.last)
+			p.learn.republished(pr.key, pr.id, pr.last, pr.seq)
 		}
 		for _, o := range ops {
 			ids := append([]string(nil), o.retracted...)
