@@ -59,8 +59,9 @@ type svcKey struct {
 
 // learner learns how each service behaves from its answers and from a few
 // probes of its own, and stores it. It owns the behaviour profiles (memory
-// copies of the service_profiles rows) and the re-published items whose
-// place is being learned (probing). mu guards both maps (no I/O under it);
+// copies of the service_profiles rows), the re-published items whose
+// place is being learned (probing) and the count of notified items
+// (arrived). mu guards these maps (no I/O under it);
 // saveMu serialises the read-modify-write of a row and is held across its
 // one-row upsert, so that two lessons about one service never overwrite
 // each other (lessons are rare: each is learned once).
@@ -70,14 +71,18 @@ type learner struct {
 	mu      sync.Mutex
 	m       map[svcKey]behaviour
 	probing map[nodeKey]map[string]bool
-	// arrived counts, per node, the items notified (as they arrive, before
-	// the writer stores them): a probe of where a re-published item went
-	// teaches only while no item arrived after it (newestIs).
-	arrived map[nodeKey]uint64
-	// lastArrival is a digest of each node's last items notification: its
-	// repeat (Prosody's PEP delivers each notification twice to a
-	// subscribed and interested profile: writer.go, repeats) is not
-	// counted again.
+	// arrived is, per cached node, the value of seq after its last
+	// notified items (counted as they arrive, before the writer stores
+	// them: onItems, on xep0060's worker of the profile): a probe of where
+	// a re-published item went teaches only while no item of its node
+	// arrived after it (newestIs). seq counts every such item, all nodes
+	// together, so that a node forgotten and counted again never meets a
+	// probe's old count. lastArrival is a digest of each node's last items
+	// notification: its repeat (Prosody's PEP delivers each notification
+	// twice to a subscribed and interested profile: writer.go, repeats) is
+	// not counted again.
+	seq         uint64
+	arrived     map[nodeKey]uint64
 	lastArrival map[nodeKey]uint64
 	saveMu      sync.Mutex
 }
@@ -103,13 +108,28 @@ func (l *learner) itemsArrived(k nodeKey, items []wire.Item) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(items) > 0 && l.lastArrival[k] != d {
-		l.arrived[k] += uint64(len(items))
+		l.seq += uint64(len(items))
+		l.arrived[k] = l.seq
 		l.lastArrival[k] = d
 	}
 	return l.arrived[k]
 }
 
-// arrivedCount is the number of items of k notified so far.
+// forgetArrivals drops what arrived counts of the nodes keep says yes to
+// (deleted, purged from the cache, of a deleted profile).
+func (l *learner) forgetArrivals(keep func(nodeKey) bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.arrived {
+		if !keep(k) {
+			delete(l.arrived, k)
+			delete(l.lastArrival, k)
+		}
+	}
+}
+
+// arrivedCount is seq after the last items of k notified (0: none
+// counted).
 func (l *learner) arrivedCount(k nodeKey) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -482,6 +502,11 @@ func (l *learner) newestIs(ctx context.Context, k nodeKey, profileID int, id, la
 	p := l.p
 	page, err := p.c.FetchItems(internal(ctx), &xep0060.ItemsRequest{Profile: k.profile, Service: k.service, Node: k.node, MaxItems: 1})
 	if err != nil || len(page.Items) != 1 {
+		return
+	}
+	// Notifications the service sent before its answer are counted once
+	// their bus events fired.
+	if err := p.c.Settled(ctx, k.profile); err != nil {
 		return
 	}
 	if l.arrivedCount(k) != seq {

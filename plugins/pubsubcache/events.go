@@ -25,7 +25,9 @@ func (p *Plugin) onItems(ctx context.Context, ev *xep0060.ItemsEvent) error {
 	// notification recorded but its write not queued yet, and the cache
 	// answer without the item: TestFreshness, 2 runs in ≈ 520 under load).
 	o := itemsOp(k, ev.Items, ev.Retracted, false)
-	o.arrived = p.learn.itemsArrived(k, ev.Items)
+	if n, ok := p.nodes.get(k); ok && n.cached() {
+		o.arrived = p.learn.itemsArrived(k, ev.Items)
+	}
 	p.w.enqueue(o)
 	p.pubs.notified(k, ev.Items)
 	return nil
@@ -187,5 +189,6 @@ func (p *Plugin) onParamChanged(ctx context.Context, ch profiles.ParamChange) er
 // onProfileDeleted forgets the deleted profile's nodes.
 func (p *Plugin) onProfileDeleted(ctx context.Context, name string) error {
 	p.pubs.forgetProfile(name)
+	p.learn.forgetArrivals(func(k nodeKey) bool { return k.profile != name })
 	return p.w.run(ctx, p.forgetProfile(name))
 }

@@ -61,18 +61,15 @@ func (s *syncer) begin(ctx context.Context, j *SyncJob, async, keepTouched bool)
 
 	// Notifications first, so that nothing published during the fetch is missed.
 	subscribed = n.subscribed
-	if n.wasOffline {
-		// The profile was offline since the node's last listing: its
-		// subscription may have ended unseen (the node deleted and
-		// created again meanwhile: the deletion's notification went to a
-		// session that was gone; removed by the owner). Nothing a
-		// subscriber can ask tells (Prosody lists a subscription to a
-		// node deleted and created again as subscribed): it subscribes
-		// again, one request (a subscription that holds stays the one:
-		// TestRecreatedWhileOffline).
-		subscribed = false
-	}
-	if !subscribed {
+	if !subscribed || n.wasOffline {
+		// After the profile was offline since the node's last listing, its
+		// subscription may have ended unseen (the node deleted and created
+		// again meanwhile: the deletion's notification went to a session
+		// that was gone; removed by the owner). Nothing a subscriber can
+		// ask tells (Prosody lists a subscription to a node deleted and
+		// created again as subscribed): it subscribes again, one request (a
+		// subscription that holds stays the one: TestRecreatedWhileOffline).
+		// When that fails, the stored flag stands.
 		if _, serr := p.c.Subscribe(ctx, k.profile, k.service, k.node); serr == nil {
 			subscribed = true
 		} else {

@@ -152,9 +152,6 @@ func (p *Plugin) Status(ctx context.Context, profileName, service, node string) 
 		}
 		if lim := n.limit(); lim > 0 {
 			src := n.capSource
-			if src == "" {
-				src = "config" // pubsub#max_items seen in a configuration notification
-			}
 			s.Capacity, s.CapacitySource = &lim, &src
 		}
 		out = append(out, s)
@@ -232,6 +229,7 @@ func (p *Plugin) Reset(ctx context.Context) (int, error) {
 			for _, k := range keys {
 				p.pubs.forgetNode(k)
 			}
+			p.learn.forgetArrivals(func(nodeKey) bool { return false })
 		})
 		return nil
 	})

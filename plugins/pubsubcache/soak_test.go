@@ -353,29 +353,26 @@ func (s *soak) purge(n *soakNode) {
 	s.logf("  bob purges %s (%v)", n.name, err)
 }
 
-// reconfigure has bob change n's capacity and, on ejabberd one time in
-// three while alice is online, whether retractions are notified. Prosody notifies no
-// configuration change, and alice may not read the configuration of a
-// node she does not own: a capacity lowered there (the service drops the
-// oldest items, telling no one) or retractions silenced are unknown to
-// her cache until its next reconciliation (docs/cache.md, "What the cache
-// cannot see"); on Prosody the capacity is only raised.
+// reconfigure has bob change n's capacity and, one time in three,
+// whether retractions are notified: on ejabberd, while alice is online.
+// Prosody notifies no configuration change, and alice may not read the
+// configuration of a node she does not own: a capacity lowered there (the
+// service drops the oldest items, telling no one), raised past one the
+// cache learned, or retractions silenced are unknown to her cache until
+// its next reconciliation (docs/cache.md, "What the cache cannot see").
 func (s *soak) reconfigure(n *soakNode) {
+	if s.kind == testsvc.KindProsody || s.offline {
+		// Offline, the notification of it would be lost, and nothing
+		// alice may read says it.
+		s.logf("  %s not reconfigured (Prosody notifies no configuration change; alice offline: %v)", n.name, s.offline)
+		return
+	}
 	was := n.capacity
 	choices := []int{2, 4, 7, 10, 15}
-	if s.kind == testsvc.KindProsody {
-		choices = slices.DeleteFunc(choices, func(c int) bool { return c <= was })
-		if len(choices) == 0 {
-			s.logf("  %s keeps its capacity %d (Prosody: only raised)", n.name, was)
-			return
-		}
-	}
 	for n.capacity == was {
 		n.capacity = choices[s.r.IntN(len(choices))]
 	}
-	if s.kind == testsvc.KindEjabberd && !s.offline && s.r.IntN(3) == 0 {
-		// Not while alice is offline: the notification of it would be
-		// lost, and nothing she may read says it.
+	if s.r.IntN(3) == 0 {
 		n.silent = !n.silent
 	}
 	err := s.c.ConfigureNode(ctxT(s.t), xep0060.NodeRequest{Profile: "bob", Service: n.svc, Node: n.node, Options: n.config(s.kind)})

@@ -113,6 +113,24 @@ func TestStateTransitions(t *testing.T) {
 					t.Errorf("capacity %d %q candidate %d limit %d", n.capacity, n.capSource, n.capCandidate, n.limit())
 				}
 			}},
+		{"configured: the same max_items keeps the capacity", nodeInfo{state: StateComplete, fresh: true, capacity: 7, capSource: "config"},
+			event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(7)}, StateComplete, true,
+			func(t *testing.T, n nodeInfo) {
+				if n.capacity != 7 || n.capSource != "config" {
+					t.Errorf("capacity %d %q", n.capacity, n.capSource)
+				}
+				n = apply(n, event{kind: evConfigured, maxItemsSet: true, maxItems: intPtr(7)}, now)
+				if n.capacity != 7 {
+					t.Errorf("repeated: capacity %d", n.capacity)
+				}
+			}},
+		{"configuration unreadable after a disconnection: notified or default silence checks", nodeInfo{state: StateComplete, retractOwn: true, wasOffline: true},
+			event{kind: evConfigRead, unreadable: true, silentRetracts: true}, StateComplete, false,
+			func(t *testing.T, n nodeInfo) {
+				if !n.silentRetracts {
+					t.Error("a node maybe created again with the default (silent) is followed")
+				}
+			}},
 		{"configuration unreadable after a notified notify_retract: the node's stands", nodeInfo{state: StateComplete, fresh: true},
 			configured(func(name string) ([]string, bool) { return []string{"0"}, name == "pubsub#notify_retract" }), StateComplete, true,
 			func(t *testing.T, n nodeInfo) {

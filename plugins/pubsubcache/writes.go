@@ -270,7 +270,10 @@ func (p *Plugin) deleteNode(k nodeKey) func(ctx context.Context, t *wtx) error {
 		if err := t.remove(ctx, k); err != nil {
 			return err
 		}
-		t.afterwards(func() { p.pubs.forgetNode(k) })
+		t.afterwards(func() {
+			p.pubs.forgetNode(k)
+			p.learn.forgetArrivals(func(o nodeKey) bool { return o != k })
+		})
 		return nil
 	}
 }
@@ -305,7 +308,7 @@ func (p *Plugin) configure(k nodeKey, e event) func(ctx context.Context, t *wtx)
 		if _, _, err := t.transition(ctx, k, e); err != nil {
 			return err
 		}
-		if e.maxItemsSet && lowers(before.maxItems, e.maxItems) && before.cached() {
+		if e.maxItemsSet && lowers(before.knownMax(), e.maxItems) && before.cached() {
 			// Services differ: Prosody drops the extra items at once,
 			// ejabberd at the next publish. The listing tells; the next
 			// publishes are trimmed to the new limit. A listing running

@@ -50,6 +50,21 @@ type Client struct {
 	features map[featureKey]*Features
 	rsm      map[string]bool // service → RSM support learned from replies
 	notify   map[string]int  // node → WantNotify count
+
+	// router is the plugin's notification router (set by Init; nil in a
+	// Client built without the plugin).
+	router *router
+}
+
+// Settled waits until every pubsub notification the profile's session
+// received so far was handled: its bus events fired (EventItems…). Called
+// after an answer, it orders the notifications the service sent before
+// that answer before what the caller does next.
+func (c *Client) Settled(ctx context.Context, profileName string) error {
+	if c.router == nil {
+		return nil
+	}
+	return c.router.settled(ctx, profileName)
 }
 
 type featureKey struct{ profile, service string }

@@ -20,7 +20,7 @@ type notification struct {
 // router hands notifications from the receive goroutines (which must not
 // block) to one worker per profile, which keeps their arrival order, fetches
 // header-only items and fires the bus events (bridged to the API by
-// eventBindings).
+// eventBindings). mu guards queues, each queue's fields and stopped.
 type router struct {
 	c      *Client
 	ctx    context.Context
@@ -35,6 +35,11 @@ type router struct {
 type queue struct {
 	pending []notification
 	wake    chan struct{}
+	// enqueued and handled count the profile's notifications queued and
+	// handled (their bus events fired); progress is closed, and replaced,
+	// each time one is handled (settled waits on it).
+	enqueued, handled uint64
+	progress          chan struct{}
 }
 
 func newRouter(c *Client) *router {
@@ -72,12 +77,13 @@ func (r *router) enqueue(n notification) {
 	}
 	q := r.queues[n.profile]
 	if q == nil {
-		q = &queue{wake: make(chan struct{}, 1)}
+		q = &queue{wake: make(chan struct{}, 1), progress: make(chan struct{})}
 		r.queues[n.profile] = q
 		r.wg.Add(1)
 		go r.work(n.profile, q)
 	}
 	q.pending = append(q.pending, n)
+	q.enqueued++
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -103,11 +109,47 @@ func (r *router) work(profile string, q *queue) {
 			q.pending = q.pending[1:]
 			r.mu.Unlock()
 			r.handle(n)
+			r.mu.Lock()
+			q.handled++
+			close(q.progress)
+			q.progress = make(chan struct{})
+			r.mu.Unlock()
 			if r.ctx.Err() != nil {
 				return
 			}
 		}
 	}
+}
+
+// settled waits until every notification of profile queued so far was
+// handled (not the ones queued meanwhile). Notifications are queued by
+// the receive goroutine as their stanzas arrive, before any later stanza
+// of the stream (an IQ answer) is handed over: once an answer is in hand,
+// settled returns after the bus events of every notification the
+// service sent before it. It must not be called from a bus handler of
+// the notifications (the worker would wait for itself).
+func (r *router) settled(ctx context.Context, profile string) error {
+	r.mu.Lock()
+	q := r.queues[profile]
+	if q == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	target := q.enqueued
+	for q.handled < target {
+		ch := q.progress
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	r.mu.Unlock()
+	return nil
 }
 
 // stop ends the workers; queued notifications are dropped.

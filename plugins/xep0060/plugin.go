@@ -74,6 +74,7 @@ func (p *Plugin) Init(ctx context.Context, h *core.Host) error {
 	wire.Register()
 	p.c = newClient(h)
 	p.router = newRouter(p.c)
+	p.c.router = p.router
 	if h.API != nil {
 		path, handler := backendv1connect.NewPubSubServiceHandler(&api{c: p.c},
 			h.API.HandlerOptions(connect.WithSendMaxBytes(MaxMessageBytes))...)
