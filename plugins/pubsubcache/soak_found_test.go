@@ -337,3 +337,75 @@ func TestRepublishLessonOvertaken(t *testing.T) {
 		t.Fatal("learned that Prosody keeps re-published items in their place")
 	}
 }
+
+// TestDropAndRetractInOneBatch: bob's full PEP node on Prosody (capacity
+// 4, which alice cannot read) gets a new item, the service dropping its
+// oldest without telling, and bob retracts another; both notifications
+// reach alice's cache while its writer is busy, and are stored in one
+// transaction. The node's count is then what it was, yet the service
+// holds one item less: the node is checked before it is served (it was
+// served with the dropped item, fresh: SOAK_SEED=36 SOAK_STEPS=30).
+func TestDropAndRetractInOneBatch(t *testing.T) {
+	f := newLifeFixture(t, testsvc.KindProsody, fixtureOpts{})
+	ctx := ctxT(t)
+	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"4"}, "pubsub#notify_retract": {"1"}})
+	f.post(t, svc, node, 0, 4, 0)
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", svc, node)
+	// Handed to the cache: this observer runs after the cache's.
+	handed := make(chan bool, 8) // true: the retraction
+	h, err := f.host.Bus.Attach("handed", triggers.Observe(xep0060.EventItems, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.ItemsEvent) error {
+		if ev.Profile == "alice" && ev.Node == node {
+			handed <- len(ev.Retracted) > 0
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Remove()
+	started, release := make(chan struct{}), make(chan struct{})
+	go f.cache.w.run(context.Background(), func(ctx context.Context, _ *wtx) error {
+		close(started)
+		<-release
+		return nil
+	})
+	<-started
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(4), Payload: lifePayload(4)}); err != nil {
+		t.Fatal(err)
+	}
+	// bob's retraction passes through the (blocked) writer too: the
+	// service has it done before its answer comes back.
+	retractDone := make(chan error, 1)
+	go func() {
+		retractDone <- f.c.Retract(ctx, xep0060.RetractRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(3), Notify: true})
+	}()
+	for items, retracted := false, false; !items || !retracted; {
+		select {
+		case r := <-handed:
+			if r {
+				retracted = true
+			} else {
+				items = true
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("alice was not notified (item %v, retraction %v)", items, retracted)
+		}
+	}
+	close(release)
+	released = true
+	if err := <-retractDone; err != nil {
+		t.Fatal(err)
+	}
+	f.converged(t, "after the batch", svc, node)
+}
