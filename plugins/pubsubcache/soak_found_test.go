@@ -3,6 +3,7 @@ package pubsubcache
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,23 @@ import (
 
 // Divergences the life soak (soak_test.go) found, as small deterministic
 // tests (each failed before its fix).
+
+// holdWriter keeps the cache's writer busy (as behind a sync's page or a
+// burst) until release is called, or the test ends.
+func holdWriter(t *testing.T, f *lifeFixture) (release func()) {
+	t.Helper()
+	started, held := make(chan struct{}), make(chan struct{})
+	go f.cache.w.run(context.Background(), func(ctx context.Context, _ *wtx) error {
+		close(started)
+		<-held
+		return nil
+	})
+	<-started
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release)
+	return release
+}
 
 // TestPurgeQueuedServed: a purge notification alice received waits in the
 // writer (behind a busy write): a read meanwhile is not answered from the
@@ -58,19 +76,7 @@ func TestPurgeQueuedServed(t *testing.T) {
 				}
 				defer h.Remove()
 				// The writer busy with another write (a sync's page, a burst).
-				started, release := make(chan struct{}), make(chan struct{})
-				go f.cache.w.run(context.Background(), func(ctx context.Context, _ *wtx) error {
-					close(started)
-					<-release
-					return nil
-				})
-				<-started
-				released := false
-				defer func() {
-					if !released {
-						close(release)
-					}
-				}()
+				release := holdWriter(t, f)
 				// bob's own change passes through the (blocked) writer too:
 				// the service has it done before its answer comes back.
 				go func() {
@@ -90,8 +96,7 @@ func TestPurgeQueuedServed(t *testing.T) {
 				}
 				live, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node, NoCache: true})
 				page, _ := f.counted(t, xep0060.ItemsRequest{Profile: "alice", Service: svc, Node: node})
-				close(release)
-				released = true
+				release()
 				if page.FromCache && idsOf(page.Items) != idsOf(live.Items) {
 					t.Errorf("%s: after the %s was received, while it waits in the writer: served from the cache %s (stale %v), the service holds %q",
 						kind, change, idsOf(page.Items), page.Stale, idsOf(live.Items))
@@ -368,19 +373,7 @@ func TestDropAndRetractInOneBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Remove()
-	started, release := make(chan struct{}), make(chan struct{})
-	go f.cache.w.run(context.Background(), func(ctx context.Context, _ *wtx) error {
-		close(started)
-		<-release
-		return nil
-	})
-	<-started
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
+	release := holdWriter(t, f)
 	if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(4), Payload: lifePayload(4)}); err != nil {
 		t.Fatal(err)
 	}
@@ -402,8 +395,7 @@ func TestDropAndRetractInOneBatch(t *testing.T) {
 			t.Fatalf("alice was not notified (item %v, retraction %v)", items, retracted)
 		}
 	}
-	close(release)
-	released = true
+	release()
 	if err := <-retractDone; err != nil {
 		t.Fatal(err)
 	}
