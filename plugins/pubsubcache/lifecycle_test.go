@@ -121,6 +121,22 @@ func (f *lifeFixture) bobNode(t testing.TB, pl placement, prefix string, config 
 	return service, node
 }
 
+// cachedBobNode creates bob's node (bobNode, syncPrefix) with items
+// 0..items-1 and has alice's cache sync it: it returns once the node is
+// served from the cache.
+func (f *lifeFixture) cachedBobNode(t testing.TB, pl placement, config map[string][]string, items int) (service, node string) {
+	t.Helper()
+	service, node = f.bobNode(t, pl, syncPrefix, config)
+	f.post(t, service, node, 0, items, 0)
+	j, err := f.cache.Sync(ctxT(t), "alice", service, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	f.waitServed(t, "alice", service, node)
+	return service, node
+}
+
 // post publishes items from..to of bob's with payload(seed+i); when alice
 // follows the node, it returns once she was notified of the last one.
 func (f *lifeFixture) post(t testing.TB, service, node string, from, to, seed int) {

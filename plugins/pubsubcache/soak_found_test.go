@@ -49,14 +49,7 @@ func TestPurgeQueuedServed(t *testing.T) {
 			t.Run(kind+"/"+change, func(t *testing.T) {
 				f := newLifeFixture(t, kind, fixtureOpts{})
 				ctx := ctxT(t)
-				svc, node := f.bobNode(t, placements(kind)[0], syncPrefix, map[string][]string{"pubsub#max_items": {"10"}, "pubsub#notify_retract": {"1"}})
-				f.post(t, svc, node, 0, 3, 0)
-				j, err := f.cache.Sync(ctx, "alice", svc, node)
-				if err != nil {
-					t.Fatal(err)
-				}
-				<-j.Done()
-				f.waitServed(t, "alice", svc, node)
+				svc, node := f.cachedBobNode(t, placements(kind)[0], map[string][]string{"pubsub#max_items": {"10"}, "pubsub#notify_retract": {"1"}}, 3)
 				// Handed to the cache: this observer runs after the cache's
 				// (lower priority).
 				handed := make(chan struct{}, 4)
@@ -118,14 +111,7 @@ func TestSyncListingPastCapacity(t *testing.T) {
 	srv := servers.Use(t, testsvc.KindProsody)
 	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: hs.wrap}, "alice", "bob"))
 	ctx := ctxT(t)
-	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
-	f.post(t, svc, node, 0, 10, 0)
-	j, err := f.cache.Sync(ctx, "alice", svc, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-j.Done()
-	f.waitServed(t, "alice", svc, node)
+	svc, node := f.cachedBobNode(t, placement{name: "pep"}, map[string][]string{"pubsub#max_items": {"10"}}, 10)
 	hook := func() {
 		if _, err := f.c.Publish(ctx, xep0060.PublishRequest{Profile: "bob", Service: svc, Node: node, ID: itemID(10), Payload: lifePayload(10)}); err != nil {
 			t.Error(err)
@@ -143,7 +129,8 @@ func TestSyncListingPastCapacity(t *testing.T) {
 		}
 		return res, err
 	})
-	if j, err = f.cache.Sync(ctx, "alice", svc, node); err != nil {
+	j, err := f.cache.Sync(ctx, "alice", svc, node)
+	if err != nil {
 		t.Fatal(err)
 	}
 	<-j.Done()
@@ -174,14 +161,7 @@ func TestSyncListingPastCapacity(t *testing.T) {
 func TestPresenceDeliveryTeachesNothing(t *testing.T) {
 	f := newLifeFixture(t, testsvc.KindEjabberd, fixtureOpts{})
 	ctx := ctxT(t)
-	svc, node := f.bobNode(t, placement{name: "component", component: true}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
-	f.post(t, svc, node, 0, 3, 0)
-	j, err := f.cache.Sync(ctx, "alice", svc, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-j.Done()
-	f.waitServed(t, "alice", svc, node)
+	svc, node := f.cachedBobNode(t, placement{name: "component", component: true}, map[string][]string{"pubsub#max_items": {"10"}}, 3)
 	n, _ := f.cache.nodes.get(nodeKey{"alice", svc, node})
 	delivered := make(chan struct{}, 1)
 	h, err := f.host.Bus.Attach("delivered", triggers.Observe(xep0060.EventItems, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.ItemsEvent) error {
@@ -229,15 +209,7 @@ func TestRecreatedWhileOffline(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			f := newLifeFixture(t, kind, fixtureOpts{})
 			ctx := ctxT(t)
-			opts := map[string][]string{"pubsub#max_items": {"10"}}
-			svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, opts)
-			f.post(t, svc, node, 0, 3, 0)
-			j, err := f.cache.Sync(ctx, "alice", svc, node)
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-j.Done()
-			f.waitServed(t, "alice", svc, node)
+			svc, node := f.cachedBobNode(t, placement{name: "pep"}, map[string][]string{"pubsub#max_items": {"10"}}, 3)
 			oneSubscription := func(what string) {
 				t.Helper()
 				// Subscribing again leaves one subscription (no second one
@@ -293,14 +265,7 @@ func TestRepublishLessonOvertaken(t *testing.T) {
 	srv := servers.Use(t, testsvc.KindProsody)
 	f := watchLife(t, newFixture(t, srv, fixtureOpts{sessions: hs.wrap}, "alice", "bob"))
 	ctx := ctxT(t)
-	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"10"}})
-	f.post(t, svc, node, 0, 3, 0)
-	j, err := f.cache.Sync(ctx, "alice", svc, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-j.Done()
-	f.waitServed(t, "alice", svc, node)
+	svc, node := f.cachedBobNode(t, placement{name: "pep"}, map[string][]string{"pubsub#max_items": {"10"}}, 3)
 	n, _ := f.cache.nodes.get(nodeKey{"alice", svc, node})
 	republish := func(i int, wait bool) {
 		f.mu.Lock()
@@ -353,14 +318,7 @@ func TestRepublishLessonOvertaken(t *testing.T) {
 func TestDropAndRetractInOneBatch(t *testing.T) {
 	f := newLifeFixture(t, testsvc.KindProsody, fixtureOpts{})
 	ctx := ctxT(t)
-	svc, node := f.bobNode(t, placement{name: "pep"}, syncPrefix, map[string][]string{"pubsub#max_items": {"4"}, "pubsub#notify_retract": {"1"}})
-	f.post(t, svc, node, 0, 4, 0)
-	j, err := f.cache.Sync(ctx, "alice", svc, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-j.Done()
-	f.waitServed(t, "alice", svc, node)
+	svc, node := f.cachedBobNode(t, placement{name: "pep"}, map[string][]string{"pubsub#max_items": {"4"}, "pubsub#notify_retract": {"1"}}, 4)
 	// Handed to the cache: this observer runs after the cache's.
 	handed := make(chan bool, 8) // true: the retraction
 	h, err := f.host.Bus.Attach("handed", triggers.Observe(xep0060.EventItems, triggers.PriorityDefault-1, func(ctx context.Context, ev *xep0060.ItemsEvent) error {
